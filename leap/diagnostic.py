@@ -1,0 +1,136 @@
+"""The exit diagnostic and deployment checklist (paper sec 5.2 and 5.3).
+
+Three diagnostics decide whether an encoder is exit-compatible:
+
+1. flat similarity curve: ``cos(e_l, e_L)`` stays below 0.7 for every layer
+   ``l_min..L-1``;
+2. zero exit rate at ``theta = 0.95`` (with ``l_min``);
+3. monitoring overhead above 15% while fewer than 10% of samples exit.
+
+Any one makes the verdict ``incompatible``. The checklist (sec 5.3) adds: similarity to
+final >= 0.94 at the target exit layer, NN@10 >= 0.80 there, exit rate > 50%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from importlib import resources
+
+import numpy as np
+
+from leap import metrics
+from leap.early_exit import EarlyExitEncoder, ExitConfig
+from leap.latency import BenchConfig, bench
+
+
+@dataclass(frozen=True)
+class DiagnosticThresholds:
+    """The paper's thresholds (sec 5.2, 5.3)."""
+
+    flat_similarity: float = 0.7
+    overhead: float = 0.15
+    overhead_exit_rate: float = 0.10
+    checklist_similarity: float = 0.94
+    checklist_nn10: float = 0.80
+    checklist_exit_rate: float = 0.50
+
+
+def builtin_sentences() -> list[str]:
+    """The built-in list of a few hundred English sentences written for this project."""
+    text = resources.files("leap").joinpath("resources/sentences.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def default_min_layer(num_layers: int) -> int:
+    """``l_min`` when none is given: 6 (the paper's) for 12+ layers, half depth below."""
+    return max(1, min(6, num_layers // 2))
+
+
+def _clean(x: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in np.asarray(x, dtype=float)]
+
+
+def diagnose(
+    encoder: EarlyExitEncoder,
+    sentences: list[str],
+    exit: ExitConfig | None = None,
+    overhead_iters: int = 30,
+    batch_size: int = 32,
+    thresholds: DiagnosticThresholds = DiagnosticThresholds(),
+) -> dict:
+    """Run the sec 5.2 diagnostic and the sec 5.3 checklist on ``sentences``.
+
+    Returns the JSON-ready dict of SPEC "Public interface" (``leap diagnose --json``):
+    ``layers, similarity_to_final, stability, exit_rate, cumulative_exit,
+    expected_exit_layer, layer_reduction, monitoring_overhead, verdict, checklist``, plus
+    ``nn_at_10``, ``nn10_failure``, ``reasons`` and the exit rule used.
+    """
+    cfg = exit or encoder.exit
+    n_layers = encoder.num_layers
+    cfg.check_layers(n_layers)
+    lv = encoder.layer_embeddings(sentences, batch_size=batch_size).numpy()  # [L, N, d]
+    sim = metrics.similarity_to_final(lv)
+    stab = metrics.inter_layer_stability(lv)
+    _, exit_layers = encoder.encode(sentences, batch_size=batch_size, return_exit_layers=True, exit=cfg)
+    rate = metrics.exit_rate(exit_layers, n_layers)
+    e_l = metrics.expected_exit_layer(exit_layers)
+    if len(sentences) > 10:
+        nn10, nn_fail = metrics.nn_at_k_per_layer(lv, k=10)
+    else:
+        nn10 = nn_fail = np.full(n_layers, np.nan)
+    timing = bench(
+        encoder,
+        sentences,
+        BenchConfig(batch_sizes=(1,), warmup=max(3, overhead_iters // 10), iters=overhead_iters),
+        exit=cfg,
+    )
+    overhead = timing["rows"][0]["monitoring_overhead"]
+
+    t = thresholds
+    reasons = []
+    window = sim[cfg.min_layer - 1 : n_layers - 1]  # layers l_min..L-1
+    if window.size and float(window.max()) < t.flat_similarity:
+        reasons.append(
+            f"flat similarity curve: cos(e_l, e_L) < {t.flat_similarity} for every layer "
+            f"{cfg.min_layer}..{n_layers - 1} (max {window.max():.3f})"
+        )
+    if rate == 0.0:
+        reasons.append(f"zero exit rate at theta {cfg.theta}, l_min {cfg.min_layer}")
+    if overhead > t.overhead and rate < t.overhead_exit_rate:
+        reasons.append(f"monitoring overhead {overhead:.1%} > {t.overhead:.0%} with exit rate {rate:.1%} < {t.overhead_exit_rate:.0%}")
+
+    target = int(np.clip(round(e_l), 1, n_layers))
+    checks = {
+        "similarity_to_final": (float(sim[target - 1]), t.checklist_similarity, float(sim[target - 1]) >= t.checklist_similarity),
+        "nn_at_10": (
+            None if np.isnan(nn10[target - 1]) else float(nn10[target - 1]),
+            t.checklist_nn10,
+            bool(not np.isnan(nn10[target - 1]) and nn10[target - 1] >= t.checklist_nn10),
+        ),
+        "exit_rate": (rate, t.checklist_exit_rate, rate > t.checklist_exit_rate),
+    }
+    checklist = {"target_layer": target} | {
+        k: {"value": v, "threshold": thr, "pass": bool(ok)} for k, (v, thr, ok) in checks.items()
+    }
+    checklist["all_pass"] = all(c[2] for c in checks.values())
+    return {
+        "model": encoder.name,
+        "num_sentences": len(sentences),
+        "exit": {"strategy": cfg.strategy, "theta": cfg.theta, "patience": cfg.patience, "min_layer": cfg.min_layer},
+        "layers": list(range(1, n_layers + 1)),
+        "similarity_to_final": _clean(sim),
+        "stability": _clean(stab),
+        "mean_stability": float(np.nanmean(stab)) if n_layers > 1 else None,
+        "nn_at_10": _clean(nn10),
+        "nn10_failure": _clean(nn_fail),
+        "exit_rate": rate,
+        "cumulative_exit": _clean(metrics.cumulative_exit(exit_layers, n_layers)),
+        "expected_exit_layer": e_l,
+        "layer_reduction": metrics.layer_reduction(exit_layers, n_layers),
+        "monitoring_overhead": overhead,
+        "verdict": "incompatible" if reasons else "compatible",
+        "reasons": reasons,
+        "checklist": checklist,
+        "device": timing["device"],
+        "threads": timing["threads"],
+    }

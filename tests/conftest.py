@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny random models built offline, the packaged all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SENTENCES = [
+    "a man is playing a guitar on a small stage",
+    "the dog runs",
+    "who won the football match last night?",
+    "two children are building a sandcastle near the water while their parents read",
+    "the bank raised interest rates",
+    "a cat is sleeping on a warm windowsill",
+    "scientists detected water vapour in the atmosphere of a distant planet",
+    "please send me the report by friday",
+    "the train leaves every twenty minutes on weekdays and every hour on sundays",
+    "a woman is slicing tomatoes",
+    "heavy rain caused flooding",
+    "the museum opens a new exhibition on ancient maps this spring",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    """Folders of tiny random SentenceTransformer models: bert, mpnet, distilbert (6 layers)."""
+    from leap.models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {a: build_tiny_model(root / a, arch=a, num_layers=6, seed=1) for a in ("bert", "mpnet", "distilbert")}
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    from leap.models import packaged_minilm_path
+
+    return packaged_minilm_path()
+
+
+@pytest.fixture
+def sentences() -> list[str]:
+    return list(SENTENCES)
