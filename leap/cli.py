@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from leap import files
 from leap.errors import LeapError
 
 
@@ -116,7 +115,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = BenchConfig(batch_sizes=tuple(args.batch_sizes), warmup=args.warmup, iters=args.iters, threads=args.threads)
     out = bench(enc, sentences, cfg)
     if args.output:
-        _atomic_write_text(args.output, json.dumps(out, indent=2))
+        files.write_json(args.output, out)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -134,26 +133,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
-
-
-def _atomic_save_npy(path: str, array) -> None:
-    import numpy as np
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".npy")
-    with os.fdopen(fd, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, target)
-
-
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -164,9 +143,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     sentences = _read_lines(args.input)
     enc = _load(args)
     emb, layers = enc.encode(sentences, batch_size=args.batch_size, return_exit_layers=True, show_progress_bar=not args.json)
-    _atomic_save_npy(args.output, emb)
+    files.save_npy(args.output, emb)
     if args.exit_layers:
-        _atomic_save_npy(args.exit_layers, layers.astype(np.int64))
+        files.save_npy(args.exit_layers, layers.astype(np.int64))
     summary = {
         "model": enc.name,
         "num_sentences": len(sentences),
@@ -224,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from leap.early_exit import ExitConfig
+
+        # check the exit rule before any file is read or model loaded
+        ExitConfig(strategy=args.strategy, theta=args.theta, patience=args.patience, min_layer=args.min_layer or 1)
         return int(args.func(args) or 0)
     except LeapError as err:
         print(f"leap {args.command}: error: {err}", file=sys.stderr)

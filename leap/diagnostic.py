@@ -134,3 +134,37 @@ def diagnose(
         "device": timing["device"],
         "threads": timing["threads"],
     }
+
+
+def diagnose_to_json(
+    model: str,
+    output: str,
+    theta: float = 0.95,
+    patience: int = 1,
+    min_layer: int | None = None,
+    overhead_iters: int = 30,
+    sentences_file: str | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
+    """Load ``model`` (hub id, folder or ``packaged:...``), run :func:`diagnose`, write JSON atomically."""
+    import torch
+
+    from leap.files import write_json
+    from leap.models import resolve_model_ref
+
+    if threads:
+        torch.set_num_threads(threads)
+    probe = ExitConfig(theta=theta, patience=patience, min_layer=min_layer or 1)
+    enc = EarlyExitEncoder.from_pretrained(resolve_model_ref(model), exit=probe, device=device)
+    cfg = replace(probe, min_layer=min_layer if min_layer is not None else default_min_layer(enc.num_layers))
+    cfg.check_layers(enc.num_layers)
+    if sentences_file:
+        with open(sentences_file, encoding="utf-8") as fh:
+            sentences = [line.rstrip("\n") for line in fh if line.strip()]
+    else:
+        sentences = builtin_sentences()
+    out = diagnose(enc, sentences, exit=cfg, overhead_iters=overhead_iters)
+    out["model_ref"] = model
+    write_json(output, out)
+    return out

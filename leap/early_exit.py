@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leap.errors import LeapError
-from leap.pooling import mean_pool
+from leap.pooling import mean_pool_weights, pool_with
 
 STRATEGIES = ("convergence", "pabee", "none")
 
@@ -108,34 +108,36 @@ class ExitState:
 
     def __init__(self, config: ExitConfig, batch_size: int, device: torch.device) -> None:
         self.cfg = config
-        self.history: deque[Tensor] = deque(maxlen=max(config.patience, 1))  # p_{l-k..l-1}, [B, d] each
-        self.history_layers: deque[int] = deque(maxlen=max(config.patience, 1))
+        self.history: deque[Tensor] = deque(maxlen=max(config.patience, 1))  # e_{l-k..l-1}, [B, d] each
         self.counter = torch.zeros(batch_size, dtype=torch.long, device=device)  # PABEE
 
     def needs_pool(self, layer: int) -> bool:
         return self.cfg.strategy != "none" and layer >= self.cfg.first_pooled_layer()
 
-    def step(self, layer: int, pooled: Tensor) -> Tensor:
-        """Exit decisions at ``layer`` (1-based) for pooled vectors ``[B, d]``."""
+    def step(self, layer: int, pooled: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Exit decisions at ``layer`` (1-based) for pooled vectors ``[B, d]``.
+
+        Returns ``(exits, e_l)``: a bool ``[B]`` of rows that exit here (``None`` when
+        no row can exit at this layer) and the L2-normalised pooled vectors ``[B, d]``
+        (float32), which are also the exit embeddings.
+        """
         cfg = self.cfg
-        p = pooled.float()
-        exits = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
+        unit = F.normalize(pooled.float(), dim=-1)  # e_l: [B, d]
+        exits = None
         if cfg.strategy == "convergence":
             if layer >= cfg.min_layer and layer > cfg.patience:
-                prev = self.history[0]  # p_{l-k}
-                assert self.history_layers[0] == layer - cfg.patience
-                exits = F.cosine_similarity(p, prev, dim=-1) >= cfg.theta
+                # cos(p_l, p_{l-k}) on unit vectors; history[0] is layer l-k
+                exits = torch.linalg.vecdot(unit, self.history[0]) >= cfg.theta
         elif cfg.strategy == "pabee":
             if self.history:
-                agree = F.cosine_similarity(p, self.history[-1], dim=-1) >= cfg.pabee_theta
+                agree = torch.linalg.vecdot(unit, self.history[-1]) >= cfg.pabee_theta
                 self.counter = torch.where(agree, self.counter + 1, torch.zeros_like(self.counter))
             if layer >= cfg.min_layer:
                 exits = self.counter >= cfg.pabee_patience
-        self.history.append(p)
-        self.history_layers.append(layer)
+        self.history.append(unit)
         if cfg.monitor_only:
-            return torch.zeros_like(exits)
-        return exits
+            exits = None
+        return exits, unit
 
     def keep(self, idx: Tensor) -> None:
         """Keep only rows ``idx`` (a LongTensor of row indices)."""
@@ -165,7 +167,10 @@ def simulate_exit(layer_vectors: Tensor | np.ndarray, config: ExitConfig) -> tup
     done = torch.zeros(n, dtype=torch.bool)
     for l in range(1, n_layers + 1):
         if state.needs_pool(l):
-            exits = state.step(l, v[l - 1]) & ~done
+            exits, _ = state.step(l, v[l - 1])
+            if exits is None:
+                continue
+            exits = exits & ~done
             exit_layer[exits] = l
             done |= exits
     rows = torch.arange(n)
@@ -424,55 +429,59 @@ class EarlyExitEncoder:
         right_padded = getattr(self.tokenizer, "padding_side", "right") == "right"
 
         mask2d = attention_mask
+        weights = mean_pool_weights(mask2d)  # [B, 1, T]
         hidden = ad.embed(m, input_ids, mask2d)  # [B, T, d]
         mask4d = _bidirectional_mask(m, hidden, mask2d)
         extra = ad.extra(m, hidden)
         out = torch.zeros(bsz, hidden.shape[-1], dtype=torch.float32, device=hidden.device)
         for l in range(1, n_layers + 1):
             hidden = ad.call(layers[l - 1], hidden, mask4d, extra)  # h^(l): [b, T, d]
-            if l == n_layers:
-                break
-            if not state.needs_pool(l):
+            if l == n_layers or not state.needs_pool(l):
                 continue
-            pooled = mean_pool(hidden, mask2d)  # p_l: [b, d]
-            exits = state.step(l, pooled)  # [b] bool
+            exits, unit = state.step(l, pool_with(weights, hidden))  # [b] bool, e_l [b, d]
+            if exits is None:
+                continue
             if not compact:
                 exits = exits & ~done[rows]
             if not bool(exits.any()):
                 continue
+            if compact and bool(exits.all()):  # every running row exits here
+                out[rows] = unit
+                exit_layer[rows] = l
+                return out, exit_layer
             idx = rows[exits]
-            out[idx] = F.normalize(pooled[exits].float(), dim=-1)
+            out[idx] = unit[exits]
             exit_layer[idx] = l
             done[idx] = True
             if compact:
                 keep = (~exits).nonzero(as_tuple=True)[0]
-                if keep.numel() == 0:
-                    return out, exit_layer
                 rows = rows.index_select(0, keep)
                 hidden, mask2d = hidden.index_select(0, keep), mask2d.index_select(0, keep)
                 state.keep(keep)
                 if right_padded:  # trim padding columns no running row needs
                     t = int(mask2d.sum(dim=1).max())
                     hidden, mask2d = hidden[:, :t], mask2d[:, :t]
+                weights = mean_pool_weights(mask2d)
                 mask4d = _bidirectional_mask(m, hidden, mask2d)
                 extra = ad.extra(m, hidden)
             elif bool(done.all()):
                 return out, exit_layer
         last = ~done[rows]
-        out[rows[last]] = F.normalize(mean_pool(hidden[last], mask2d[last]).float(), dim=-1)
+        out[rows[last]] = F.normalize(pool_with(weights[last], hidden[last]).float(), dim=-1)
         return out, exit_layer
 
     @torch.inference_mode()
     def forward_layers(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """``[L, B, d]`` pooled (not normalised) vectors of every layer, full pass."""
         m, ad = self.model, self.adapter
+        weights = mean_pool_weights(attention_mask)  # [B, 1, T]
         hidden = ad.embed(m, input_ids, attention_mask)
         mask4d = _bidirectional_mask(m, hidden, attention_mask)
         extra = ad.extra(m, hidden)
         pooled = []
         for layer in ad.layers(m):
             hidden = ad.call(layer, hidden, mask4d, extra)
-            pooled.append(mean_pool(hidden, attention_mask).float())
+            pooled.append(pool_with(weights, hidden).float())
         return torch.stack(pooled)
 
     # -- public encoding API --------------------------------------------------------------

