@@ -122,7 +122,10 @@ class ExitState:
         (float32), which are also the exit embeddings.
         """
         cfg = self.cfg
-        unit = F.normalize(pooled.float(), dim=-1)  # e_l: [B, d]
+        p = pooled.float()
+        # e_l = p_l / ||p_l||: two kernels instead of F.normalize's three (each small op
+        # right after a layer runs cold on CPU, so the count matters at batch 1)
+        unit = p / torch.linalg.vector_norm(p, dim=-1, keepdim=True).clamp_min(1e-12)  # [B, d]
         exits = None
         if cfg.strategy == "convergence":
             if layer >= cfg.min_layer and layer > cfg.patience:
