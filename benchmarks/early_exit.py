@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from dataclasses import replace
 
 import numpy as np
 import torch
