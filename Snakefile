@@ -1,7 +1,11 @@
 # LEAP: Layer-wise Exit-Aware Pretraining (ACL 2026), reproduction workflow.
 #
-# Stages (one rule file each): data extraction and filtering -> teacher embedding
-# cache -> training -> evaluation -> tables, figures and the claims report.
+# The method, stage by stage (one rule file each):
+#   data     unique training sentences > 20 characters, evaluation sentences removed (sec 4.1)
+#   teacher  the teacher's pooled vectors of every layer the losses read, cached once (sec 4.1)
+#   train    baseline and LEAP students x seeds, ablations, beta sweep, comparisons (sec 3, B.2)
+#   evaluate STS-B / BEIR on exited embeddings, layer-wise analyses, latency (sec 4)
+#   report   every table and figure, and claims versus measured
 # This file only validates the config, includes the stages and names the targets.
 
 from snakemake.utils import min_version
@@ -13,6 +17,9 @@ configfile: "config/demo.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/teacher.smk"
+include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
@@ -20,4 +27,34 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        TABLES,
+        REPORT,
+
+
+rule main:
+    input:
+        group_evals("main"),
+
+
+rule ablation:
+    input:
+        group_evals("ablation"),
+
+
+rule sweep:
+    input:
+        group_evals("sweep"),
+
+
+rule comparisons:
+    input:
+        group_evals("comparisons"),
+
+
+rule latency:
+    input:
+        LATENCY_RUNS,
+
+
+rule report:
+    input:
+        REPORT,

@@ -203,3 +203,19 @@ def bench(encoder: EarlyExitEncoder, sentences: list[str], config: BenchConfig, 
         "rows": rows,
         **env,
     }
+
+
+def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: int | None = None) -> dict:
+    """Table 7 for one trained student -> JSON (the workflow's latency rule)."""
+    from leap.diagnostic import builtin_sentences
+    from leap.files import write_json
+
+    device = bench_cfg.get("device", "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise LeapError("latency.device is cuda but no GPU is visible; set latency.device: cpu")
+    enc = EarlyExitEncoder.from_pretrained(str(model), exit=ExitConfig(**exit), device=device, dtype=bench_cfg.get("dtype"))
+    cfg = BenchConfig(batch_sizes=tuple(bench_cfg["batch_sizes"]), warmup=bench_cfg["warmup"], iters=bench_cfg["iters"],
+                      threads=threads if device == "cpu" else None)
+    res = bench(enc, builtin_sentences(), cfg)
+    write_json(out_json, res)
+    return res

@@ -1,0 +1,27 @@
+# Data extraction and filtering (paper sec 4.1, B.2): unique sentences longer than 20
+# characters from every configured source, every evaluation sentence removed.
+
+
+rule extract_data:
+    input:
+        code=[LEAP / "data.py"],
+    output:
+        sentences=f"{DATA}/sentences.parquet",
+        stats=f"{DATA}/stats.json",
+        stsb=f"{DATA}/stsb.parquet",
+        nli=f"{DATA}/nli.parquet" if DATA_CFG.get("nli") else [],
+        retrieval=expand(f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL),
+    log:
+        f"{RESULTS}/logs/extract_data.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/extract_data.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        data={**DATA_CFG, "data_dir": config["data_dir"]},
+        out_dir=DATA,
+    script:
+        "../workflow_scripts/extract.py"

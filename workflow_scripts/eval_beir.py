@@ -1,0 +1,13 @@
+"""BEIR retrieval, full and early exit (adapter for leap.evaluate)."""
+
+from pathlib import Path
+
+import _bootstrap
+
+_bootstrap.setup(snakemake)  # noqa: F821
+
+from leap.evaluate import run_beir  # noqa: E402
+
+p = snakemake.params  # noqa: F821
+run_beir(snakemake.input.model, Path(snakemake.input.corpus).parent, snakemake.output.json, p.exit,  # noqa: F821
+         batch_size=p.batch_size, threads=snakemake.threads)  # noqa: F821

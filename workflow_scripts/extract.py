@@ -1,0 +1,9 @@
+"""Data stage: sources -> filtered sentences + evaluation sets (adapter for leap.data)."""
+
+import _bootstrap
+
+_bootstrap.setup(snakemake)  # noqa: F821
+
+from leap.data import DataConfig, prepare_data  # noqa: E402
+
+prepare_data(DataConfig(**snakemake.params.data), snakemake.params.out_dir)  # noqa: F821
