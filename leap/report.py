@@ -222,11 +222,13 @@ CLAIMS: list[Claim] = [
           lambda r, d: ((_mean([x["median_contraction"] for x in _runs(r, "leap", "layers")]), "median over layers")
                         if _runs(r, "leap", "layers") else (None, "leap not run")), tol=0.05, direction=lambda m, r: m < 1.0),
     Claim("exit rate: TinyBERT / MiniLM-L6 / DistilBERT", "0% / 0.7% / 71.5%", "fraction",
-          lambda r, d: ((lambda vals: (" / ".join("n/a" if v is None else f"{100 * v:.1f}%" for v in vals),
-                                       "published checkpoints in this config; n/a = not in config"))(
+          lambda r, d: ((lambda vals: (None, "none of these checkpoints is in this config") if all(v is None for v in vals)
+                         else (" / ".join("n/a" if v is None else f"{100 * v:.1f}%" for v in vals),
+                               "published checkpoints in this config; n/a = not in config"))(
               [_diag(n, "exit_rate")(r, d)[0] for n in ("tinybert", "minilm-l6", "distilbert")]))),
     Claim("wall-clock speedup batch 1 / 8 / 32 (L4, fp16)", "1.61x / 1.32x / 1.24x", "x",
-          lambda r, d: ((lambda vals, note: (" / ".join("n/a" if v is None else f"{v:.2f}x" for v in vals), note))(
+          lambda r, d: ((lambda vals, note: (None, note) if all(v is None for v in vals)
+                         else (" / ".join("n/a" if v is None else f"{v:.2f}x" for v in vals), note))(
               [_latency(b)(r, d)[0] for b in (1, 8, 32)], _latency(1)(r, d)[1]))),
     Claim("latency batch 1, full -> LEAP", "8.46 ms -> 5.25 ms", "ms", _latency_ms),
     Claim("monitoring overhead", 0.222, "fraction", _overhead),

@@ -393,7 +393,7 @@ def check_finite(terms: dict[str, Tensor], step: int) -> None:
     """Stop on NaN/inf: name the step and the first non-finite term."""
     for k, v in terms.items():
         if not torch.isfinite(v).all():
-            raise LeapError(f"non-finite loss at step {step}: term {k!r} is {float(v)}; lower the learning "
+            raise LeapError(f"non-finite loss at step {step}: term {k!r} is {float(v.detach())}; lower the learning "
                             f"rate or check the teacher cache for NaN rows")
 
 

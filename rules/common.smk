@@ -7,7 +7,9 @@ from snakemake.utils import validate
 
 validate(config, "../config/schema.yaml")
 
-sys.path.insert(0, str(Path(workflow.basedir)))  # the workflow's own `leap` (conda envs too)
+sys.path.insert(
+    0, str(Path(workflow.basedir))
+)  # the workflow's own `leap` (conda envs too)
 from leap.errors import LeapError
 from leap.train import make_train_config
 
@@ -22,14 +24,34 @@ ENV = "../environment.yml"
 PUBLISHED = {m["name"]: m["model"] for m in config["published_models"]}
 DATA_CFG = config["data"]
 RETRIEVAL = [ref.split(":", 1)[1] for ref in DATA_CFG.get("retrieval", [])]
+LOCAL = [
+    r
+    for r in DATA_CFG.get("train_sources", [])
+    + DATA_CFG.get("retrieval", [])
+    + [DATA_CFG.get("stsb") or "", DATA_CFG.get("nli") or ""]
+    if r.startswith("local:")
+]
+if LOCAL and not config.get("data_dir"):
+    raise ValueError(
+        f"invalid config: sources {LOCAL} read a local data folder but data_dir is not set; pass --config data_dir=/path/to/data (e.g. ../shared/data)"
+    )
+if LOCAL and not Path(config["data_dir"]).is_dir():
+    raise ValueError(
+        f"invalid config: data_dir {config['data_dir']!r} is not a folder; point it at a local copy with the layout stsbenchmark/, nli/, mrpc/, beir/"
+    )
 SEEDS = config["seeds"]
-GROUPS = {g: config["variants"].get(g, []) for g in ("main", "ablation", "sweep", "comparisons")}
-HEADS = "deebert"  # off-ramps on the baseline student: an evaluation, not a training run
-TRAINED = list(
-    dict.fromkeys(v for g in GROUPS.values() for v in g if v != HEADS)
+GROUPS = {
+    g: config["variants"].get(g, [])
+    for g in ("main", "ablation", "sweep", "comparisons")
+}
+HEADS = (
+    "deebert"  # off-ramps on the baseline student: an evaluation, not a training run
 )
+TRAINED = list(dict.fromkeys(v for g in GROUPS.values() for v in g if v != HEADS))
 if HEADS in GROUPS["comparisons"] and "baseline" not in TRAINED:
-    raise ValueError("variant deebert needs the baseline variant; add baseline to variants.main")
+    raise ValueError(
+        "variant deebert needs the baseline variant; add baseline to variants.main"
+    )
 
 
 def seeds_of(variant):
@@ -97,14 +119,14 @@ def group_evals(group):
         [f"beir_{r}" for r in RETRIEVAL],
     )
     if HEADS in GROUPS[group]:
-        out += [f"{RESULTS}/{HEADS}/seed{s}/eval/stsb_heads.json" for s in seeds_of(HEADS)]
+        out += [
+            f"{RESULTS}/{HEADS}/seed{s}/eval/stsb_heads.json" for s in seeds_of(HEADS)
+        ]
     return out
 
 
 LATENCY_RUNS = runs([v for v in LATENCY["variants"] if v in TRAINED], ["latency"])
-ALL_EVALS = sorted(
-    set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS)
-)
+ALL_EVALS = sorted(set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS))
 DIAGNOSTICS = expand(
     f"{RESULTS}/published/{{name}}/eval/diagnostic.json", name=list(PUBLISHED)
 )

@@ -10,7 +10,9 @@ rule extract_data:
         stats=f"{DATA}/stats.json",
         stsb=f"{DATA}/stsb.parquet",
         nli=f"{DATA}/nli.parquet" if DATA_CFG.get("nli") else [],
-        retrieval=expand(f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL),
+        retrieval=expand(
+            f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL
+        ),
     log:
         f"{RESULTS}/logs/extract_data.log",
     benchmark:
@@ -22,6 +24,5 @@ rule extract_data:
         runtime=60,
     params:
         data={**DATA_CFG, "data_dir": config["data_dir"]},
-        out_dir=DATA,
     script:
         "../workflow_scripts/extract.py"

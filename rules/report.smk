@@ -5,7 +5,9 @@ rule tables:
     input:
         evals=ALL_EVALS,
         diagnostics=DIAGNOSTICS,
-        configs=[f"{RESULTS}/{v}/seed{seeds_of(v)[0]}/train_config.json" for v in TRAINED],
+        configs=[
+            f"{RESULTS}/{v}/seed{seeds_of(v)[0]}/train_config.json" for v in TRAINED
+        ],
         code=LEAP / "tables.py",
     output:
         index=f"{RESULTS}/tables/index.json",
@@ -17,7 +19,6 @@ rule tables:
     params:
         names=list(PUBLISHED),
         variants=TRAINED,
-        out_dir=f"{RESULTS}/tables",
     script:
         "../workflow_scripts/tables.py"
 
@@ -35,7 +36,6 @@ rule figures:
         ENV
     params:
         theta=EXIT["theta"],
-        out_dir=f"{RESULTS}/figures",
     script:
         "../workflow_scripts/figures.py"
 

@@ -26,6 +26,5 @@ rule train_student:
     params:
         train=lambda wc: TRAIN_CONFIGS[(wc.variant, int(wc.seed))],
         teacher=config["teacher"].get("model", "packaged:all-MiniLM-L6-v2"),
-        out_dir=RUN,
     script:
         "../workflow_scripts/train.py"

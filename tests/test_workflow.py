@@ -3,6 +3,7 @@ config is rejected by the schema before any job runs, lint and snakefmt are clea
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,33 +25,91 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def tiny_config(tmp_path, tiny_models) -> Path:
-    cfg = {
+def tiny_cfg(tiny_models) -> dict:
+    """The whole DAG on tiny random models and a little synthetic data (about a minute)."""
+    return {
         "experiment": "tiny",
         "threads": 1,
+        "data": {"train_sources": ["demo:sentences"], "stsb": "demo:pairs", "retrieval": ["demo:retrieval"],
+                 "nli": "demo:pairs", "max_sentences": 96, "demo_size": 300},
+        "teacher": {"model": tiny_models["mpnet"], "shard_size": 64},
+        "training": {"student": tiny_models["bert"], "n_layers": 4, "epochs": 1, "batch_size": 16,
+                     "max_seq_length": 24, "log_steps": 2, "loss": {"min_layer": 2}},
+        "seeds": [0],
+        "variants": {"main": ["baseline", "leap"], "ablation": ["abl_final"], "sweep": ["beta0.2"],
+                     "comparisons": ["fixed_depth", "adaptive_layer", "layerskip", "deebert"]},
+        "variant_overrides": {"fixed_depth": {"n_layers": 3}},
+        "sweep": {"max_samples": 48},
+        "evaluation": {"exit": {"min_layer": 2}, "layer_sentences": 60, "heads_epochs": 1},
+        "latency": {"batch_sizes": [1, 4], "warmup": 1, "iters": 3},
         "published_models": [{"name": "tiny-bert", "model": tiny_models["bert"]},
                              {"name": "tiny-mpnet", "model": tiny_models["mpnet"]}],
         "diagnostic": {"theta": 0.95, "patience": 1, "min_layer": 3, "overhead_iters": 2},
     }
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_models) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(tiny_cfg(tiny_models)))
     return path
+
+
+def jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts from the job-stats table of a dry run."""
+    out, counts, on = proc.stdout + proc.stderr, {}, False
+    for line in out.splitlines():
+        if line.startswith("job ") and "count" in line:
+            on = True
+            continue
+        if on:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+            elif counts and not line.strip():
+                break
+    return counts
 
 
 @pytest.mark.slow
 def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     proc = run(["--cores", "2", "--configfile", str(tiny_config)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results/tiny/tables/table2_cross_distillation.csv")
+    res = tmp_path / "results/tiny"
+    table = pd.read_csv(res / "tables/table2_cross_distillation.csv")
     assert table["Model"].tolist() == ["tiny-bert", "tiny-mpnet"]
     assert set(table["Verdict"]) <= {"compatible", "incompatible"}
-    assert (tmp_path / "results/tiny/tables/table2_cross_distillation.md").read_text().startswith("| Model |")
-    for name in ("tiny-bert", "tiny-mpnet"):
-        assert (tmp_path / f"results/tiny/logs/diagnose_published/{name}.log").exists()
-        assert (tmp_path / f"results/tiny/benchmarks/diagnose_published/{name}.tsv").exists()
+    for v in ("baseline", "leap", "abl_final", "beta0.2", "fixed_depth", "adaptive_layer", "layerskip"):
+        run_dir = res / v / "seed0"
+        assert (run_dir / "model" / "modules.json").exists()
+        assert json.loads((run_dir / "eval/stsb.json").read_text())["splits"]["test"]["n_pairs"] > 0
+        assert (run_dir / "eval/layers.json").exists() and (run_dir / "train_log.jsonl").read_text()
+    assert json.loads((res / "leap/seed0/eval/beir_retrieval.json").read_text())["full"]["NDCG@10"] >= 0
+    assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
+    assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
+    index = json.loads((res / "tables/index.json").read_text())
+    assert index["table1_main"] == "written" and index["table11_ablation"] == "written"
+    for name, state in index.items():
+        if state == "written":
+            assert not pd.read_csv(res / f"tables/{name}.csv").empty
+    assert (res / "figures/fig1_layer_dynamics.png").stat().st_size > 1000
+    claims = pd.read_csv(res / "claims.csv")
+    assert list(claims.columns[:5]) == ["claim", "paper", "measured", "unit", "verdict"] and len(claims) == 25
+    assert "Synthetic data" in (res / "report.md").read_text().splitlines()[2]
+    assert (res / "logs/train/leap/seed0.log").exists() and (res / "benchmarks/train/leap/seed0.tsv").exists()
     again = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # change one variant's parameter: only that variant's chain (and the report) reruns
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["variant_overrides"]["layerskip"] = {"lr": 1e-4}
+    tiny_config.write_text(yaml.safe_dump(cfg))
+    changed = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
+    counts = jobs(changed)
+    assert counts.get("train_student") == 1, changed.stdout[-3000:]
+    assert counts.get("eval_stsb") == 1 and counts.get("eval_layers") == 1
+    assert "teacher_cache" not in counts and "extract_data" not in counts
+    assert "layerskip" in changed.stdout + changed.stderr
 
 
 @pytest.mark.parametrize(
@@ -59,6 +118,9 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
         ({"unknown_key": 1}, "Additional properties are not allowed ('unknown_key' was unexpected)"),
         ({"threads": "two"}, "'two' is not of type 'integer'"),
         ({"diagnostic": {"theta": 3}}, "3 is greater than the maximum of 1"),
+        ({"variants": {"main": ["baseline", "leapp"]}}, "unknown variant 'leapp'"),
+        ({"data": {"train_sources": ["local:nli"]}}, "data_dir is not set"),
+        ({"data": {"train_sources": ["local:nli"]}, "data_dir": "/no/such/dir"}, "is not a folder"),
     ],
 )
 def test_bad_config_rejected_by_schema(tmp_path, tiny_config, patch, message):
@@ -73,7 +135,16 @@ def test_bad_config_rejected_by_schema(tmp_path, tiny_config, patch, message):
 def test_paper_config_resolves_offline(tmp_path):
     proc = run(["-n", "--configfile", str(ROOT / "config/config.yaml")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "diagnose_published" in proc.stdout + proc.stderr
+    counts = jobs(proc)
+    assert counts["train_student"] == 18 and counts["eval_beir"] == 30 and counts["claims_report"] == 1
+
+
+def test_cpu_config_resolves(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = run(["-n", "--configfile", str(ROOT / "config/cpu.yaml"), "--config", f"data_dir={data}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert jobs(proc)["train_student"] == 15
 
 
 def test_lint_and_format():

@@ -6,4 +6,7 @@ _bootstrap.setup(snakemake)  # noqa: F821
 
 from leap.figures import build_figures  # noqa: E402
 
-build_figures(snakemake.input.evals, snakemake.params.out_dir, theta=snakemake.params.theta)  # noqa: F821
+from pathlib import Path  # noqa: E402
+
+build_figures(snakemake.input.evals, Path(snakemake.output.index).parent,  # noqa: F821
+              theta=snakemake.params.theta)  # noqa: F821

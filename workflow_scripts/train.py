@@ -14,7 +14,7 @@ train(
     train_config_from_dict(p.train),
     read_sentences(snakemake.input.sentences),  # noqa: F821
     Path(snakemake.input.manifest).parent,  # noqa: F821
-    p.out_dir.format(**snakemake.wildcards),  # noqa: F821
+    Path(snakemake.output.config).parent,  # noqa: F821
     teacher=p.teacher,
     threads=snakemake.threads,  # noqa: F821
 )

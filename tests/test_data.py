@@ -1,0 +1,151 @@
+"""Filtering, local parsers (on hand-made files in the shared layout), demo data, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from leap.data import (
+    DataConfig,
+    RetrievalSet,
+    demo_pairs,
+    demo_retrieval,
+    demo_sentences,
+    filter_sentences,
+    normalise,
+    prepare_data,
+    read_stsb_file,
+    retrieval_set,
+    stsb_pairs,
+    training_sentences,
+)
+from leap.errors import LeapError
+
+LONG = "a sentence that is clearly longer than twenty characters"
+
+
+def test_filter_exact_sentences_and_stats():
+    sources = {
+        "a": [LONG, "  " + LONG.replace(" ", "   ") + "\n", "short one", "the leaked sentence from the test set", "another long enough sentence here"],
+        "b": [LONG, "yet another sentence long enough", "exactly twenty chars"],
+        "empty": [],
+    }
+    res = filter_sentences(sources, exclude=["the  leaked sentence from the test set"], min_chars=20)
+    assert res.sentences == [LONG, "another long enough sentence here", "yet another sentence long enough"]
+    assert res.sources == ["a", "a", "b"]
+    st = res.stats
+    assert st["sources"]["a"] == {"read": 5, "short": 1, "duplicate": 1, "leaked": 1, "kept": 2}
+    assert st["sources"]["b"] == {"read": 3, "short": 1, "duplicate": 1, "leaked": 0, "kept": 1}
+    assert st["sources"]["empty"]["read"] == 0
+    assert (st["short_dropped"], st["duplicates_dropped"], st["leaked_dropped"], st["written"]) == (2, 2, 1, 3)
+
+
+def test_filter_cap_is_seeded_and_keeps_order():
+    sents = [f"sentence number {i:04d} is long enough" for i in range(100)]
+    a = filter_sentences({"s": sents}, max_sentences=10, seed=3).sentences
+    b = filter_sentences({"s": sents}, max_sentences=10, seed=3).sentences
+    c = filter_sentences({"s": sents}, max_sentences=10, seed=4).sentences
+    assert a == b and a != c and a == sorted(a) and len(a) == 10
+
+
+def test_normalise():
+    assert normalise("  a\t b \n c ") == "a b c"
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """Hand-made files in the shared-data layout (not the real data)."""
+    sts = tmp_path / "stsbenchmark"
+    sts.mkdir()
+    rows = {
+        "train": ["main-captions\tMSRvid\t2012test\t0001\t5.000\tA plane is taking off now.\tAn air plane is taking off now.",
+                  'main-news\theadlines\t2013\t0002\t1.500\tHe said "no" twice to them.\tShe said yes once to him today.\tsrc1\tsrc2'],
+        "dev": ["main-forums\tx\t2014\t0003\t3.200\tA dev sentence for checking.\tAnother dev sentence for checking."],
+        "test": ["main-forums\tx\t2015\t0004\t0.400\tThe test sentence that leaks here.\tA second test sentence right here."],
+    }
+    for split, lines in rows.items():
+        (sts / f"sts-{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nli = tmp_path / "nli" / "snli_dev"
+    nli.mkdir(parents=True)
+    with open(nli / "dev.jsonl", "w") as fh:
+        for p, h, l in [("A man plays a guitar on stage tonight.", "A person makes music for a crowd.", "entailment"),
+                        ("The test sentence that leaks here.", "Nothing leaks from this one here.", "neutral")]:
+            fh.write(json.dumps({"premise": p, "hypothesis": h, "label": l}) + "\n")
+    mrpc = tmp_path / "mrpc"
+    mrpc.mkdir()
+    head = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n"
+    (mrpc / "msr_paraphrase_train.txt").write_text(head + "1\t1\t2\tThe company said profits rose.\tProfits rose, the company said.\r\n", encoding="utf-8")
+    (mrpc / "msr_paraphrase_test.txt").write_text(head, encoding="utf-8")
+    beir = tmp_path / "beir" / "toy"
+    demo_retrieval(n_docs=20, n_queries=5).save(beir)
+    return tmp_path
+
+
+def test_stsb_local_parser_quote_none_and_extra_columns(data_dir):
+    df = read_stsb_file(data_dir / "stsbenchmark/sts-train.csv")
+    assert len(df) == 2
+    assert df.loc[1, "sentence1"] == 'He said "no" twice to them.'
+    assert df["score"].tolist() == [5.0, 1.5]
+    all_ = stsb_pairs("local:stsb", data_dir)
+    assert all_.groupby("split").size().to_dict() == {"dev": 1, "test": 1, "train": 2}
+
+
+def test_local_sources_and_leakage(data_dir, tmp_path):
+    assert "The company said profits rose." in training_sentences("local:mrpc", data_dir)
+    cfg = DataConfig(train_sources=["local:nli", "local:mrpc", "local:stsb"], stsb="local:stsb",
+                     retrieval=["local:toy"], nli="local:nli", data_dir=str(data_dir))
+    out = tmp_path / "out"
+    stats = prepare_data(cfg, out, log=lambda s: None)
+    sents = pd.read_parquet(out / "sentences.parquet")["sentence"].tolist()
+    assert "The test sentence that leaks here." not in sents
+    assert "A man plays a guitar on stage tonight." in sents
+    assert stats["leaked_dropped"] == 1 and not stats["synthetic"]
+    nli = pd.read_parquet(out / "nli.parquet")
+    assert nli["label"].tolist() == [0]  # the leaking pair is dropped
+    assert json.loads((out / "stats.json").read_text())["sha256"]
+
+
+def test_beir_local_loader_feeds_beir_evaluator(data_dir):
+    from beir.retrieval.evaluation import EvaluateRetrieval
+
+    ds = retrieval_set("local:toy", data_dir)
+    assert len(ds.corpus) == 20 and len(ds.queries) == 5 and set(ds.qrels) == set(ds.queries)
+    results = {q: {d: 1.0 for d in docs} for q, docs in ds.qrels.items()}
+    ndcg, *_ = EvaluateRetrieval.evaluate(ds.qrels, results, [1, 10])
+    assert ndcg["NDCG@1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "cfg, needle",
+    [
+        (DataConfig(train_sources=["local:nli"], stsb=None), "data_dir is not set"),
+        (DataConfig(train_sources=["local:nli"], stsb=None, data_dir="/no/such/folder"), "does not exist"),
+        (DataConfig(train_sources=["local:wiki"], stsb=None, data_dir="."), "local:wiki"),
+        (DataConfig(train_sources=["ftp:x"], stsb=None), "unknown kind 'ftp'"),
+        (DataConfig(train_sources=["demo:other"], stsb=None), "demo:sentences"),
+    ],
+)
+def test_bad_sources_one_clear_message(tmp_path, cfg, needle):
+    with pytest.raises(LeapError, match=needle.replace("(", r"\(")):
+        prepare_data(cfg, tmp_path / "o", log=lambda s: None)
+    assert not (tmp_path / "o" / "sentences.parquet").exists()
+
+
+def test_hub_source_offline_names_source(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(LeapError, match="hub:snli.*data_dir"):
+        training_sentences("hub:snli")
+
+
+def test_demo_data_is_varied_graded_and_labelled_synthetic(tmp_path):
+    s = demo_sentences(3000)
+    assert len(set(s)) > 2500 and all(len(x) > 20 for x in s)
+    p = demo_pairs()
+    assert set(p["score"]) == {0.0, 1.0, 2.0, 3.0, 4.0, 5.0} and set(p["split"]) == {"dev", "test"}
+    r = demo_retrieval()
+    assert r.synthetic and all(d in r.corpus for q in r.qrels.values() for d in q)
+    r.save(tmp_path / "r")
+    assert RetrievalSet.load(tmp_path / "r").synthetic

@@ -1,0 +1,166 @@
+"""Training: outputs, determinism, resume, NaN stop, variants, bad configs, DDP (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from leap.errors import LeapError
+from leap.teacher import TeacherCache, build_cache
+from leap.train import VARIANTS, LayerDropout, make_train_config, train
+
+SENTS = [f"the {a} {b} is near the {c} today" for a in ("man", "dog", "cat", "child") for b in ("runs", "sleeps", "plays")
+         for c in ("water", "house", "stage", "park")]  # 48 sentences
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_models):
+    root = tmp_path_factory.mktemp("train")
+    teacher = tiny_models["mpnet"]
+    build_cache(teacher, SENTS, root / "cache", layers=[1, 2, 3, 4, 5, 6], shard_size=20, progress=False, log=lambda s: None)
+    return {"root": root, "teacher": teacher, "student": tiny_models["bert"], "cache": root / "cache"}
+
+
+def cfg(setup, variant="leap", seed=0, **over):
+    base = {"student": setup["student"], "batch_size": 8, "epochs": 1, "max_seq_length": 16, "log_steps": 2,
+            "lr": 1e-3, "loss": {"min_layer": 3}}
+    return make_train_config(base, variant, seed, variant_overrides=over)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    files = list(Path(path).rglob("*.safetensors"))
+    out = {}
+    for f in files:
+        out.update({f"{f.name}:{k}": v for k, v in load_file(str(f)).items()})
+    return out
+
+
+def run(setup, name, c, **kw):
+    return train(c, SENTS, setup["cache"], setup["root"] / name, teacher=setup["teacher"], progress_bar=False,
+                 log=lambda s: None, **kw)
+
+
+def test_outputs_load_and_log(setup):
+    from sentence_transformers import SentenceTransformer
+
+    from leap.early_exit import EarlyExitEncoder, ExitConfig
+
+    model = run(setup, "out", cfg(setup))
+    out = model.parent
+    assert SentenceTransformer(str(model), device="cpu").encode(["a test"]).shape == (1, 32)
+    enc = EarlyExitEncoder.from_pretrained(str(model), exit=ExitConfig(min_layer=3), device="cpu")
+    assert enc.encode(["a test"]).shape == (1, 32)
+    assert load_file(str(out / "projection.safetensors"))["weight"].shape == (32, 32)
+    conf = json.loads((out / "train_config.json").read_text())
+    assert conf["loss"]["terms"] == list(VARIANTS["leap"]["loss"]["terms"]) and conf["steps"] == 6
+    rows = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for key in ("final", "inter", "exit_t", "exit_s", "contrast", "late", "redund", "total", "beta_s", "lr"):
+        assert key in rows[-1]
+    assert rows[0]["beta_s"] < rows[-1]["beta_s"]  # the progressive schedule moved
+
+
+def test_same_seed_bitwise_identical_other_seed_differs(setup):
+    a = weights(run(setup, "s0a", cfg(setup, seed=0)))
+    b = weights(run(setup, "s0b", cfg(setup, seed=0)))
+    c = weights(run(setup, "s1", cfg(setup, seed=1)))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_after_kill_matches_uninterrupted(setup):
+    c = cfg(setup, checkpoint_steps=2, epochs=2)
+    full = weights(run(setup, "uninterrupted", c))
+    run(setup, "killed", c, stop_after_steps=4)
+    assert not (setup["root"] / "killed" / "model").exists()
+    assert (setup["root"] / "killed" / "checkpoints" / "checkpoint-4").exists()
+    resumed = weights(run(setup, "killed", c))
+    assert all(torch.allclose(full[k], resumed[k], atol=1e-6) for k in full)
+    rows = [json.loads(l)["step"] for l in (setup["root"] / "killed" / "train_log.jsonl").read_text().splitlines()]
+    assert rows == sorted(set(rows))  # no duplicated steps after the resume
+
+
+def test_nan_stops_with_step_and_term(setup, monkeypatch):
+    real = TeacherCache.get
+
+    def poisoned(self, idx, layers=None):
+        out = real(self, idx, layers)
+        return {k: v * float("nan") if k == max(out) else v for k, v in out.items()}
+
+    monkeypatch.setattr(TeacherCache, "get", poisoned)
+    c = cfg(setup, projection_init="random")
+    with pytest.raises(LeapError, match=r"non-finite loss at step 0: term 'final'"):
+        run(setup, "nan", c)
+
+
+@pytest.mark.parametrize("variant", ["baseline", "fixed_depth", "adaptive_layer", "layerskip", "abl_final", "beta0.2"])
+def test_every_variant_trains(setup, variant):
+    over = {"n_layers": 4} if variant == "fixed_depth" else {}
+    model = run(setup, f"v-{variant}", cfg(setup, variant, max_steps=2, **over))
+    conf = json.loads((model.parent / "train_config.json").read_text())
+    assert conf["steps"] == 2
+    if variant == "fixed_depth":
+        assert conf["student_layers"] == 4
+
+
+def test_layer_dropout_only_in_training(tiny_models):
+    from leap.train import hf_model, load_student
+
+    st = load_student(make_train_config({"student": tiny_models["bert"]}, "layerskip", 0))
+    m = hf_model(st)
+    drop = LayerDropout(m, p_max=1.0)  # the last layer always passes its input through
+    ids = torch.tensor([[2, 10, 11, 3]])
+    m.eval()
+    h_eval = m(input_ids=ids, output_hidden_states=True).hidden_states
+    m.train()
+    torch.manual_seed(0)
+    h_train = m(input_ids=ids, output_hidden_states=True).hidden_states
+    drop.remove()
+    assert not torch.equal(h_eval[-1], h_eval[-2])
+    assert torch.equal(h_train[-1], h_train[-2])
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda s: make_train_config({"student": s["student"]}, "nope", 0), "unknown variant 'nope'"),
+        (lambda s: make_train_config({"student": s["student"], "lr_typo": 1}, "leap", 0), r"unknown training keys \['lr_typo'\]"),
+        (lambda s: make_train_config({"student": s["student"], "loss": {"beta": -1}}, "leap", 0), "beta must be >= 0"),
+        (lambda s: make_train_config({"student": s["student"], "loss": {"tau": 1.5}}, "leap", 0), r"tau must lie in \(0, 1\]"),
+    ],
+)
+def test_bad_config_messages(setup, make, needle):
+    with pytest.raises(LeapError, match=needle):
+        make(setup)
+
+
+def test_bad_layer_map_and_cache_mismatch_before_training(setup):
+    c = cfg(setup, loss={"min_layer": 3, "layer_map": [1, 2, 3, 4, 5, 9]})
+    with pytest.raises(LeapError, match=r"lacks teacher layers \[9\]|outside the teacher"):
+        run(setup, "badmap", c)
+    with pytest.raises(LeapError, match="other sentences"):
+        train(cfg(setup), SENTS[:-1], setup["cache"], setup["root"] / "mismatch", teacher=setup["teacher"], log=lambda s: None)
+    with pytest.raises(LeapError, match="built with teacher"):
+        train(cfg(setup), SENTS, setup["cache"], setup["root"] / "mismatch", teacher="other/teacher", log=lambda s: None)
+    assert not (setup["root"] / "badmap" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(setup, tmp_path):
+    script = Path(__file__).with_name("ddp_train.py")
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                           str(script), setup["student"], setup["teacher"], str(setup["cache"]), str(tmp_path / "ddp")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    conf = json.loads((tmp_path / "ddp" / "train_config.json").read_text())
+    assert conf["steps"] == 3  # 48 sentences / (8 x 2 processes)
+    assert (tmp_path / "ddp" / "model").is_dir()
