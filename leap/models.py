@@ -173,6 +173,11 @@ def assemble_mpnet(path: str | os.PathLike, parts_root: str | os.PathLike | None
             spec = importlib.util.find_spec(mod)
             roots = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
             found = [f for r in roots for f in r.rglob(name)]
+            if not found:  # the wheels install a folder named like the package, not importable
+                import sysconfig
+
+                purelib = Path(sysconfig.get_paths()["purelib"])
+                found = sorted(purelib.glob(f"all*mpnet*part*{i:03d}/input/{name}"))
         if not found:
             raise LeapError(
                 f"part {i} of all-mpnet-base-v2 ({name}) not found; run `pip install {pkg}` "

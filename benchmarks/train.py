@@ -1,0 +1,62 @@
+"""LEAP loss overhead vs the baseline loss per training step, and training throughput, for
+a 6-layer 384-d student (all-MiniLM-L6-v2) at batch 32 on CPU (issue target: <= 10%).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train.py [--steps 20]
+
+A step = student forward with every layer pooled, loss, backward, optimizer step; teacher
+targets are random tensors of the cached shape (the teacher never runs in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from leap.data import demo_sentences
+from leap.losses import ALL_TERMS, BASELINE_TERMS, LeapLossConfig, leap_loss
+from leap.train import hf_model, load_student, make_train_config, pooled_layers
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-seq-length", type=int, default=64)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg = make_train_config({"student": "packaged:all-MiniLM-L6-v2", "max_seq_length": a.max_seq_length}, "leap", 0)
+    st = load_student(cfg)
+    hf_model(st).config.output_hidden_states = True
+    st.train()
+    proj = torch.nn.Linear(384, 768, bias=False)
+    opt = torch.optim.AdamW(list(st.parameters()) + list(proj.parameters()), lr=1e-5)
+    sents = demo_sentences(a.batch_size * 8, seed=3)
+    batches = [st.preprocess(sents[i : i + a.batch_size]) for i in range(0, len(sents), a.batch_size)]
+    teacher = {l: torch.randn(a.batch_size, 768) for l in (2, 4, 6, 8, 10, 12)}
+    configs = {"baseline": LeapLossConfig(min_layer=3, terms=BASELINE_TERMS, layer_map=(2, 4, 6, 8, 10, 12)),
+               "leap": LeapLossConfig(min_layer=3, terms=ALL_TERMS, layer_map=(2, 4, 6, 8, 10, 12))}
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    for step in range(a.steps + 3):
+        for name in (list(configs) if step % 2 == 0 else list(configs)[::-1]):  # interleaved
+            feats = dict(batches[step % len(batches)])
+            t0 = time.perf_counter()
+            out = leap_loss(pooled_layers(st, feats), teacher, configs[name], progress=0.5, projection=proj)
+            opt.zero_grad()
+            out["total"].backward()
+            opt.step()
+            if step >= 3:
+                times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"student all-MiniLM-L6-v2 (6 layers, 384-d), batch {a.batch_size}, seq <= {a.max_seq_length}, "
+          f"{a.threads} threads, {a.steps} timed steps each (median)")
+    for k, v in med.items():
+        print(f"  {k:8s} step {1000 * v:7.1f} ms   {a.batch_size / v:6.1f} sentences/s")
+    print(f"  LEAP loss overhead vs baseline: {100 * (med['leap'] / med['baseline'] - 1):+.1f}% (target <= 10%)")
+
+
+if __name__ == "__main__":
+    main()
