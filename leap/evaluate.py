@@ -22,7 +22,6 @@ encoder's fast path is proven equal to it in the tests, so sweeps need no re-enc
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, replace
 from typing import Any, Sequence

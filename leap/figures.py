@@ -51,6 +51,11 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         status[name] = f"skipped: {why}"
         log(f"{name}: skipped: {why}")
 
+    def done(fig, name: str) -> None:
+        _save(fig, out, name)
+        plt.close(fig)
+        status[name] = "written"
+
     # Fig 1
     if variants:
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -64,9 +69,7 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         ax[0].set(xlabel="Layer", ylabel="cos(p_l, p_L)", title="(a) Similarity to final layer")
         ax[1].set(xlabel="Layer", ylabel="cos(p_l, p_{l-1})", title="(b) Inter-layer stability")
         ax[0].legend()
-        _save(fig, out, "fig1_layer_dynamics")
-        plt.close(fig)
-        status["fig1_layer_dynamics"] = "written"
+        done(fig, "fig1_layer_dynamics")
     else:
         skip("fig1_layer_dynamics", "no layers.json for baseline or leap")
 
@@ -81,9 +84,7 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         ax.plot(xs - 1, cum * 100, color="C3", marker="o", label="cumulative")
         ax.set(xlabel="Exit layer", ylabel="% of sentences", title=f"LEAP exit distribution (theta={theta})")
         ax.legend()
-        _save(fig, out, "fig2_exit_distribution")
-        plt.close(fig)
-        status["fig2_exit_distribution"] = "written"
+        done(fig, "fig2_exit_distribution")
     else:
         skip("fig2_exit_distribution", "no stsb.json for leap")
 
@@ -95,9 +96,7 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         for _, r in par.iterrows():
             ax.annotate(f"{r['theta']:.2f}", (r["Layer Red."], r["STS-B"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set(xlabel="Layer reduction L / E[l]", ylabel="STS-B Spearman (exit)", title="Pareto over theta (LEAP)")
-        _save(fig, out, "fig3_pareto")
-        plt.close(fig)
-        status["fig3_pareto"] = "written"
+        done(fig, "fig3_pareto")
     else:
         skip("fig3_pareto", "no stsb.json for leap")
 
@@ -116,9 +115,7 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         ax[0].set(xlabel="Layer", ylabel="gamma_l", title="(a) Contraction ratio (dotted: median)")
         ax[1].set(xlabel="Layer", ylabel="cos(p_{l+1}-p_l, p_L-p_l)", title="(b) Final-aligned displacement")
         ax[0].legend()
-        _save(fig, out, "fig4_contraction")
-        plt.close(fig)
-        status["fig4_contraction"] = "written"
+        done(fig, "fig4_contraction")
     else:
         skip("fig4_contraction", "no layers.json for baseline or leap")
 
@@ -129,9 +126,7 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         xs = np.arange(1, len(fail) + 1)
         sns.barplot(x=xs, y=np.asarray(fail) * 100, ax=ax, color="C1")
         ax.set(xlabel="Exit layer", ylabel="NN@10 failure (%)", title="NN@10 failure (overlap < 0.5), LEAP")
-        _save(fig, out, "fig5_nn_failure")
-        plt.close(fig)
-        status["fig5_nn_failure"] = "written"
+        done(fig, "fig5_nn_failure")
     else:
         skip("fig5_nn_failure", "no layers.json for leap")
     write_json(out / "index.json", status)

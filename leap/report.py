@@ -37,11 +37,6 @@ def _stsb(res: dict, v: str, key: str = "spearman_exit") -> list[float]:
     return [_split(r)[key] for r in _runs(res, v, "stsb")]
 
 
-def _L(res: dict, v: str = "leap") -> int | None:
-    runs = _runs(res, v, "layers") or _runs(res, v, "stsb")
-    return runs[0]["num_layers"] if runs else None
-
-
 def _map(l: int, L: int) -> int:
     return max(1, min(L, int(round(l * L / PAPER_LAYERS))))
 
@@ -77,7 +72,7 @@ def _cum(res: dict, diag: dict) -> tuple[Any, str]:
     runs = [_split(r) for r in _runs(res, "leap", "stsb")]
     if not runs:
         return None, "leap not run"
-    L = runs[0]["exit_distribution"].__len__()
+    L = len(runs[0]["exit_distribution"])
     l6, l7 = _map(6, L), _map(7, L)
     c = [_mean([r["cumulative_exit"][l - 1] for r in runs]) for l in (l6, l7)]
     return f"{100 * c[0]:.1f}% / {100 * c[1]:.1f}%", f"paper L6, L7 of 12 -> L{l6}, L{l7} of {L}"
@@ -88,7 +83,7 @@ def _el(res: dict, diag: dict) -> tuple[Any, str]:
     if not runs:
         return None, "leap not run"
     return f"{_mean([r['expected_exit_layer'] for r in runs]):.2f} / {_mean([r['layer_reduction'] for r in runs]):.2f}x", \
-        f"student of {runs[0]['exit_distribution'].__len__()} layers"
+        f"student of {len(runs[0]['exit_distribution'])} layers"
 
 
 def _rate(v: str) -> Callable:

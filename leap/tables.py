@@ -288,8 +288,8 @@ def table10_strategies(res: dict) -> pd.DataFrame | None:
     fixed = [_split(r) for r in _runs(res, "fixed_depth", "stsb")]
     if fixed and base:
         s = _mean([r["spearman_full"] for r in fixed])
-        Lb = base[0]["exit_distribution"].__len__()
-        Lf = fixed[0]["exit_distribution"].__len__()
+        Lb = len(base[0]["exit_distribution"])
+        Lf = len(fixed[0]["exit_distribution"])
         rows.append({"Strategy": f"Fixed depth ({Lf} layers)", "STS-B": s, "Qual.": s / _mean([r["spearman_full"] for r in base]),
                      "Layer Red.": Lb / Lf, "Exit rate": None})
     for v in ("adaptive_layer", "layerskip"):
@@ -343,6 +343,10 @@ def table14_hyperparameters(train_configs: dict[str, str | os.PathLike]) -> pd.D
     return pd.DataFrame(rows)
 
 
+def _columns(df: pd.DataFrame | None, cols: list[str]) -> pd.DataFrame | None:
+    return None if df is None else df[cols]
+
+
 TABLES = {
     "table1_main": table1_main,
     "table3_layerwise": table3_layerwise,
@@ -350,12 +354,12 @@ TABLES = {
     "table5_pareto": table5_pareto,
     "table6_beir": table6_beir,
     "table7_latency": table7_latency,
-    "table8_thresholds": lambda r: table4_per_layer(r)[["Layer", "Sim. to final", "NN@10", "NN@10 Fail", "Layer Red. if exit here"]] if table4_per_layer(r) is not None else None,
+    "table8_thresholds": lambda r: _columns(table4_per_layer(r), ["Layer", "Sim. to final", "NN@10", "NN@10 Fail", "Layer Red. if exit here"]),
     "table9_similarity": table9_similarity,
     "table10_strategies": table10_strategies,
     "table11_ablation": table11_ablation,
     "table12_beta": table12_beta,
-    "table13_nn_failure": lambda r: table4_per_layer(r)[["Layer", "NN@10", "NN@10 Fail"]] if table4_per_layer(r) is not None else None,
+    "table13_nn_failure": lambda r: _columns(table4_per_layer(r), ["Layer", "NN@10", "NN@10 Fail"]),
     "table15_beir_ndcg5_10": lambda r: table_beir_cutoffs(r, (5, 10)),
     "table16_beir_ndcg1_3": lambda r: table_beir_cutoffs(r, (1, 3)),
 }

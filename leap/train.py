@@ -222,8 +222,6 @@ def truncate_layers(model: nn.Module, n_layers: int) -> None:
 
 def load_student(cfg: TrainConfig, device: str = "cpu") -> Any:
     """The student SentenceTransformer: init, optional re-initialisation and truncation."""
-    from sentence_transformers import SentenceTransformer
-
     from leap.early_exit import _load_sentence_transformer, _unwrap
     from leap.models import resolve_model_ref
 
@@ -237,7 +235,6 @@ def load_student(cfg: TrainConfig, device: str = "cpu") -> Any:
     if cfg.n_layers is not None:
         truncate_layers(model, cfg.n_layers)
     st.max_seq_length = cfg.max_seq_length
-    assert isinstance(st, SentenceTransformer)
     return st
 
 
@@ -398,10 +395,11 @@ def check_finite(terms: dict[str, Tensor], step: int) -> None:
 
 
 # -- projection --------------------------------------------------------------------------------
-def init_projection(st: Any, cache: Any, indices: np.ndarray, method: str, seed: int,
+def init_projection(st: Any, cache: Any, sentences: Sequence[str], indices: np.ndarray, method: str, seed: int,
                     batch_size: int = 64) -> nn.Linear:
     """``P: d_s -> d_t`` (no bias). ``lstsq``: least squares from the initial student's final
-    pooled vectors to the teacher's final vectors on ``indices``; ``random``: PyTorch's default."""
+    pooled vectors of ``sentences[indices]`` to the teacher's final vectors of the same rows;
+    ``random``: PyTorch's default initialisation."""
     d_s = st.get_embedding_dimension()
     d_t = cache.dim
     gen = torch.Generator().manual_seed(seed)
@@ -411,7 +409,6 @@ def init_projection(st: Any, cache: Any, indices: np.ndarray, method: str, seed:
         proj.weight.copy_(torch.empty(d_t, d_s).uniform_(-bound, bound, generator=gen))
     if method == "random":
         return proj
-    sentences = st._leap_sentences  # set by train(); the sentences of ``indices``
     xs, ys = [], []
     st.eval()
     with torch.no_grad():
@@ -553,10 +550,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     hf_model(st).config.output_hidden_states = True  # all_layer_embeddings in the ST forward
-    st._leap_sentences = sentences
     init_idx = np.arange(min(n, 2048))
-    projection = init_projection(st, cache, init_idx, cfg.projection_init, cfg.seed).to(st.device)
-    del st._leap_sentences
+    projection = init_projection(st, cache, sentences, init_idx, cfg.projection_init, cfg.seed).to(st.device)
     if cfg.objective == "adaptive_layer":
         loss: nn.Module = AdaptiveLayerTrainingLoss(st, cache, projection)
     else:

@@ -16,8 +16,6 @@ from leap.pooling import mean_pool
 def reference_layers(path: str, sentence: str) -> torch.Tensor:
     """[L, d] pooled vectors of one sentence run alone through the model's own forward
     (transformers' output_hidden_states), independent of the encoder's layer loop."""
-    from transformers import AutoModel, AutoTokenizer
-
     from leap.early_exit import _load_sentence_transformer, _unwrap
 
     model, tok, max_len = _unwrap(_load_sentence_transformer(path, "cpu"), path)

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from leap.errors import LeapError
 from leap.losses import ABLATION_TERMS, BASELINE_TERMS, LeapLossConfig, leap_loss, uniform_layer_map
