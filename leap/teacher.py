@@ -209,11 +209,6 @@ class TeacherCache:
         if teacher is not None and teacher != manifest["teacher"]:
             raise LeapError(f"teacher cache {root} was built with teacher {manifest['teacher']!r}, not {teacher!r}; "
                             f"rebuild the cache or point the run at the right teacher")
-        if layers is not None:
-            missing = sorted(set(layers) - set(manifest["layers"]))
-            if missing:
-                raise LeapError(f"teacher cache {root} lacks teacher layers {missing} (has {manifest['layers']}); "
-                                f"rebuild it with these layers")
         arrays = []
         for s in manifest["shards"]:
             path = root / s["file"]
@@ -227,7 +222,17 @@ class TeacherCache:
                 raise LeapError(f"teacher cache {root}: shard {s['file']} has shape {a.shape}, manifest disagrees")
             arrays.append(a)
         offsets = np.cumsum([0] + [s["rows"] for s in manifest["shards"]])
-        return cls(root, manifest, arrays, offsets)
+        cache = cls(root, manifest, arrays, offsets)
+        if layers is not None:
+            cache.require(layers)
+        return cache
+
+    def require(self, layers: Iterable[int]) -> None:
+        """Refuse a cache without the teacher layers a run reads."""
+        missing = sorted(set(layers) - set(self.layers))
+        if missing:
+            raise LeapError(f"teacher cache {self.root} lacks teacher layers {missing} (has {self.layers}); "
+                            f"rebuild it with these layers")
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

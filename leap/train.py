@@ -536,15 +536,15 @@ def train(
     cuda = torch.cuda.is_available()
     if cfg.precision != "fp32" and not cuda:
         raise LeapError(f"precision {cfg.precision} needs a GPU; use precision fp32 on CPU")
-    cache_probe = TeacherCache.open(cache_dir, sentences=sentences, teacher=teacher, verify=False)
+    cache = TeacherCache.open(cache_dir, sentences=sentences, teacher=teacher, verify=True)
     st = load_student(cfg, device="cuda" if cuda else "cpu")
     n_s = num_layers(st)
     if cfg.loss.layer_map is not None and len(cfg.loss.layer_map) != n_s:
         raise LeapError(f"layer_map has {len(cfg.loss.layer_map)} entries for a {n_s}-layer student")
-    needed = required_layers([(n_s, cfg.loss.layer_map)], cache_probe.num_teacher_layers) \
-        if "inter" in cfg.loss.terms else [cache_probe.num_teacher_layers]
+    needed = required_layers([(n_s, cfg.loss.layer_map)], cache.num_teacher_layers) \
+        if "inter" in cfg.loss.terms else [cache.num_teacher_layers]
     cfg.loss.weights(n_s), cfg.loss.late(n_s)  # validate against the depth
-    cache = TeacherCache.open(cache_dir, sentences=sentences, teacher=teacher, layers=needed, verify=True)
+    cache.require(needed)
     n = len(sentences) if cfg.max_samples is None else min(cfg.max_samples, len(sentences))
     ds = Dataset.from_dict({"sentence": list(sentences[:n]), "label": list(range(n))})
 
