@@ -13,7 +13,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/demo.yaml"
+# The demo config is the default. A --configfile replaces it: Snakemake would otherwise
+# deep-merge it into the demo's keys (a demo-only key such as sweep.max_samples would
+# leak into the CPU or paper run).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/demo.yaml"
 
 
 include: "rules/common.smk"

@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 
 from leap.files import atomic_path, write_json
-from leap.tables import _mean_list, _runs, _split, collect, table5_pareto
+from leap.tables import _mean_list, _runs, _split, collect, extra_variants, table5_pareto
 
 
 def _save(fig, out: Path, name: str) -> None:
@@ -45,7 +45,7 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
     res = collect(eval_paths)
     out = Path(out_dir)
     status: dict[str, str] = {}
-    variants = [v for v in ("baseline", "leap") if _runs(res, v, "layers")]
+    variants = [v for v in ("baseline", "leap", *extra_variants(res)) if _runs(res, v, "layers")]
 
     def skip(name: str, why: str) -> None:
         status[name] = f"skipped: {why}"
@@ -73,17 +73,19 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
     else:
         skip("fig1_layer_dynamics", "no layers.json for baseline or leap")
 
-    # Fig 2
-    stsb = [_split(r) for r in _runs(res, "leap", "stsb")]
-    if stsb:
-        dist = _mean_list([r["exit_distribution"] for r in stsb])
-        cum = np.cumsum(dist)
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        xs = np.arange(1, len(dist) + 1)
-        sns.barplot(x=xs, y=np.asarray(dist) * 100, ax=ax, color="C0")
-        ax.plot(xs - 1, cum * 100, color="C3", marker="o", label="cumulative")
-        ax.set(xlabel="Exit layer", ylabel="% of sentences", title=f"LEAP exit distribution (theta={theta})")
-        ax.legend()
+    # Fig 2: one panel per exit objective (LEAP, then any extra variant)
+    exiting = [(v, [_split(r) for r in _runs(res, v, "stsb")]) for v in ("leap", *extra_variants(res))]
+    exiting = [(v, runs) for v, runs in exiting if runs]
+    if exiting:
+        fig, axes = plt.subplots(1, len(exiting), figsize=(5 * len(exiting), 3.4), squeeze=False)
+        for ax, (v, runs) in zip(axes[0], exiting):
+            dist = _mean_list([r["exit_distribution"] for r in runs])
+            cum = np.cumsum(dist)
+            xs = np.arange(1, len(dist) + 1)
+            sns.barplot(x=xs, y=np.asarray(dist) * 100, ax=ax, color="C0")
+            ax.plot(xs - 1, cum * 100, color="C3", marker="o", label="cumulative")
+            ax.set(xlabel="Exit layer", ylabel="% of sentences", title=f"{v} exit distribution (theta={theta})", ylim=(0, 105))
+            ax.legend()
         done(fig, "fig2_exit_distribution")
     else:
         skip("fig2_exit_distribution", "no stsb.json for leap")

@@ -30,6 +30,7 @@ from torch import Tensor
 from leap.errors import LeapError
 
 TERMS = ("final", "inter", "exit", "contrast", "late", "redund")
+EXIT_MARGINS = ("sigmoid", "softplus")
 ALL_TERMS: tuple[str, ...] = TERMS
 BASELINE_TERMS: tuple[str, ...] = ("final", "inter", "contrast")  # "our pipeline without L_exit"
 # Table 11 ablation rows: (i) L_final; (ii) +L_inter; (iii) +L_contrast; (iv) +L_exit = full LEAP
@@ -57,6 +58,13 @@ class LeapLossConfig:
             from 0 to ``beta_s``; ``None`` keeps ``beta_s`` constant.
         terms: the terms that are on.
         exit_slope: slope of the soft margin ``sigmoid(slope (tau - cos))`` (paper: 10).
+        exit_margin: shape of the soft margin: ``sigmoid`` (the paper's; saturates, so it
+            gives almost no gradient far below ``tau``) or ``softplus``
+            (``softplus(slope (tau - cos)) / slope``: the same hinge at ``tau``, gradient -> 1
+            far below it). Not in the paper; see ``leap_fix`` in ``leap.train.VARIANTS``.
+        exit_s_target: what L_exit_s pulls layer ``l`` toward: ``final`` (the paper's
+            ``sg(e_s^(L_s))``) or ``next`` (``sg(e_s^(l+1))``, the adjacent layer the exit
+            rule compares with at patience 1). Not in the paper.
         layer_map: teacher layer for each student layer 1..L_s; ``None`` = uniform
             ``pi(l) = round(l L_t / L_s)``.
         late_layers: student layers of L_late; ``None`` = the three below the last.
@@ -76,6 +84,8 @@ class LeapLossConfig:
     progressive: tuple[float, float] | None = (0.1, 0.6)
     terms: tuple[str, ...] = ALL_TERMS
     exit_slope: float = 10.0
+    exit_margin: str = "sigmoid"
+    exit_s_target: str = "final"
     layer_map: tuple[int, ...] | None = None
     late_layers: tuple[int, ...] | None = None
 
@@ -89,6 +99,10 @@ class LeapLossConfig:
             raise LeapError(f"tau_c must be > 0, got {self.tau_c}")
         if self.exit_slope <= 0:
             raise LeapError(f"exit_slope must be > 0, got {self.exit_slope}")
+        if self.exit_margin not in EXIT_MARGINS:
+            raise LeapError(f"exit_margin must be one of {', '.join(EXIT_MARGINS)}, got {self.exit_margin!r}")
+        if self.exit_s_target not in ("final", "next"):
+            raise LeapError(f"exit_s_target must be final or next, got {self.exit_s_target!r}")
         unknown = set(self.terms) - set(TERMS)
         if unknown:
             raise LeapError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(TERMS)}")
@@ -159,20 +173,42 @@ def inter_loss(ps: Tensor, t_mapped: Tensor) -> Tensor:
     return (1 - _cos(ps, t_mapped)).mean(dim=1).mean()
 
 
-def exit_teacher_loss(ps: Tensor, t_final: Tensor, w: Tensor, tau: float, slope: float) -> Tensor:
+def soft_margin(gap: Tensor, slope: float, kind: str = "sigmoid") -> Tensor:
+    """The exit terms' soft margin of ``gap = tau - cos``.
+
+    ``sigmoid``: ``sigmoid(slope gap)`` (paper Eq. 6), in (0, 1); its gradient vanishes for
+    ``gap >> 1/slope`` (cos far below tau). ``softplus``: ``softplus(slope gap) / slope``,
+    a smooth hinge ``max(gap, 0)`` whose gradient tends to 1 far below tau and to 0 above.
+    """
+    if kind == "sigmoid":
+        return torch.sigmoid(slope * gap)
+    if kind == "softplus":
+        return F.softplus(slope * gap) / slope
+    raise LeapError(f"exit_margin must be one of {', '.join(EXIT_MARGINS)}, got {kind!r}")
+
+
+def exit_teacher_loss(ps: Tensor, t_final: Tensor, w: Tensor, tau: float, slope: float,
+                      margin: str = "sigmoid") -> Tensor:
     """L_exit_t = (1/L_s) sum_l w_l mean_b sigmoid(slope (tau - cos(P e_s^(l), e_t^(L_t))))  (Eq. 6)."""
-    margin = torch.sigmoid(slope * (tau - _cos(ps, t_final.unsqueeze(0))))  # [L_s, B]
-    return (w * margin.mean(dim=1)).sum() / ps.shape[0]
+    m = soft_margin(tau - _cos(ps, t_final.unsqueeze(0)), slope, margin)  # [L_s, B]
+    return (w * m.mean(dim=1)).sum() / ps.shape[0]
 
 
-def exit_student_loss(es: Tensor, w: Tensor, tau: float, slope: float) -> Tensor:
-    """L_exit_s = (1/(L_s-1)) sum_{l<L_s} w_l mean_b sigmoid(slope (tau - cos(e_s^(l), sg(e_s^(L_s)))))  (Eq. 7)."""
+def exit_student_loss(es: Tensor, w: Tensor, tau: float, slope: float, margin: str = "sigmoid",
+                      target: str = "final") -> Tensor:
+    """L_exit_s = (1/(L_s-1)) sum_{l<L_s} w_l mean_b sigmoid(slope (tau - cos(e_s^(l), sg(e_s^(L_s)))))  (Eq. 7).
+
+    ``target="next"`` compares layer ``l`` with ``sg(e_s^(l+1))`` instead of the final layer,
+    weighted by ``w_(l+1)``: the weight of the layer at which the exit rule (k = 1) reads
+    that pair.
+    """
     n = es.shape[0]
     if n < 2:
         return es.new_zeros(())
-    final = es[-1].detach().unsqueeze(0)
-    margin = torch.sigmoid(slope * (tau - _cos(es[:-1], final)))  # [L_s-1, B]
-    return (w[:-1] * margin.mean(dim=1)).sum() / (n - 1)
+    ref = es[1:].detach() if target == "next" else es[-1].detach().unsqueeze(0)  # [L_s-1 or 1, B, d]
+    m = soft_margin(tau - _cos(es[:-1], ref), slope, margin)  # [L_s-1, B]
+    wl = w[1:] if target == "next" else w[:-1]
+    return (wl * m.mean(dim=1)).sum() / (n - 1)
 
 
 def contrast_loss(s_final: Tensor, t_final: Tensor, tau_c: float) -> Tensor:
@@ -263,8 +299,9 @@ def leap_loss(
             )
         out["inter"] = inter_loss(ps, torch.stack([teacher[p] for p in pi]))
     if "exit" in on:
-        out["exit_t"] = exit_teacher_loss(ps, t_final, w, config.tau, config.exit_slope)
-        out["exit_s"] = exit_student_loss(student, w, config.tau, config.exit_slope)
+        out["exit_t"] = exit_teacher_loss(ps, t_final, w, config.tau, config.exit_slope, config.exit_margin)
+        out["exit_s"] = exit_student_loss(student, w, config.tau, config.exit_slope, config.exit_margin,
+                                          config.exit_s_target)
         out["exit"] = out["exit_t"] + config.beta_s_at(progress) * out["exit_s"]
     if "contrast" in on:
         out["contrast"] = contrast_loss(student[-1], t_final, config.tau_c)

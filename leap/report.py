@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from leap.files import write_text
-from leap.tables import _beir, _load, _mean, _runs, _split, collect
+from leap.tables import _beir, _load, _mean, _runs, _split, collect, extra_variants
 
 PAPER_LAYERS = 12
 
@@ -256,17 +256,33 @@ def _verdict(c: Claim, measured: Any, res: dict) -> str:
     return "see note"
 
 
+def _measure(c: Claim, res: dict, diag: dict) -> tuple[Any, str]:
+    try:
+        return c.measure(res, diag)
+    except (KeyError, IndexError, TypeError, ZeroDivisionError) as err:
+        return None, f"could not compute ({type(err).__name__}: {err})"
+
+
 def build_claims(eval_paths: Iterable[str | os.PathLike], diagnostics: dict[str, str | os.PathLike] | None = None) -> pd.DataFrame:
+    """One row per SPEC claim, measured on ``leap`` (the paper's objective). Each extra exit
+    objective in the results (e.g. ``leap_fix``) gets ``measured (<v>)`` / ``verdict (<v>)``
+    columns: the same claims with ``<v>`` in LEAP's place (left empty where the claim does
+    not read LEAP, i.e. where the value equals ``leap``'s)."""
     res = collect(eval_paths)
     diag = {k: _load(p) for k, p in (diagnostics or {}).items()}
+    extras = [v for v in extra_variants(res) if _runs(res, v, "stsb")]
     rows = []
     for c in CLAIMS:
-        try:
-            measured, note = c.measure(res, diag)
-        except (KeyError, IndexError, TypeError, ZeroDivisionError) as err:
-            measured, note = None, f"could not compute ({type(err).__name__}: {err})"
-        rows.append({"claim": c.claim, "paper": c.paper, "measured": measured, "unit": c.unit,
-                     "verdict": _verdict(c, measured, res), "note": note})
+        measured, note = _measure(c, res, diag)
+        row = {"claim": c.claim, "paper": c.paper, "measured": measured, "unit": c.unit,
+               "verdict": _verdict(c, measured, res), "note": note}
+        for v in extras:
+            swapped = {**res, "leap": res[v]}
+            m, _ = _measure(c, swapped, diag)
+            same = m == measured
+            row[f"measured ({v})"] = None if same else m
+            row[f"verdict ({v})"] = None if same else _verdict(c, m, swapped)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

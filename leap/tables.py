@@ -104,9 +104,21 @@ def _split(d: dict, split: str = "test") -> dict:
     return d["splits"].get(split) or next(iter(d["splits"].values()))
 
 
-def table1_main(res: dict, variants: Sequence[str] = ("baseline", "leap", "fixed_depth", "deebert", "adaptive_layer", "layerskip")) -> pd.DataFrame | None:
+PAPER_VARIANTS = ("baseline", "leap", "fixed_depth", "deebert", "adaptive_layer", "layerskip")
+
+
+def extra_variants(res: dict) -> list[str]:
+    """Variants beyond the paper's rows (e.g. ``leap_fix`` or a config's ``custom_variants``):
+    reported beside ``leap`` wherever LEAP is. Ablation (``abl_*``) and sweep (``beta*``)
+    runs have tables of their own."""
+    return sorted(v for v in res if v not in PAPER_VARIANTS and not v.startswith(("abl_", "beta")))
+
+
+def table1_main(res: dict, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
     """Table 1: STS-B with 95% CI over seeds (exited and full), exit rate, E[l], layer reduction, speedup."""
     rows = []
+    if variants is None:
+        variants = ["baseline", "leap", *extra_variants(res), *PAPER_VARIANTS[2:]]
     for v in variants:
         if v == "deebert":
             runs = _runs(res, v, "stsb_heads")
@@ -149,8 +161,9 @@ def _layers_table(res: dict, variants: Sequence[str]) -> pd.DataFrame | None:
 
 
 def table3_layerwise(res: dict) -> pd.DataFrame | None:
-    """Table 3: similarity to final and cumulative exit at theta per layer, baseline vs LEAP."""
-    return _layers_table(res, ("baseline", "leap")) if "leap" in res and "baseline" in res else None
+    """Table 3: similarity to final and cumulative exit at theta per layer, baseline vs LEAP
+    (and any extra exit objective beside it)."""
+    return _layers_table(res, ("baseline", "leap", *extra_variants(res))) if "leap" in res and "baseline" in res else None
 
 
 def table4_per_layer(res: dict, variant: str = "leap") -> pd.DataFrame | None:
@@ -206,6 +219,12 @@ def table6_beir(res: dict, k: int = 10) -> pd.DataFrame | None:
                      "Delta Full->EE (%)": 100 * (le - lf) / lf if lf else None,
                      "Docs exiting early": _mean([d["exit"]["corpus_exit"]["exit_rate"] for d in leap[ds]]),
                      "Queries exiting early": _mean([d["exit"]["query_exit"]["exit_rate"] for d in leap[ds]])})
+        for v in extra_variants(res):
+            runs = _beir(res, v).get(ds)
+            if runs:
+                rows[-1].update({f"{v} full": _mean([d["full"][f"NDCG@{k}"] for d in runs]),
+                                 f"{v} EE": _mean([d["exit"][f"NDCG@{k}"] for d in runs]),
+                                 f"{v} docs exiting early": _mean([d["exit"]["corpus_exit"]["exit_rate"] for d in runs])})
     return pd.DataFrame(rows)
 
 
@@ -225,10 +244,10 @@ def table_beir_cutoffs(res: dict, ks: Sequence[int]) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def table7_latency(res: dict, variants: Sequence[str] = ("leap", "baseline")) -> pd.DataFrame | None:
+def table7_latency(res: dict, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
     """Table 7: full vs exit latency per batch size; the device is part of the table."""
     rows = []
-    for v in variants:
+    for v in variants or ("leap", *extra_variants(res), "baseline"):
         for seed, evals in sorted(res.get(v, {}).items()):
             if "latency" not in evals:
                 continue

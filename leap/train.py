@@ -61,7 +61,8 @@ class TrainConfig:
         epochs, batch_size, lr, warmup_ratio, weight_decay, seed: optimisation (AdamW, linear decay).
         max_steps: stop after this many optimiser steps (``None``: ``epochs`` decide).
         precision: ``fp32`` / ``fp16`` / ``bf16`` (mixed precision on GPU only).
-        max_seq_length: student truncation length.
+        max_seq_length: student truncation length during training (a budget choice: the
+            saved model keeps the longer of this and its initialisation's own length).
         max_samples: train on the first ``max_samples`` cached sentences (``None``: all).
         checkpoint_steps: save a resumable checkpoint every so many steps (``None``: none).
         log_steps: write a ``train_log.jsonl`` line every so many steps.
@@ -122,6 +123,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"beta{b}": {"loss": {"terms": list(ALL_TERMS), "beta": b}, "sweep": True} for b in (0.1, 0.2, 0.4, 0.6, 0.8)},
     # fixed depth: round(E[exit layer]) layers (7 of 12 in the paper), baseline loss, uniform map
     "fixed_depth": {"loss": {"terms": list(BASELINE_TERMS), "layer_map": None, "late_layers": None}, "n_layers": 7},
+    # Not in the paper: LEAP with the causes found at CPU scale fixed (issue 8,
+    # results/cpu/exploration.md): a softplus margin that does not saturate far below tau,
+    # a larger exit weight, no beta_s ramp (every term on from the first step).
+    "leap_fix": {"loss": {"terms": list(ALL_TERMS), "exit_margin": "softplus", "exit_s_target": "final",
+                          "beta": 5.0, "progressive": None}},
     "adaptive_layer": {"objective": "adaptive_layer", "loss": {"terms": ["final"]}},
     "layerskip": {"objective": "layerskip", "loss": {"terms": list(BASELINE_TERMS)}},
 }
@@ -234,6 +240,7 @@ def load_student(cfg: TrainConfig, device: str = "cpu") -> Any:
         model.apply(model._init_weights)
     if cfg.n_layers is not None:
         truncate_layers(model, cfg.n_layers)
+    st.leap_served_max_seq_length = max(int(st.max_seq_length or 0), cfg.max_seq_length)
     st.max_seq_length = cfg.max_seq_length
     return st
 
@@ -595,7 +602,8 @@ def train(
         disable_tqdm=not progress_bar,
         use_cpu=not cuda,
         dataloader_drop_last=False,
-        learning_rate_mapping={r"^projection\.": cfg.projection_lr} if cfg.projection_lr else {},
+        # P sits at ``projection`` or, inside AdaptiveLayerLoss, ``inner.projection``
+        learning_rate_mapping={r".*projection\.weight$": cfg.projection_lr} if cfg.projection_lr else {},
     )
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss,
                                          callbacks=[progress_cb, Stop()])
@@ -607,6 +615,7 @@ def train(
         return out / "model"
 
     hf_model(st).config.output_hidden_states = False
+    st.max_seq_length = st.leap_served_max_seq_length  # serve at the init's length, not the training budget
     if isinstance(loss, LeapTrainingLoss) and loss._dropout is not None:
         loss._dropout.remove()
     target = out / "model"

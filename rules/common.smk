@@ -88,6 +88,7 @@ EVAL = {
     "batch_size": 64,
     "layer_sentences": 2000,
     "retrieval_variants": ["baseline", "leap"],
+    "retrieval_seeds": None,
     "heads_epochs": 5,
     **config["evaluation"],
 }
@@ -98,16 +99,18 @@ LATENCY = {
     "iters": 200,
     "device": "cpu",
     "dtype": None,
+    "seeds": None,
     **config["latency"],
 }
 
 
-def runs(variants, evals):
+def runs(variants, evals, n_seeds=None):
+    """Eval JSONs of ``variants``: every seed they train, or the first ``n_seeds``."""
     return [
         f"{RESULTS}/{v}/seed{s}/eval/{e}.json"
         for v in variants
         if v in TRAINED
-        for s in seeds_of(v)
+        for s in seeds_of(v)[:n_seeds]
         for e in evals
     ]
 
@@ -117,6 +120,7 @@ def group_evals(group):
     out += runs(
         [v for v in GROUPS[group] if v in EVAL["retrieval_variants"]],
         [f"beir_{r}" for r in RETRIEVAL],
+        EVAL["retrieval_seeds"],
     )
     if HEADS in GROUPS[group]:
         out += [
@@ -125,7 +129,9 @@ def group_evals(group):
     return out
 
 
-LATENCY_RUNS = runs([v for v in LATENCY["variants"] if v in TRAINED], ["latency"])
+LATENCY_RUNS = runs(
+    [v for v in LATENCY["variants"] if v in TRAINED], ["latency"], LATENCY["seeds"]
+)
 ALL_EVALS = sorted(set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS))
 DIAGNOSTICS = expand(
     f"{RESULTS}/published/{{name}}/eval/diagnostic.json", name=list(PUBLISHED)

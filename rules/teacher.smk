@@ -28,9 +28,14 @@ rule teacher_cache:
             "dtype": None,
             **config["teacher"],
         },
-        students=[
-            (c["student"], c["n_layers"], c["loss"]["layer_map"])
-            for c in TRAIN_CONFIGS.values()
-        ],
+        # distinct (init, depth, layer map): a new variant with the same shape
+        # leaves this param, and so the cache, untouched
+        students=sorted(
+            {
+                (c["student"], c["n_layers"], tuple(c["loss"]["layer_map"] or ()))
+                for c in TRAIN_CONFIGS.values()
+            },
+            key=str,
+        ),
     script:
         "../workflow_scripts/teacher_cache.py"

@@ -105,7 +105,7 @@ def test_tables_from_eval_jsons(tmp_path):
         return {"num_layers": 2, "splits": {"test": split}}
 
     paths = []
-    for v, rate in (("baseline", 0.0), ("leap", 0.5)):
+    for v, rate in (("baseline", 0.0), ("leap", 0.5), ("leap_fix", 0.8)):
         for seed in (0, 1):
             p = tmp_path / v / f"seed{seed}" / "eval" / "stsb.json"
             p.parent.mkdir(parents=True)
@@ -114,6 +114,15 @@ def test_tables_from_eval_jsons(tmp_path):
     status = build_tables(paths, tmp_path / "tables", log=lambda s: None)
     assert status["table1_main"] == "written" and status["table3_layerwise"].startswith("skipped")
     t1 = pd.read_csv(tmp_path / "tables/table1_main.csv")
-    assert t1["Model"].tolist() == ["baseline", "leap"] and t1["Exit rate"].tolist() == [0.0, 0.5]
+    # an extra exit objective (not a paper row) is reported right after LEAP
+    assert t1["Model"].tolist() == ["baseline", "leap", "leap_fix"] and t1["Exit rate"].tolist() == [0.0, 0.5, 0.8]
     assert t1["STS-B (exit)"].iloc[1] == "0.700 [0.700, 0.700]"
     assert (tmp_path / "tables/table1_main.md").read_text().startswith("| Model |")
+
+    from leap.report import build_claims
+
+    claims = build_claims(paths).set_index("claim")
+    rate = "baseline exit rate"
+    assert claims.loc[rate, "measured"] == 0.0 and pd.isna(claims.loc[rate, "measured (leap_fix)"])  # not a LEAP claim
+    el = "expected exit layer / layer reduction"
+    assert claims.loc[el, "measured"] == "1.50 / 1.33x" and claims.loc[el, "measured (leap_fix)"] == "1.20 / 1.67x"

@@ -20,6 +20,13 @@ def sigmoid(x):
     return 1 / (1 + math.exp(-x))
 
 
+def margin(gap, cfg: LeapLossConfig):
+    x = cfg.exit_slope * gap
+    if cfg.exit_margin == "softplus":
+        return math.log1p(math.exp(x)) / cfg.exit_slope
+    return sigmoid(x)
+
+
 def reference(student, teacher, cfg: LeapLossConfig, progress, P=None):
     """The SPEC formulas, one sample and one layer at a time."""
     n_s, bsz, _ = student.shape
@@ -30,10 +37,14 @@ def reference(student, teacher, cfg: LeapLossConfig, progress, P=None):
     s = lambda l, b: student[l - 1, b]  # noqa: E731
     final = sum(1 - cos(proj(s(n_s, b)), teacher[n_t][b]) for b in range(bsz)) / bsz
     inter = sum(sum(1 - cos(proj(s(l, b)), teacher[pi[l - 1]][b]) for b in range(bsz)) / bsz for l in range(1, n_s + 1)) / n_s
-    exit_t = sum(w[l - 1] * sum(sigmoid(cfg.exit_slope * (cfg.tau - cos(proj(s(l, b)), teacher[n_t][b]))) for b in range(bsz)) / bsz
+    exit_t = sum(w[l - 1] * sum(margin(cfg.tau - cos(proj(s(l, b)), teacher[n_t][b]), cfg) for b in range(bsz)) / bsz
                  for l in range(1, n_s + 1)) / n_s
-    exit_s = sum(w[l - 1] * sum(sigmoid(cfg.exit_slope * (cfg.tau - cos(s(l, b), s(n_s, b)))) for b in range(bsz)) / bsz
-                 for l in range(1, n_s)) / (n_s - 1)
+    if cfg.exit_s_target == "next":  # layer l toward layer l+1, weighted by w_(l+1)
+        exit_s = sum(w[l] * sum(margin(cfg.tau - cos(s(l, b), s(l + 1, b)), cfg) for b in range(bsz)) / bsz
+                     for l in range(1, n_s)) / (n_s - 1)
+    else:
+        exit_s = sum(w[l - 1] * sum(margin(cfg.tau - cos(s(l, b), s(n_s, b)), cfg) for b in range(bsz)) / bsz
+                     for l in range(1, n_s)) / (n_s - 1)
     if cfg.progressive is None:
         bs = cfg.beta_s
     else:
@@ -84,6 +95,9 @@ CASES = [
     (4, 3, 5, 4, 5, False, LeapLossConfig(min_layer=2, layer_weights=(0.5, 1, 2, 3), layer_map=(1, 1, 3, 4), late_layers=(2, 3))),
     (6, 6, 8, 12, 8, False, LeapLossConfig(terms=BASELINE_TERMS, min_layer=3)),
     (6, 6, 8, 12, 12, True, LeapLossConfig(terms=ABLATION_TERMS["abl_inter"], min_layer=3, alpha=0.7)),
+    (6, 5, 8, 12, 16, True, LeapLossConfig(min_layer=3, exit_margin="softplus", exit_slope=4.0)),
+    (6, 5, 8, 12, 8, False, LeapLossConfig(min_layer=3, exit_s_target="next", layer_weights=(0.1, 0.2, 1, 2, 3, 4))),
+    (6, 4, 8, 12, 8, True, LeapLossConfig(min_layer=3, exit_margin="softplus", exit_s_target="next")),
 ]
 
 
@@ -101,6 +115,27 @@ def test_terms_equal_plain_loop(case, progress):
         want = reference(student, teacher, cfg, progress, P)
     for k, v in want.items():
         assert float(got[k].detach()) == pytest.approx(v, rel=1e-9, abs=1e-9), k
+
+
+def test_softplus_margin_keeps_its_gradient_far_below_tau():
+    """The paper's sigmoid margin saturates far below tau (no pull); the softplus hinge does not."""
+    cosv = torch.tensor([0.2, 0.97, 0.995], requires_grad=True)
+    grads = {}
+    for kind in ("sigmoid", "softplus"):
+        cfg = LeapLossConfig(exit_margin=kind)
+        from leap.losses import soft_margin
+        (g,) = torch.autograd.grad(soft_margin(cfg.tau - cosv, cfg.exit_slope, kind).sum(), cosv)
+        grads[kind] = g
+    assert abs(float(grads["sigmoid"][0])) < 0.01  # saturated: sigmoid'(8) * 10 ~ 0.003
+    assert float(grads["softplus"][0]) == pytest.approx(-1.0, abs=1e-3)  # full pull far from tau
+    assert abs(float(grads["softplus"][2])) < 0.5  # above tau the hinge lets go
+
+
+def test_bad_exit_options_are_named():
+    with pytest.raises(LeapError, match="exit_margin"):
+        LeapLossConfig(exit_margin="hinge")
+    with pytest.raises(LeapError, match="exit_s_target"):
+        LeapLossConfig(exit_s_target="previous")
 
 
 def test_off_terms_are_exactly_zero():

@@ -54,7 +54,10 @@ def test_outputs_load_and_log(setup):
 
     model = run(setup, "out", cfg(setup))
     out = model.parent
-    assert SentenceTransformer(str(model), device="cpu").encode(["a test"]).shape == (1, 32)
+    served = SentenceTransformer(str(model), device="cpu")
+    assert served.encode(["a test"]).shape == (1, 32)
+    init_len = SentenceTransformer(str(setup["student"]), device="cpu").max_seq_length
+    assert served.max_seq_length == max(init_len, 16)  # trained at 16 tokens, served at the init's length
     enc = EarlyExitEncoder.from_pretrained(str(model), exit=ExitConfig(min_layer=3), device="cpu")
     assert enc.encode(["a test"]).shape == (1, 32)
     assert load_file(str(out / "projection.safetensors"))["weight"].shape == (32, 32)
@@ -101,10 +104,10 @@ def test_nan_stops_with_step_and_term(setup, monkeypatch):
         run(setup, "nan", c)
 
 
-@pytest.mark.parametrize("variant", ["baseline", "fixed_depth", "adaptive_layer", "layerskip", "abl_final", "beta0.2"])
+@pytest.mark.parametrize("variant", ["baseline", "fixed_depth", "adaptive_layer", "layerskip", "abl_final", "beta0.2", "leap_fix"])
 def test_every_variant_trains(setup, variant):
     over = {"n_layers": 4} if variant == "fixed_depth" else {}
-    model = run(setup, f"v-{variant}", cfg(setup, variant, max_steps=2, **over))
+    model = run(setup, f"v-{variant}", cfg(setup, variant, max_steps=2, projection_lr=1e-2, **over))
     conf = json.loads((model.parent / "train_config.json").read_text())
     assert conf["steps"] == 2
     if variant == "fixed_depth":

@@ -111,6 +111,12 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     assert "teacher_cache" not in counts and "extract_data" not in counts
     assert "layerskip" in changed.stdout + changed.stderr
 
+    # a new variant of the same shape (init, depth, layer map) trains without rebuilding the cache
+    cfg["variants"]["ablation"] = ["abl_final", "abl_contrast"]
+    tiny_config.write_text(yaml.safe_dump(cfg))
+    counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
+    assert counts.get("train_student") == 2 and "teacher_cache" not in counts
+
 
 @pytest.mark.parametrize(
     "patch, message",
@@ -144,7 +150,11 @@ def test_cpu_config_resolves(tmp_path):
     data.mkdir()
     proc = run(["-n", "--configfile", str(ROOT / "config/cpu.yaml"), "--config", f"data_dir={data}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert jobs(proc)["train_student"] == 15
+    config_line = next(l for l in (proc.stdout + proc.stderr).splitlines() if "Config file(s)" in l)
+    assert "cpu.yaml" in config_line and "demo.yaml" not in config_line  # replaced, not merged into the demo's
+    counts = jobs(proc)
+    assert counts["train_student"] == 18  # (baseline, leap, leap_fix) x 3 seeds + 9 single-seed runs
+    assert counts["eval_beir"] == 3 and counts["latency_bench"] == 3  # retrieval_seeds 1, latency seeds 1
 
 
 def test_lint_and_format():

@@ -11,7 +11,7 @@ from leap.teacher import build_cache, student_depth  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 t = p.teacher
-students = [(student_depth(ref, n), layer_map) for ref, n, layer_map in p.students]
+students = [(student_depth(ref, n), list(layer_map) or None) for ref, n, layer_map in p.students]
 build_cache(
     t["model"],
     read_sentences(snakemake.input.sentences),  # noqa: F821

@@ -1,0 +1,193 @@
+"""What it takes for L_exit to work at CPU scale (issue 8): short runs, STS-B dev as the signal.
+
+Each run trains one seed of a variant of ``config/cpu.yaml`` for ``--steps`` optimiser
+steps with overrides (``--set loss.exit_slope=2``), then measures on the STS-B *dev*
+sentences: similarity to final and adjacent-layer cosine per layer, exit rate at theta
+0.90 / 0.95, and Spearman (full and exited). One JSON per run under ``--out``; ``--table``
+assembles them into ``exploration.csv`` / ``.md``. STS-B test is never read here.
+
+    python benchmarks/explore_exit.py --name slope2 --set loss.exit_slope=2 --steps 600
+    python benchmarks/explore_exit.py --table
+
+Needs the cpu run's data and teacher cache (``snakemake ... --until teacher_cache``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from leap.data import read_sentences  # noqa: E402
+from leap.early_exit import ExitConfig, simulate_exit  # noqa: E402
+from leap.evaluate import _pair_cos, anisotropy, load_encoder, pair_index, spearman  # noqa: E402
+from leap.files import write_json  # noqa: E402
+from leap.train import make_train_config, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _set(d: dict, dotted: str, value) -> None:
+    *head, last = dotted.split(".")
+    for k in head:
+        d = d.setdefault(k, {})
+    d[last] = value
+
+
+def dev_signal(model: str, pairs: pd.DataFrame, min_layer: int, threads: int) -> dict:
+    """Per-layer similarity to final, adjacent cosine, anisotropy; exits and Spearman on STS-B dev."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    enc = load_encoder(model)
+    df = pairs[pairs["split"] == "dev"]
+    sents, i1, i2 = pair_index(df)
+    v = enc.layer_embeddings(sents, batch_size=64)  # [L, N, d]
+    vn = F.normalize(v.float(), dim=-1)
+    L = v.shape[0]
+    gold = df["score"].to_numpy(dtype=float)
+    out = {
+        "sim_to_final": [float((vn[l] * vn[-1]).sum(-1).mean()) for l in range(L)],
+        "adjacent_cos": [None] + [float((vn[l] * vn[l - 1]).sum(-1).mean()) for l in range(1, L)],
+        "anisotropy": anisotropy(v.numpy()),
+        "spearman_full": spearman(_pair_cos(vn[-1].numpy(), i1, i2), gold),
+    }
+    for theta in (0.90, 0.95):
+        ex = ExitConfig(strategy="convergence", theta=theta, patience=1, min_layer=min_layer)
+        emb, layers = simulate_exit(v, ex)
+        out[f"exit_rate_{theta:.2f}"] = float((layers < L).mean())
+        out[f"mean_exit_layer_{theta:.2f}"] = float(layers.mean())
+        out[f"spearman_exit_{theta:.2f}"] = spearman(_pair_cos(emb, i1, i2), gold)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    cfg_yaml = yaml.safe_load((ROOT / args.config).read_text())
+    training = json.loads(json.dumps(cfg_yaml["training"]))
+    over: dict = {}
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        try:
+            value = float(raw) if "e" in raw.lower() and not raw.isalpha() else yaml.safe_load(raw)
+        except ValueError:  # YAML 1.1 reads "2e-4" as a string
+            value = yaml.safe_load(raw)
+        _set(over, key, value)
+    over["max_steps"] = args.steps
+    over["checkpoint_steps"] = None
+    cfg = make_train_config(training, args.variant, args.seed, variant_overrides=over)
+    res = ROOT / "results" / cfg_yaml["experiment"]
+    sentences = read_sentences(res / "data" / "sentences.parquet")
+    work = Path(args.work) / args.name
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    model = train(cfg, sentences, res / "teacher", work, teacher=cfg_yaml["teacher"]["model"],
+                  progress_bar=False, threads=args.threads, log=lambda m: None)
+    train_s = time.perf_counter() - t0
+    log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
+    last = {k: v for k, v in log[-1].items() if isinstance(v, (int, float))}
+    pairs = pd.read_parquet(res / "data" / "stsb.parquet")
+    sig = dev_signal(str(model), pairs, cfg.loss.min_layer, args.threads)
+    row = {"name": args.name, "variant": args.variant, "overrides": " ".join(args.set), "steps": args.steps,
+           "batch_size": cfg.batch_size, "train_seconds": round(train_s, 1), "last_log": last, **sig}
+    write_json(Path(args.out) / f"{args.name}.json", row)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+def teacher_geometry(config: str, every: int = 10) -> dict:
+    """The cached teacher layers' geometry on every ``every``-th training sentence: similarity
+    to the final layer, cosine between consecutive cached layers, anisotropy (mean cosine of
+    random pairs of different sentences). Explains what L_inter's targets look like."""
+    import torch
+
+    from leap.teacher import TeacherCache
+
+    cfg_yaml = yaml.safe_load((ROOT / config).read_text())
+    res = ROOT / "results" / cfg_yaml["experiment"]
+    cache = TeacherCache.open(res / "teacher", sentences=read_sentences(res / "data" / "sentences.parquet"), verify=False)
+    idx = np.arange(0, len(cache), every)
+    vec = {l: torch.nn.functional.normalize(v.float(), dim=-1) for l, v in cache.get(idx, cache.layers).items()}
+    final = max(vec)
+    perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))
+    layers = sorted(vec)
+    return {
+        "teacher": cfg_yaml["teacher"]["model"], "n_sentences": int(len(idx)), "layers": layers,
+        "sim_to_final": {l: round(float((vec[l] * vec[final]).sum(-1).mean()), 3) for l in layers},
+        "cos_to_previous_cached": {b: round(float((vec[a] * vec[b]).sum(-1).mean()), 3) for a, b in zip(layers, layers[1:])},
+        "anisotropy": {l: round(float((vec[l] * vec[l][perm]).sum(-1).mean()), 3) for l in layers},
+    }
+
+
+def table(out: Path) -> pd.DataFrame:
+    rows = []
+    for p in sorted(out.glob("*.json")):
+        r = json.loads(p.read_text())
+        L = len(r["sim_to_final"])
+        row = {"run": r["name"], "variant": r["variant"], "overrides": r["overrides"], "steps": r["steps"]}
+        for l in range(2, L):
+            row[f"sim_final_L{l}"] = round(r["sim_to_final"][l - 1], 3)
+        for l in range(3, L + 1):
+            row[f"adj_cos_L{l}"] = round(r["adjacent_cos"][l - 1], 3)
+        row.update({
+            "exit_rate_0.90": round(r["exit_rate_0.90"], 3), "exit_rate_0.95": round(r["exit_rate_0.95"], 3),
+            "E[l]_0.95": round(r["mean_exit_layer_0.95"], 2),
+            "dev_spearman_full": round(r["spearman_full"], 4), "dev_spearman_exit_0.95": round(r["spearman_exit_0.95"], 4),
+            "anisotropy_final": round(r["anisotropy"][-1], 3), "train_s": r["train_seconds"],
+        })
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.to_csv(out.parent / "exploration.csv", index=False)
+    (out.parent / "exploration.md").write_text(df.to_markdown(index=False) + "\n")
+    return df
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="config/cpu.yaml")
+    ap.add_argument("--name")
+    ap.add_argument("--variant", default="leap")
+    ap.add_argument("--set", action="append", default=[], help="dotted override, e.g. loss.exit_slope=2")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default="/tmp/leap-explore")
+    ap.add_argument("--out", default="results/cpu/exploration/runs")
+    ap.add_argument("--keep", action="store_true", help="keep the trained model under --work")
+    ap.add_argument("--table", action="store_true", help="assemble the runs into exploration.csv/.md")
+    ap.add_argument("--teacher-geometry", action="store_true", help="geometry of the cached teacher layers")
+    ap.add_argument("--model", help="measure an existing model (no training), e.g. packaged:all-MiniLM-L6-v2")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if args.teacher_geometry:
+        geo = teacher_geometry(args.config)
+        write_json(out.parent / "teacher_geometry.json", geo)
+        print(json.dumps(geo, indent=1))
+        return
+    if args.table:
+        print(table(out).to_string(index=False))
+        return
+    if args.model:
+        pairs = pd.read_parquet(ROOT / "results" / "cpu" / "data" / "stsb.parquet")
+        sig = dev_signal(args.model, pairs, 3, args.threads)
+        row = {"name": args.name or Path(args.model).name, "variant": "untrained", "overrides": args.model, "steps": 0,
+               "batch_size": None, "train_seconds": 0.0, "last_log": {}, **sig}
+        write_json(out / f"{row['name']}.json", row)
+        print(json.dumps(row, indent=1))
+        return
+    if not args.name:
+        ap.error("--name is required")
+    print(json.dumps(run(args), indent=1))
+
+
+if __name__ == "__main__":
+    main()

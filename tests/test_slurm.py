@@ -1,0 +1,65 @@
+"""The workflow through profiles/slurm on a real single-node SLURM (localhost).
+
+`.ci/run` brings the cluster up with `.ci/slurm-up.sh` (root, Debian packages); without
+an idle SLURM node this test skips and says how to get one. The profile used is
+profiles/slurm itself, with two test-only changes: no conda (none here) and job states
+read with squeue (no slurmdbd here, so sacct cannot answer; SLURM-CI notes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.test_workflow import ROOT, SNAKEMAKE, tiny_cfg
+
+
+def _slurm_idle() -> str | None:
+    """``None`` when an idle SLURM node answers, else why not."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no SLURM client (sinfo/sbatch); run .ci/slurm-up.sh as root on Debian"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    if "idle" not in proc.stdout.split():
+        return f"no idle SLURM node (sinfo: {proc.stdout.strip() or proc.stderr.strip()}); run .ci/slurm-up.sh"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e .[dev])"
+    return None
+
+
+@pytest.mark.slow
+def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
+    why = _slurm_idle()
+    if why:
+        pytest.skip(why)
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    profile.pop("software-deployment-method")  # no conda on this machine
+    profile |= {"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 2,
+                "slurm-logdir": str(tmp_path / "slurm-logs"), "slurm-keep-successful-logs": True, "latency-wait": 5, "retries": 0, "jobs": 4}
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+
+    cfg = tiny_cfg(tiny_models)
+    cfg["experiment"] = "slurm"
+    cfg["variants"] = {"main": ["baseline", "leap"]}
+    cfg["published_models"] = [{"name": "tiny-bert", "model": tiny_models["bert"]}]
+    cfg["latency"]["variants"] = ["leap"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    cmd = ["timeout", "-k", "10", "900", *SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--workflow-profile", str(tmp_path / "profile"), "--configfile", str(tmp_path / "config.yaml")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    res = tmp_path / "results/slurm"
+    assert (res / "report.md").exists() and (res / "claims.csv").exists()
+    assert json.loads((res / "leap/seed0/eval/stsb.json").read_text())["splits"]["test"]["n_pairs"] > 0
+    assert "sbatch" in out or "SLURM" in out  # the jobs went through the executor
+    logs = list((tmp_path / "slurm-logs").rglob("*.log"))
+    assert any("train_student" in str(p) for p in logs), [str(p) for p in logs][:10]
