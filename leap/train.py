@@ -20,8 +20,10 @@ Objectives (``TrainConfig.objective``):
 Output of :func:`train` in ``out_dir``: ``model/`` (a SentenceTransformer folder,
 safetensors), ``projection.safetensors`` (``P``, not part of the inference model),
 ``train_config.json`` (the resolved config) and ``train_log.jsonl`` (every loss term,
-``beta_s``, ``lr`` and ``step``). Checkpoints go to ``out_dir/checkpoints`` and a rerun
-resumes from the last one.
+``beta_s``, ``lr`` and ``step``). Checkpoints go to ``out_dir/checkpoints``; each records the
+run's fingerprint (resolved config, teacher, sentences' checksum) and the log so far. A rerun
+resumes from the last checkpoint only when the fingerprint matches (checkpoints of another
+run are discarded, with a message) and a completed run removes its checkpoints.
 """
 
 from __future__ import annotations
@@ -436,13 +438,13 @@ def init_projection(st: Any, cache: Any, sentences: Sequence[str], indices: np.n
 
 
 # -- callbacks ---------------------------------------------------------------------------------
-def _callbacks(loss: nn.Module, log_path: Path, log_steps: int, projection: nn.Linear):
+def _callbacks(loss: nn.Module, log_path: Path, log_steps: int, projection: nn.Linear, fingerprint: dict):
     from safetensors.torch import load_file, save_file
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
         """Feeds ``progress = step / max_steps`` to the beta_s schedule; writes train_log.jsonl;
-        saves and restores ``P`` with each checkpoint."""
+        saves ``P``, the run's fingerprint and the log so far with each checkpoint."""
 
         def __init__(self) -> None:
             self.acc: dict[str, float] = {}
@@ -471,23 +473,76 @@ def _callbacks(loss: nn.Module, log_path: Path, log_steps: int, projection: nn.L
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 ckpt.mkdir(parents=True, exist_ok=True)
                 save_file({"weight": projection.weight.detach().cpu().contiguous()}, str(ckpt / "projection.safetensors"))
+                if log_path.exists():
+                    shutil.copyfile(log_path, ckpt / "train_log.jsonl")
+                write_json(ckpt / _FINGERPRINT, fingerprint)  # last: its presence marks the checkpoint usable
 
     def restore(ckpt: Path) -> None:
         w = load_file(str(ckpt / "projection.safetensors"))["weight"]
         with torch.no_grad():
             projection.weight.copy_(w)
+        # the log as it was at the checkpoint (Snakemake removes the output log before a rerun)
+        saved = ckpt / "train_log.jsonl"
+        if saved.exists():
+            shutil.copyfile(saved, log_path)
+        _truncate_log(log_path, int(ckpt.name.split("-")[-1]))
 
     return ProgressCallback(), restore
 
 
-def _last_checkpoint(ckpt_dir: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
+_FINGERPRINT = "leap_run.json"
+# fields that do not change the trained weights: a checkpoint stays valid when only they change
+_NOT_FINGERPRINTED = ("checkpoint_steps", "log_steps")
 
+
+def run_fingerprint(cfg: TrainConfig, teacher: str | None, sentences_sha256: str, n_train: int) -> dict:
+    """What identifies a training run for resuming: the resolved config (less logging and
+    checkpoint intervals), the teacher, the training sentences' checksum and their number."""
+    conf = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    return json.loads(json.dumps({"config": conf, "teacher": teacher, "sentences_sha256": sentences_sha256,
+                                  "n_train": n_train}))
+
+
+def _fingerprint_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out: list[str] = []
+    for k in keys:
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _fingerprint_diff(x, y, f"{prefix}{k}.")
+        elif x != y:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _last_checkpoint(ckpt_dir: Path, fingerprint: dict, log: Callable[[str], None] = print) -> Path | None:
+    """The last complete checkpoint of *this* run, or ``None``.
+
+    A checkpoint is complete once its fingerprint file exists (written last); an incomplete
+    one (killed while saving) is skipped. Checkpoints written by a run with another
+    fingerprint (an earlier config, other sentences) are removed, never resumed.
+    """
     if not ckpt_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(ckpt_dir))
-    if last and (Path(last) / "projection.safetensors").exists():
-        return Path(last)
+    zero = int(os.environ.get("RANK", "0")) == 0  # one process removes files under torchrun
+    ckpts = sorted((p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in ckpts:
+        fp = ckpt / _FINGERPRINT
+        if not (fp.exists() and (ckpt / "projection.safetensors").exists()):
+            log(f"skipping incomplete checkpoint {ckpt} (killed while saving)")
+            if zero:
+                shutil.rmtree(ckpt, ignore_errors=True)
+            continue
+        saved = json.loads(fp.read_text())
+        if saved == fingerprint:
+            return ckpt
+        why = ", ".join(_fingerprint_diff(saved, fingerprint)[:8])
+        log(f"discarding checkpoints in {ckpt_dir}: {ckpt.name} was written by another run "
+            f"(differs in {why}); training starts from the beginning")
+        break
+    if zero:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return None
 
 
@@ -567,12 +622,12 @@ def train(
 
     ckpt_dir = out / "checkpoints"
     log_path = out / "train_log.jsonl"
-    resume = _last_checkpoint(ckpt_dir)
-    progress_cb, restore = _callbacks(loss, log_path, cfg.log_steps, projection)
+    fingerprint = run_fingerprint(cfg, teacher, cache.manifest["sentences_sha256"], n)
+    resume = _last_checkpoint(ckpt_dir, fingerprint, log)
+    progress_cb, restore = _callbacks(loss, log_path, cfg.log_steps, projection, fingerprint)
     if resume is not None:
         log(f"resuming from {resume}")
         restore(resume)
-        _truncate_log(log_path, int(resume.name.split("-")[-1]))
     elif log_path.exists():
         log_path.unlink()
 
@@ -629,5 +684,6 @@ def train(
     write_json(out / "train_config.json", {**cfg.to_dict(), "teacher": teacher,
                                             "n_train": n, "steps": trainer.state.global_step,
                                             "student_layers": n_s, "teacher_layers_read": needed})
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is complete: nothing left to resume
     log(f"trained {cfg.objective} ({', '.join(cfg.loss.terms)}) for {trainer.state.global_step} steps -> {target}")
     return target

@@ -126,3 +126,19 @@ def test_tables_from_eval_jsons(tmp_path):
     assert claims.loc[rate, "measured"] == 0.0 and pd.isna(claims.loc[rate, "measured (leap_fix)"])  # not a LEAP claim
     el = "expected exit layer / layer reduction"
     assert claims.loc[el, "measured"] == "1.50 / 1.33x" and claims.loc[el, "measured (leap_fix)"] == "1.20 / 1.67x"
+
+
+def test_table11_full_leap_row_from_leap_runs_when_abl_exit_not_trained():
+    from leap.tables import table11_ablation
+
+    def stsb(rate):
+        return {"num_layers": 2, "splits": {"test": {"spearman_exit": 0.7, "spearman_full": 0.72, "exit_rate": rate,
+                                                      "expected_exit_layer": 2 - rate, "layer_reduction": 2 / (2 - rate)}}}
+
+    res = {"abl_final": {0: {"stsb": stsb(0.0)}}, "leap": {0: {"stsb": stsb(0.5)}, 1: {"stsb": stsb(0.3)}}}
+    t = table11_ablation(res)
+    assert t["Configuration"].tolist() == ["L_final", "+ L_exit (full LEAP)"]
+    assert t["Variant"].tolist() == ["abl_final", "leap"] and t["Exit rate"].iloc[1] == 0.4
+    res["abl_exit"] = {0: {"stsb": stsb(0.9)}}  # trained separately: its own runs are used
+    t = table11_ablation(res)
+    assert t["Variant"].tolist() == ["abl_final", "abl_exit"] and t["Exit rate"].iloc[1] == 0.9

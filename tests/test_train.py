@@ -85,10 +85,45 @@ def test_resume_after_kill_matches_uninterrupted(setup):
     run(setup, "killed", c, stop_after_steps=4)
     assert not (setup["root"] / "killed" / "model").exists()
     assert (setup["root"] / "killed" / "checkpoints" / "checkpoint-4").exists()
+    assert json.loads((setup["root"] / "killed" / "checkpoints" / "checkpoint-4" / "leap_run.json").read_text())
+    (setup["root"] / "killed" / "train_log.jsonl").unlink()  # Snakemake removes a failed job's outputs
     resumed = weights(run(setup, "killed", c))
     assert all(torch.allclose(full[k], resumed[k], atol=1e-6) for k in full)
     rows = [json.loads(l)["step"] for l in (setup["root"] / "killed" / "train_log.jsonl").read_text().splitlines()]
-    assert rows == sorted(set(rows))  # no duplicated steps after the resume
+    full_rows = [json.loads(l)["step"] for l in (setup["root"] / "uninterrupted" / "train_log.jsonl").read_text().splitlines()]
+    assert rows == full_rows  # the log before the checkpoint came back from the checkpoint, no duplicates
+    assert not (setup["root"] / "killed" / "checkpoints").exists()  # a completed run leaves no checkpoints
+
+
+def test_checkpoints_of_another_config_are_discarded_not_resumed(setup):
+    """A stale checkpoint (earlier config, same output folder) must not be resumed: the run
+    starts over and ends with the weights of a fresh run of the new config."""
+    old = cfg(setup, checkpoint_steps=2, epochs=2)
+    new = cfg(setup, checkpoint_steps=2, epochs=2, lr=5e-4)
+    run(setup, "stale", old, stop_after_steps=4)
+    assert (setup["root"] / "stale" / "checkpoints" / "checkpoint-4").exists()
+    messages: list[str] = []
+    model = train(new, SENTS, setup["cache"], setup["root"] / "stale", teacher=setup["teacher"],
+                  progress_bar=False, log=messages.append)
+    assert any("discarding checkpoints" in m and "config.lr" in m for m in messages), messages
+    fresh = weights(run(setup, "fresh", new))
+    got = weights(model)
+    assert all(torch.equal(fresh[k], got[k]) for k in fresh)
+    steps = [json.loads(l)["step"] for l in (setup["root"] / "stale" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10, 12]
+
+
+def test_incomplete_checkpoint_is_skipped(setup):
+    c = cfg(setup, checkpoint_steps=2, epochs=2)
+    full = weights(run(setup, "ref_incomplete", c))
+    run(setup, "half_saved", c, stop_after_steps=4)
+    ckpts = setup["root"] / "half_saved" / "checkpoints"
+    (ckpts / "checkpoint-4" / "leap_run.json").unlink()  # killed while writing checkpoint-4
+    messages: list[str] = []
+    got = weights(train(c, SENTS, setup["cache"], setup["root"] / "half_saved", teacher=setup["teacher"],
+                        progress_bar=False, log=messages.append))
+    assert any("incomplete checkpoint" in m for m in messages) and any("checkpoint-2" in m for m in messages)
+    assert all(torch.allclose(full[k], got[k], atol=1e-6) for k in full)
 
 
 def test_nan_stops_with_step_and_term(setup, monkeypatch):

@@ -118,6 +118,51 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     assert counts.get("train_student") == 2 and "teacher_cache" not in counts
 
 
+@pytest.mark.slow
+def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
+    """Kill the training job (as an OOM killer or a cluster limit would) after a checkpoint:
+    Snakemake removes its partial outputs, and the rerun resumes from the checkpoint and
+    finishes with a complete log and no checkpoints left."""
+    import signal
+    import time
+
+    import psutil
+
+    cfg = tiny_cfg(tiny_models)
+    cfg["variants"] = {"main": ["leap"], "ablation": [], "sweep": [], "comparisons": []}
+    cfg["training"] |= {"max_steps": 400, "checkpoint_steps": 20, "log_steps": 10}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "results/tiny/leap/seed0"
+    target = "results/tiny/leap/seed0/train_config.json"
+    args = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), target, "--cores", "1",
+            "--configfile", str(config)]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list((run_dir / "checkpoints").glob("checkpoint-*/leap_run.json")):
+        assert first.poll() is None, f"workflow ended before a checkpoint: {first.stdout.read()[-3000:]}"
+        assert time.time() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    jobs_ = [p for p in psutil.Process(first.pid).children(recursive=True) if "train.py" in " ".join(p.cmdline())]
+    assert jobs_, "training job process not found"
+    for p in jobs_:
+        p.send_signal(signal.SIGKILL)
+    out = first.communicate(timeout=300)[0]
+    assert first.returncode != 0, out[-3000:]
+    assert not (run_dir / "model").exists() and not (run_dir / "train_config.json").exists()  # no partial output kept
+    assert list((run_dir / "checkpoints").glob("checkpoint-*"))
+
+    again = run([target, "--cores", "1", "--configfile", str(config)], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (tmp_path / "results/tiny/logs/train/leap/seed0.log").read_text()
+    assert "resuming from" in log and "checkpoint-" in log
+    steps = [json.loads(l)["step"] for l in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(10, 401, 10))  # the log before the kill came back, nothing twice
+    assert json.loads((run_dir / "train_config.json").read_text())["steps"] == 400
+    assert not (run_dir / "checkpoints").exists()
+
+
 @pytest.mark.parametrize(
     "patch, message",
     [
