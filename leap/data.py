@@ -2,8 +2,10 @@
 
 One code path serves three settings. Every source is named ``kind:name``:
 
-- ``hub:*``   the full reproduction: Hugging Face Hub datasets (pinned revisions below)
-  and BEIR downloads (the beir package's loader);
+- ``hub:*``   the full reproduction: Hugging Face Hub datasets, each loaded at one commit
+  (pinned in the config's ``data.revisions`` by repo id, or resolved from the Hub before any
+  download and recorded in ``stats.json`` so that the run can be pinned) and BEIR downloads
+  (the beir package's loader);
 - ``local:*`` a local data folder with the layout of the project's shared data
   (``stsbenchmark/``, ``nli/``, ``mrpc/``, ``beir/<name>/``), for machines without internet;
 - ``demo:*``  built-in synthetic data written for this project (templates and word lists),
@@ -25,7 +27,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,8 +37,9 @@ from leap.files import atomic_path, write_json
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}
 
-# Hub copies used by the full configuration (hub id, config, revision). Revisions are
-# pinned in config/config.yaml (``data.revisions``); ``None`` takes the default branch.
+# Hub copies used by the full configuration (hub id, config, columns, splits). Their commits
+# are pinned in config/config.yaml (``data.revisions``, keyed by hub id); an unpinned one is
+# resolved once per run (:func:`resolve_revisions`) and recorded in stats.json.
 HUB_TRAIN = {
     "snli": ("stanfordnlp/snli", None, ("premise", "hypothesis"), ("train", "validation")),
     "multi_nli": ("nyu-mll/multi_nli", None, ("premise", "hypothesis"), ("train",)),
@@ -48,6 +51,7 @@ HUB_STSB = "sentence-transformers/stsb"  # columns sentence1, sentence2, score i
 HUB_QQP_EVAL = ("nyu-mll/glue", "qqp", "validation")  # 10K pairs sampled with the data seed
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 BEIR_NAMES = ("arguana", "nfcorpus", "scifact", "scidocs", "fiqa")
+DEMO_NAMES = ("sentences", "pairs", "qqp", "retrieval")  # built-in SYNTHETIC data
 
 
 @dataclass
@@ -211,14 +215,52 @@ def _need_dir(data_dir: str | os.PathLike | None, ref: str, sub: str) -> Path:
     return path
 
 
-def _hub_load(ref: str, *args, **kwargs):
+def hub_repos(refs: Iterable[str]) -> list[str]:
+    """The Hugging Face Hub dataset repos that ``refs`` read (BEIR downloads are not Hub repos)."""
+    out: list[str] = []
+    for ref in refs:
+        kind, name = _split_ref(ref)
+        if kind != "hub":
+            continue
+        if name in HUB_TRAIN:
+            out.append(HUB_TRAIN[name][0])
+        if name == "stsb":
+            out.append(HUB_STSB)
+        if name == "qqp":
+            out.append(HUB_QQP_EVAL[0])
+    return list(dict.fromkeys(out))
+
+
+def resolve_revisions(repos: Iterable[str], pinned: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The commit each repo is loaded at: the pinned one, else the Hub's current head (asked
+    once, before any download, so that every split of a run comes from one commit). Without
+    network an unpinned repo fails here with one message naming it and what to do."""
+    out: dict[str, str] = {}
+    for repo in repos:
+        if (pinned or {}).get(repo):
+            out[repo] = pinned[repo]
+            continue
+        try:
+            from huggingface_hub import HfApi
+
+            out[repo] = HfApi().dataset_info(repo).sha
+        except Exception as exc:
+            raise LeapError(
+                f"hub dataset {repo!r}: could not reach the Hugging Face Hub to resolve its revision "
+                f"({type(exc).__name__}); without internet use local: sources and point data_dir at a "
+                f"local copy (config/cpu.yaml), or pin data.revisions and use a warm datasets cache"
+            ) from None
+    return out
+
+
+def _hub_load(ref: str, repo: str, *args, revisions: Mapping[str, str] | None = None, **kwargs):
     try:
         from datasets import load_dataset
 
-        return load_dataset(*args, **kwargs)
+        return load_dataset(repo, *args, revision=(revisions or {}).get(repo), **kwargs)
     except Exception as exc:  # offline, missing revision, ... -> one line naming the source
         raise LeapError(
-            f"data source {ref!r}: could not load {args[0]} from the Hugging Face Hub ({type(exc).__name__}: "
+            f"data source {ref!r}: could not load {repo} from the Hugging Face Hub ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); without internet use local: sources and "
             f"point data_dir at a local copy (config/cpu.yaml)"
         ) from None
@@ -267,8 +309,8 @@ def _mrpc_pairs(root: Path) -> list[tuple[str, str]]:
 
 
 def training_sentences(ref: str, data_dir: str | os.PathLike | None = None,
-                       revisions: dict[str, str] | None = None, demo_size: int = 3000) -> list[str]:
-    """Raw (unfiltered) sentences of one training source."""
+                       revisions: Mapping[str, str] | None = None, demo_size: int = 3000) -> list[str]:
+    """Raw (unfiltered) sentences of one training source (``revisions``: commit by hub repo id)."""
     kind, name = _split_ref(ref)
     if kind == "demo":
         if name != "sentences":
@@ -286,10 +328,9 @@ def training_sentences(ref: str, data_dir: str | os.PathLike | None = None,
     if name not in HUB_TRAIN:
         raise LeapError(f"unknown hub source {ref!r}; hub sources: {', '.join('hub:' + n for n in HUB_TRAIN)}")
     repo, cfg, cols, splits = HUB_TRAIN[name]
-    rev = (revisions or {}).get(name)
     out: list[str] = []
     for split in splits:
-        ds = _hub_load(ref, repo, cfg, split=split, revision=rev)
+        ds = _hub_load(ref, repo, cfg, split=split, revisions=revisions)
         for c in cols:
             out += [s for s in ds[c] if isinstance(s, str)]
     return out
@@ -298,14 +339,20 @@ def training_sentences(ref: str, data_dir: str | os.PathLike | None = None,
 def check_sources(refs: Iterable[str], data_dir: str | os.PathLike | None) -> None:
     """Fail before any work on an unknown source or a missing local folder."""
     subs = {"nli": "nli", "mrpc": "mrpc", "stsb": "stsbenchmark"}
+    hub_names = {*HUB_TRAIN, "stsb", "qqp", *BEIR_NAMES}
     for ref in refs:
         kind, name = _split_ref(ref)
+        if kind == "hub" and name not in hub_names:
+            raise LeapError(f"unknown hub source {ref!r}; hub sources: {', '.join('hub:' + n for n in sorted(hub_names))}")
+        if kind == "demo" and name not in DEMO_NAMES:
+            raise LeapError(f"unknown demo source {ref!r}; demo sources: {', '.join('demo:' + n for n in DEMO_NAMES)}")
         if kind == "local":
             sub = subs.get(name, f"beir/{name}")
             _need_dir(data_dir, ref, sub)
 
 
-def stsb_pairs(ref: str, data_dir: str | os.PathLike | None = None, revision: str | None = None) -> pd.DataFrame:
+def stsb_pairs(ref: str, data_dir: str | os.PathLike | None = None,
+               revisions: Mapping[str, str] | None = None) -> pd.DataFrame:
     """STS-B pairs of every split: ``split, sentence1, sentence2, score`` (score on 0-5).
 
     ``hub:stsb`` is sentence-transformers/stsb (score rescaled there to 0-1; multiplied back
@@ -321,25 +368,34 @@ def stsb_pairs(ref: str, data_dir: str | os.PathLike | None = None, revision: st
             frames.append(read_stsb_file(root / f).assign(split=split))
     else:
         for split, hub_split in (("train", "train"), ("dev", "validation"), ("test", "test")):
-            ds = _hub_load(ref, HUB_STSB, split=hub_split, revision=revision)
+            ds = _hub_load(ref, HUB_STSB, split=hub_split, revisions=revisions)
             frames.append(pd.DataFrame({"sentence1": ds["sentence1"], "sentence2": ds["sentence2"],
                                         "score": np.asarray(ds["score"], dtype=float) * 5.0}).assign(split=split))
     return pd.concat(frames, ignore_index=True)[["split", "sentence1", "sentence2", "score"]]
 
 
-def qqp_pairs(ref: str, n: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """QQP evaluation pairs (GLUE validation, ``n`` sampled with ``seed``): score = is_duplicate."""
-    kind, _ = _split_ref(ref)
-    if kind != "hub":
-        raise LeapError(f"QQP evaluation is only available from the hub (hub:qqp), got {ref!r}")
+def qqp_pairs(ref: str, n: int = 10_000, seed: int = 0, revisions: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """QQP evaluation pairs: ``split`` (all ``test``), ``sentence1, sentence2, score`` with
+    score = is_duplicate (0/1). ``hub:qqp``: GLUE QQP validation (the GLUE test labels are
+    hidden), ``n`` pairs sampled with ``seed``; ``demo:qqp``: SYNTHETIC duplicate pairs from
+    the demo generator (duplicate = the two sentences share at least four of five slots)."""
+    kind, name = _split_ref(ref)
+    if kind == "demo":
+        if name != "qqp":
+            raise LeapError(f"unknown demo pair set {ref!r}; the demo QQP-style set is demo:qqp")
+        df = demo_pairs(n=min(n, 600), seed=3)
+        return df.assign(split="test", score=(df["score"] >= 4).astype(float))[["split", "sentence1", "sentence2", "score"]]
+    if kind != "hub" or name != "qqp":
+        raise LeapError(f"QQP evaluation pairs come from the hub (hub:qqp) or the demo (demo:qqp), got {ref!r}")
     repo, cfg, split = HUB_QQP_EVAL
-    ds = _hub_load(ref, repo, cfg, split=split)
+    ds = _hub_load(ref, repo, cfg, split=split, revisions=revisions)
     df = pd.DataFrame({"sentence1": ds["question1"], "sentence2": ds["question2"], "score": ds["label"]})
     df = df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)
     return df.assign(split="test")[["split", "sentence1", "sentence2", "score"]]
 
 
-def nli_pairs(ref: str, data_dir: str | os.PathLike | None = None, max_pairs: int = 20_000, seed: int = 0) -> pd.DataFrame:
+def nli_pairs(ref: str, data_dir: str | os.PathLike | None = None, max_pairs: int = 20_000, seed: int = 0,
+              revisions: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Labelled NLI pairs for the DeeBERT-style off-ramps: ``sentence1, sentence2, label``."""
     kind, name = _split_ref(ref)
     if kind == "demo":
@@ -350,7 +406,7 @@ def nli_pairs(ref: str, data_dir: str | os.PathLike | None = None, max_pairs: in
         pairs = [p for p in _local_nli_pairs(_need_dir(data_dir, ref, "nli")) if p[2] in NLI_LABELS]
         df = pd.DataFrame(pairs, columns=["sentence1", "sentence2", "label"])
     else:
-        ds = _hub_load(ref, HUB_TRAIN["snli"][0], split="train")
+        ds = _hub_load(ref, HUB_TRAIN["snli"][0], split="train", revisions=revisions)
         df = pd.DataFrame({"sentence1": ds["premise"], "sentence2": ds["hypothesis"], "label": ds["label"]})
         df = df[df["label"].isin([0, 1, 2])]
         df["label"] = df["label"].map({0: "entailment", 1: "neutral", 2: "contradiction"})
@@ -514,7 +570,7 @@ class DataConfig:
     max_sentences: int | None = None
     seed: int = 0
     demo_size: int = 3000
-    revisions: dict[str, str] = field(default_factory=dict)
+    revisions: dict[str, str] = field(default_factory=dict)  # commit by hub repo id
 
     def refs(self) -> list[str]:
         return [*self.train_sources, *(r for r in (self.stsb, self.qqp, self.nli) if r), *self.retrieval]
@@ -527,25 +583,29 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike, log: Callable[[str
     for ref in cfg.refs():
         _split_ref(ref)
     check_sources(cfg.refs(), cfg.data_dir)
+    revisions = resolve_revisions(hub_repos(cfg.refs()), cfg.revisions)
+    for repo, sha in revisions.items():
+        log(f"{repo} at {sha}{' (pinned)' if cfg.revisions.get(repo) else ' (current head; pin it in data.revisions)'}")
     out = Path(out_dir)
-    stsb = stsb_pairs(cfg.stsb, cfg.data_dir, cfg.revisions.get("stsb")) if cfg.stsb else None
-    qqp = qqp_pairs(cfg.qqp, seed=cfg.seed) if cfg.qqp else None
+    stsb = stsb_pairs(cfg.stsb, cfg.data_dir, revisions) if cfg.stsb else None
+    qqp = qqp_pairs(cfg.qqp, seed=cfg.seed, revisions=revisions) if cfg.qqp else None
     retrieval = [retrieval_set(r, cfg.data_dir) for r in cfg.retrieval]
     exclude = eval_sentences(stsb, pairs=[qqp] if qqp is not None else [], retrieval=retrieval)
     raw = {}
     for ref in cfg.train_sources:
-        raw[ref] = training_sentences(ref, cfg.data_dir, cfg.revisions, cfg.demo_size)
+        raw[ref] = training_sentences(ref, cfg.data_dir, revisions, cfg.demo_size)
         log(f"{ref}: {len(raw[ref])} raw sentences")
     result = filter_sentences(raw, exclude, cfg.min_chars, cfg.max_sentences, cfg.seed)
     synthetic = any(r.startswith("demo:") for r in cfg.refs())
     result.stats["synthetic"] = synthetic
+    result.stats["hub_revisions"] = revisions
     write_sentences(result, out / "sentences.parquet", out / "stats.json")
     for name, df in (("stsb", stsb), ("qqp", qqp)):
         if df is not None:
             with atomic_path(out / f"{name}.parquet", suffix=".parquet") as tmp:
                 df.to_parquet(tmp, index=False)
     if cfg.nli:
-        nli = nli_pairs(cfg.nli, cfg.data_dir, seed=cfg.seed)
+        nli = nli_pairs(cfg.nli, cfg.data_dir, seed=cfg.seed, revisions=revisions)
         banned = {normalise(s) for s in exclude}
         nli = nli[~nli["sentence1"].map(normalise).isin(banned) & ~nli["sentence2"].map(normalise).isin(banned)]
         with atomic_path(out / "nli.parquet", suffix=".parquet") as tmp:

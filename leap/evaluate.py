@@ -4,7 +4,9 @@
 - :func:`evaluate_stsb`: STS-B (Spearman x 100 is *not* used: values are in [-1, 1] as the
   paper's 0.760) on exited embeddings, each sentence with the embedding of its own exit
   layer; full-depth score beside it; every layer's score; a theta sweep (Table 5, Fig. 3)
-  and PABEE (Table 10) from the same full pass.
+  and PABEE (Table 10) from the same full pass. The same function scores QQP (``qqp.json``):
+  gold is is_duplicate (0/1), so beside Spearman it reports the average precision of the
+  cosine (``ap_exit``, ``ap_full``; sklearn), MTEB's pair-classification measure.
 - :func:`layer_analysis`: similarity to final, inter-layer stability, cumulative exit,
   NN@10 and its failure rate, contraction ratios, final-aligned displacement, and the
   anisotropy (mean cosine of unrelated sentences) per layer (Tables 3, 4, 9, 13; Figs 1, 2, 4, 5).
@@ -85,7 +87,8 @@ def evaluate_stsb(
     thetas: Sequence[float] = THETAS,
     batch_size: int = 64,
 ) -> dict:
-    """STS-B on exited and full embeddings, per split. ``pairs``: ``split, sentence1, sentence2, score``."""
+    """A scored pair set (STS-B, QQP) on exited and full embeddings, per split.
+    ``pairs``: ``split, sentence1, sentence2, score``."""
     out: dict[str, Any] = {"exit": asdict(exit), "num_layers": encoder.num_layers, "splits": {}}
     L = encoder.num_layers
     for split in splits:
@@ -111,6 +114,11 @@ def evaluate_stsb(
             **_exit_summary(layers, L),
             "pair_exit_rate": metrics.exit_rate(pair_layers, L),
         }
+        if set(np.unique(gold)) <= {0.0, 1.0} and len(np.unique(gold)) == 2:  # duplicate labels (QQP)
+            from sklearn.metrics import average_precision_score
+
+            res["ap_exit"] = float(average_precision_score(gold, _pair_cos(emb, i1, i2)))
+            res["ap_full"] = float(average_precision_score(gold, _pair_cos(vn[-1], i1, i2)))
         sweep = []
         for th in thetas:
             e, ly = simulate_exit(v, replace(exit, strategy="convergence", theta=float(th)))

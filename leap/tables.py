@@ -115,7 +115,8 @@ def extra_variants(res: dict) -> list[str]:
 
 
 def table1_main(res: dict, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
-    """Table 1: STS-B with 95% CI over seeds (exited and full), exit rate, E[l], layer reduction, speedup."""
+    """Table 1: STS-B with 95% CI over seeds (exited and full), exit rate, E[l], layer reduction,
+    speedup; QQP columns where the QQP evaluation ran."""
     rows = []
     if variants is None:
         variants = ["baseline", "leap", *extra_variants(res), *PAPER_VARIANTS[2:]]
@@ -134,11 +135,16 @@ def table1_main(res: dict, variants: Sequence[str] | None = None) -> pd.DataFram
             continue
         lat = _runs(res, v, "latency")
         sp = _mean([next((r["speedup"] for r in l["rows"] if r["batch_size"] == 1), None) for l in lat]) if lat else None
-        rows.append({"Model": v, "Seeds": len(runs), "STS-B (exit)": _ci([r["spearman_exit"] for r in runs]),
-                     "STS-B (full)": _ci([r["spearman_full"] for r in runs]),
-                     "Exit rate": _mean([r["exit_rate"] for r in runs]),
-                     "E[l]": _mean([r["expected_exit_layer"] for r in runs]),
-                     "Layer Red.": _mean([r["layer_reduction"] for r in runs]), "Speedup (b=1)": sp})
+        row = {"Model": v, "Seeds": len(runs), "STS-B (exit)": _ci([r["spearman_exit"] for r in runs]),
+               "STS-B (full)": _ci([r["spearman_full"] for r in runs]),
+               "Exit rate": _mean([r["exit_rate"] for r in runs]),
+               "E[l]": _mean([r["expected_exit_layer"] for r in runs]),
+               "Layer Red.": _mean([r["layer_reduction"] for r in runs]), "Speedup (b=1)": sp}
+        qqp = [_split(r) for r in _runs(res, v, "qqp")]
+        if qqp:  # QQP 10K pairs (full configuration): Spearman and average precision, exited and full
+            row |= {"QQP (exit)": _ci([r["spearman_exit"] for r in qqp]), "QQP (full)": _ci([r["spearman_full"] for r in qqp]),
+                    "QQP AP (exit)": _mean([r.get("ap_exit") for r in qqp]), "QQP AP (full)": _mean([r.get("ap_full") for r in qqp])}
+        rows.append(row)
     return pd.DataFrame(rows) if rows else None
 
 

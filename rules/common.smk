@@ -117,6 +117,10 @@ def runs(variants, evals, n_seeds=None):
 
 def group_evals(group):
     out = runs([v for v in GROUPS[group] if v != HEADS], ["stsb", "layers"])
+    if (
+        DATA_CFG.get("qqp") and group == "main"
+    ):  # QQP 10K pairs: the main models (Table 1)
+        out += runs([v for v in GROUPS[group] if v != HEADS], ["qqp"])
     out += runs(
         [v for v in GROUPS[group] if v in EVAL["retrieval_variants"]],
         [f"beir_{r}" for r in RETRIEVAL],

@@ -9,6 +9,7 @@ rule extract_data:
         sentences=f"{DATA}/sentences.parquet",
         stats=f"{DATA}/stats.json",
         stsb=f"{DATA}/stsb.parquet",
+        qqp=f"{DATA}/qqp.parquet" if DATA_CFG.get("qqp") else [],
         nli=f"{DATA}/nli.parquet" if DATA_CFG.get("nli") else [],
         retrieval=expand(
             f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL

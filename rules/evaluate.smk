@@ -49,7 +49,31 @@ rule eval_stsb:
         exit=EXIT,
         batch_size=EVAL["batch_size"],
     script:
-        "../workflow_scripts/eval_stsb.py"
+        "../workflow_scripts/eval_pairs.py"
+
+
+rule eval_qqp:
+    input:
+        model=f"{RUN}/model",
+        pairs=f"{DATA}/qqp.parquet",
+        code=[LEAP / "evaluate.py", LEAP / "early_exit.py", LEAP / "metrics.py"],
+    output:
+        json=f"{RUN}/eval/qqp.json",
+    log:
+        f"{RESULTS}/logs/eval_qqp/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_qqp/{{variant}}/seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        exit=EXIT,
+        batch_size=EVAL["batch_size"],
+    script:
+        "../workflow_scripts/eval_pairs.py"
 
 
 rule eval_layers:

@@ -125,6 +125,8 @@ def test_beir_local_loader_feeds_beir_evaluator(data_dir):
         (DataConfig(train_sources=["local:wiki"], stsb=None, data_dir="."), "local:wiki"),
         (DataConfig(train_sources=["ftp:x"], stsb=None), "unknown kind 'ftp'"),
         (DataConfig(train_sources=["demo:other"], stsb=None), "demo:sentences"),
+        (DataConfig(train_sources=["hub:wikipedia"], stsb=None), "unknown hub source 'hub:wikipedia'"),
+        (DataConfig(train_sources=["demo:sentences"], qqp="demo:quora"), "unknown demo source 'demo:quora'"),
     ],
 )
 def test_bad_sources_one_clear_message(tmp_path, cfg, needle):
@@ -138,6 +140,34 @@ def test_hub_source_offline_names_source(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(LeapError, match="hub:snli.*data_dir"):
         training_sentences("hub:snli")
+
+
+def test_hub_revisions_pinned_are_used_unpinned_offline_fail_before_work(tmp_path, monkeypatch):
+    from leap.data import hub_repos, resolve_revisions
+
+    refs = ["hub:snli", "hub:qqp", "hub:mrpc", "hub:stsb", "hub:scifact", "local:nli"]
+    assert hub_repos(refs) == ["stanfordnlp/snli", "nyu-mll/glue", "sentence-transformers/stsb"]
+    pinned = {"stanfordnlp/snli": "a" * 40, "nyu-mll/glue": "b" * 40}
+    assert resolve_revisions(["nyu-mll/glue", "stanfordnlp/snli"], pinned) == {"nyu-mll/glue": "b" * 40,
+                                                                              "stanfordnlp/snli": "a" * 40}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LeapError, match="'sentence-transformers/stsb'.*data_dir"):
+        resolve_revisions(["nyu-mll/glue", "sentence-transformers/stsb"], pinned)
+    cfg = DataConfig(train_sources=["hub:snli"], stsb="demo:pairs")
+    with pytest.raises(LeapError, match="stanfordnlp/snli"):
+        prepare_data(cfg, tmp_path / "o", log=lambda s: None)
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_demo_qqp_pairs_binary_and_stats_record_no_hub(tmp_path):
+    from leap.data import qqp_pairs
+
+    q = qqp_pairs("demo:qqp")
+    assert set(q["score"]) == {0.0, 1.0} and set(q["split"]) == {"test"} and 0.2 < q["score"].mean() < 0.5
+    stats = prepare_data(DataConfig(qqp="demo:qqp", demo_size=300), tmp_path / "o", log=lambda s: None)
+    assert stats["hub_revisions"] == {} and (tmp_path / "o" / "qqp.parquet").exists()
+    sents = set(pd.read_parquet(tmp_path / "o" / "sentences.parquet")["sentence"])
+    assert not sents & (set(q["sentence1"]) | set(q["sentence2"]))  # QQP sentences are evaluation data
 
 
 def test_demo_data_is_varied_graded_and_labelled_synthetic(tmp_path):

@@ -30,7 +30,7 @@ def tiny_cfg(tiny_models) -> dict:
     return {
         "experiment": "tiny",
         "threads": 1,
-        "data": {"train_sources": ["demo:sentences"], "stsb": "demo:pairs", "retrieval": ["demo:retrieval"],
+        "data": {"train_sources": ["demo:sentences"], "stsb": "demo:pairs", "qqp": "demo:qqp", "retrieval": ["demo:retrieval"],
                  "nli": "demo:pairs", "max_sentences": 96, "demo_size": 300},
         "teacher": {"model": tiny_models["mpnet"], "shard_size": 64},
         "training": {"student": tiny_models["bert"], "n_layers": 4, "epochs": 1, "batch_size": 16,
@@ -85,6 +85,9 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
         assert json.loads((run_dir / "eval/stsb.json").read_text())["splits"]["test"]["n_pairs"] > 0
         assert (run_dir / "eval/layers.json").exists() and (run_dir / "train_log.jsonl").read_text()
     assert json.loads((res / "leap/seed0/eval/beir_retrieval.json").read_text())["full"]["NDCG@10"] >= 0
+    qqp = json.loads((res / "baseline/seed0/eval/qqp.json").read_text())["splits"]["test"]
+    assert 0 <= qqp["ap_full"] <= 1 and not (res / "abl_final/seed0/eval/qqp.json").exists()  # main models only
+    assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
     assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
     assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
     index = json.loads((res / "tables/index.json").read_text())
@@ -188,6 +191,7 @@ def test_paper_config_resolves_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = jobs(proc)
     assert counts["train_student"] == 18 and counts["eval_beir"] == 30 and counts["claims_report"] == 1
+    assert counts["eval_qqp"] == 6  # (baseline, leap) x 3 seeds
 
 
 def test_cpu_config_resolves(tmp_path):

@@ -1,4 +1,4 @@
-"""STS-B on exited and full embeddings (adapter for leap.evaluate)."""
+"""A scored pair set (STS-B or QQP) on exited and full embeddings (adapter for leap.evaluate)."""
 
 import _bootstrap
 
