@@ -55,7 +55,11 @@ def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os
     """Write ``df`` as CSV and as a Markdown table (atomically)."""
     write_text(csv_path, df.to_csv(index=False))
     cols = list(df.columns)
-    fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else str(v)  # noqa: E731
+    def fmt(v: object) -> str:  # a value not measured for that row is left empty, never "nan"
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     write_text(md_path, "\n".join(lines) + "\n")
