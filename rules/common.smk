@@ -148,3 +148,4 @@ wildcard_constraints:
     variant="|".join(re.escape(v) for v in TRAINED) if TRAINED else "^$",
     seed=r"\d+",
     dataset="|".join(RETRIEVAL) if RETRIEVAL else "^$",
+    pairset="stsb|qqp",

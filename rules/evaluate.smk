@@ -1,4 +1,4 @@
-# Evaluation: STS-B and BEIR on exited embeddings, layer-wise analyses, DeeBERT-style
+# Evaluation: STS-B, QQP and BEIR on exited embeddings, layer-wise analyses, DeeBERT-style
 # off-ramps, latency, and the exit diagnostic of published checkpoints (sec 4, 5.2).
 
 
@@ -28,41 +28,19 @@ rule diagnose_published:
         "../workflow_scripts/diagnose.py"
 
 
-rule eval_stsb:
+# Scored pair sets (STS-B; QQP for the main models where configured): one rule, one
+# JSON per set.
+rule eval_pairs:
     input:
         model=f"{RUN}/model",
-        pairs=f"{DATA}/stsb.parquet",
+        pairs=f"{DATA}/{{pairset}}.parquet",
         code=[LEAP / "evaluate.py", LEAP / "early_exit.py", LEAP / "metrics.py"],
     output:
-        json=f"{RUN}/eval/stsb.json",
+        json=f"{RUN}/eval/{{pairset}}.json",
     log:
-        f"{RESULTS}/logs/eval_stsb/{{variant}}/seed{{seed}}.log",
+        f"{RESULTS}/logs/eval_{{pairset}}/{{variant}}/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/eval_stsb/{{variant}}/seed{{seed}}.tsv"
-    conda:
-        ENV
-    threads: config["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        exit=EXIT,
-        batch_size=EVAL["batch_size"],
-    script:
-        "../workflow_scripts/eval_pairs.py"
-
-
-rule eval_qqp:
-    input:
-        model=f"{RUN}/model",
-        pairs=f"{DATA}/qqp.parquet",
-        code=[LEAP / "evaluate.py", LEAP / "early_exit.py", LEAP / "metrics.py"],
-    output:
-        json=f"{RUN}/eval/qqp.json",
-    log:
-        f"{RESULTS}/logs/eval_qqp/{{variant}}/seed{{seed}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/eval_qqp/{{variant}}/seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/eval_{{pairset}}/{{variant}}/seed{{seed}}.tsv"
     conda:
         ENV
     threads: config["threads"]

@@ -110,7 +110,7 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     changed = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
     counts = jobs(changed)
     assert counts.get("train_student") == 1, changed.stdout[-3000:]
-    assert counts.get("eval_stsb") == 1 and counts.get("eval_layers") == 1
+    assert counts.get("eval_pairs") == 1 and counts.get("eval_layers") == 1
     assert "teacher_cache" not in counts and "extract_data" not in counts
     assert "layerskip" in changed.stdout + changed.stderr
 
@@ -191,7 +191,7 @@ def test_paper_config_resolves_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = jobs(proc)
     assert counts["train_student"] == 18 and counts["eval_beir"] == 30 and counts["claims_report"] == 1
-    assert counts["eval_qqp"] == 6  # (baseline, leap) x 3 seeds
+    assert counts["eval_pairs"] == 24  # STS-B on 18 runs, QQP on the main models: (baseline, leap) x 3 seeds
 
 
 def test_cpu_config_resolves(tmp_path):
