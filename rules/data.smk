@@ -18,10 +18,10 @@ rule extract_data:
         f"{RESULTS}/logs/extract_data.log",
     benchmark:
         f"{RESULTS}/benchmarks/extract_data.tsv"
-    # downloads (Hub datasets, BEIR zips) run where the workflow runs: cluster compute
-    # nodes often have no internet; a flaky download is retried
-    localrule: True
+    # downloads (Hub datasets, BEIR zips): retried, and run where the workflow runs
+    # (cluster compute nodes often have no internet)
     retries: 2
+    localrule: True
     conda:
         ENV
     resources:
