@@ -103,12 +103,13 @@ def evaluate_stsb(
         vn = F.normalize(v.float(), dim=-1).numpy()
         per_layer = [spearman(_pair_cos(vn[l], i1, i2), gold) for l in range(L)]
         emb, layers = simulate_exit(v, exit)
+        cos_exit = _pair_cos(emb, i1, i2)  # [pairs]
         pair_layers = np.concatenate([layers[i1], layers[i2]])
         res = {
             "n_pairs": int(len(df)),
             "n_sentences": len(sents),
             "encode_seconds": enc_s,
-            "spearman_exit": spearman(_pair_cos(emb, i1, i2), gold),
+            "spearman_exit": spearman(cos_exit, gold),
             "spearman_full": per_layer[-1],
             "spearman_per_layer": per_layer,
             **_exit_summary(layers, L),
@@ -117,7 +118,7 @@ def evaluate_stsb(
         if set(np.unique(gold)) <= {0.0, 1.0} and len(np.unique(gold)) == 2:  # duplicate labels (QQP)
             from sklearn.metrics import average_precision_score
 
-            res["ap_exit"] = float(average_precision_score(gold, _pair_cos(emb, i1, i2)))
+            res["ap_exit"] = float(average_precision_score(gold, cos_exit))
             res["ap_full"] = float(average_precision_score(gold, _pair_cos(vn[-1], i1, i2)))
         sweep = []
         for th in thetas:
