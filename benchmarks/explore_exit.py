@@ -11,6 +11,7 @@ assembles them into ``exploration.csv`` / ``.md``. STS-B test is never read here
 
 Needs the cpu run's data and teacher cache (``snakemake ... --until teacher_cache``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from leap.data import read_sentences  # noqa: E402
 from leap.early_exit import ExitConfig, simulate_exit  # noqa: E402
-from leap.evaluate import _pair_cos, anisotropy, load_encoder, pair_index, spearman  # noqa: E402
+from leap.evaluate import anisotropy, load_model, pair_cos, pair_index, spearman  # noqa: E402
 from leap.files import write_json  # noqa: E402
-from leap.train import make_train_config, train  # noqa: E402
+from leap.training import train  # noqa: E402
+from leap.variants import make_train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,13 +44,39 @@ def _set(d: dict, dotted: str, value) -> None:
     d[last] = value
 
 
-def dev_signal(model: str, pairs: pd.DataFrame, min_layer: int, threads: int) -> dict:
-    """Per-layer similarity to final, adjacent cosine, anisotropy; exits and Spearman on STS-B dev."""
+def _frontier_summary(rule_v, emb_v, base: ExitConfig, quality, prefix: str) -> dict:
+    """Truncation per layer, the theta sweep, and the best exit advantage among points with
+    >= 80% exits and >= 1.4x layer reduction (the issue's bar)."""
+    from leap.frontier import exit_advantage, sweep_points, truncation_points
+
+    trunc = truncation_points(emb_v, quality)
+    pts = sweep_points(rule_v, emb_v, base, quality, pabee=())
+    rows = [{**p.to_dict(), "advantage": exit_advantage(p, trunc)} for p in pts]
+    ok = [r for r in rows if r["exit_rate"] >= 0.8 and r["layer_reduction"] >= 1.4]
+    best = max(ok, key=lambda r: r["advantage"]) if ok else None
+    return {f"{prefix}truncation": [p.quality for p in trunc], f"{prefix}sweep": rows, f"{prefix}best": best}
+
+
+def dev_signal(
+    model: str,
+    pairs: pd.DataFrame,
+    min_layer: int,
+    threads: int,
+    fit_sentences: list[str] | None = None,
+    scifact: object | None = None,
+    scifact_docs: int = 1500,
+) -> dict:
+    """Per-layer similarity to final, adjacent cosine, anisotropy; exits and Spearman on STS-B dev;
+    the frontier on STS-B dev (and SciFact dev) with the model's own maps, least-squares maps
+    fitted on ``fit_sentences``, and none."""
     import torch
     import torch.nn.functional as F
 
+    from leap.frontier import pair_spearman, retrieval_ndcg
+    from leap.layer_maps import fit_layer_maps
+
     torch.set_num_threads(threads)
-    enc = load_encoder(model)
+    enc = load_model(model)
     df = pairs[pairs["split"] == "dev"]
     sents, i1, i2 = pair_index(df)
     v = enc.layer_embeddings(sents, batch_size=64)  # [L, N, d]
@@ -59,14 +87,41 @@ def dev_signal(model: str, pairs: pd.DataFrame, min_layer: int, threads: int) ->
         "sim_to_final": [float((vn[l] * vn[-1]).sum(-1).mean()) for l in range(L)],
         "adjacent_cos": [None] + [float((vn[l] * vn[l - 1]).sum(-1).mean()) for l in range(1, L)],
         "anisotropy": anisotropy(v.numpy()),
-        "spearman_full": spearman(_pair_cos(vn[-1].numpy(), i1, i2), gold),
+        "spearman_full": spearman(pair_cos(vn[-1].numpy(), i1, i2), gold),
     }
     for theta in (0.90, 0.95):
         ex = ExitConfig(strategy="convergence", theta=theta, patience=1, min_layer=min_layer)
         emb, layers = simulate_exit(v, ex)
         out[f"exit_rate_{theta:.2f}"] = float((layers < L).mean())
         out[f"mean_exit_layer_{theta:.2f}"] = float(layers.mean())
-        out[f"spearman_exit_{theta:.2f}"] = spearman(_pair_cos(emb, i1, i2), gold)
+        out[f"spearman_exit_{theta:.2f}"] = spearman(pair_cos(emb, i1, i2), gold)
+    base = ExitConfig(strategy="convergence", patience=1, min_layer=min_layer)
+    maps = {"raw": None}
+    if enc.layer_maps is not None:
+        maps["own"] = enc.layer_maps
+    if fit_sentences:
+        maps["lstsq"] = fit_layer_maps(enc.layer_embeddings(fit_sentences, batch_size=64))
+    q = pair_spearman(i1, i2, gold)
+    for name, m in maps.items():
+        ev = v if m is None else m.apply_all(v)
+        out.update(_frontier_summary(v, ev, base, q, f"stsb_{name}_"))
+    if scifact is not None:
+        dev = scifact.split("dev")
+        rel = {d for docs in dev.qrels.values() for d in docs}
+        others = sorted(set(dev.corpus) - rel)
+        rng = np.random.default_rng(0)
+        doc_ids = sorted(rel) + sorted(rng.choice(others, size=max(0, scifact_docs - len(rel)), replace=False).tolist())
+        qids = list(dev.queries)
+        texts = [dev.queries[q] for q in qids] + [
+            (dev.corpus[d].get("title", "") + " " + dev.corpus[d]["text"]).strip() for d in doc_ids
+        ]
+        vs = enc.layer_embeddings(texts, batch_size=32)
+        qrows, drows = np.arange(len(qids)), np.arange(len(qids), len(texts))
+        rq = retrieval_ndcg(qrows, drows, qids, doc_ids, dev.qrels)
+        for name, m in maps.items():
+            ev = vs if m is None else m.apply_all(vs)
+            out.update(_frontier_summary(vs, ev, base, rq, f"scifact_{name}_"))
+        out["scifact_docs"] = len(doc_ids)
     return out
 
 
@@ -89,19 +144,48 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(args.work) / args.name
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
-    model = train(cfg, sentences, res / "teacher", work, teacher=cfg_yaml["teacher"]["model"],
-                  progress_bar=False, threads=args.threads, log=lambda m: None)
+    cache = Path(args.cache) if args.cache else res / "teacher" / Path(cfg_yaml["teacher"]["model"]).name
+    model = train(
+        cfg,
+        sentences,
+        cache,
+        work,
+        teacher=args.teacher_model or cfg_yaml["teacher"]["model"],
+        progress_bar=False,
+        threads=args.threads,
+    )
     train_s = time.perf_counter() - t0
     log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
     last = {k: v for k, v in log[-1].items() if isinstance(v, (int, float))}
     pairs = pd.read_parquet(res / "data" / "stsb.parquet")
-    sig = dev_signal(str(model), pairs, cfg.loss.min_layer, args.threads)
-    row = {"name": args.name, "variant": args.variant, "overrides": " ".join(args.set), "steps": args.steps,
-           "batch_size": cfg.batch_size, "train_seconds": round(train_s, 1), "last_log": last, **sig}
+    sig = dev_signal(
+        str(model),
+        pairs,
+        cfg.loss.focus_layer,
+        args.threads,
+        fit_sentences=sentences[-4000:],
+        scifact=_scifact(cfg_yaml) if args.scifact else None,
+    )
+    row = {
+        "name": args.name,
+        "variant": args.variant,
+        "overrides": " ".join(args.set),
+        "steps": args.steps,
+        "batch_size": cfg.batch_size,
+        "train_seconds": round(train_s, 1),
+        "last_log": last,
+        **sig,
+    }
     write_json(Path(args.out) / f"{args.name}.json", row)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return row
+
+
+def _scifact(cfg_yaml: dict):
+    from leap.data import retrieval_set
+
+    return retrieval_set("local:scifact", cfg_yaml.get("data_dir") or "../shared/data")
 
 
 def teacher_geometry(config: str, every: int = 10) -> dict:
@@ -114,16 +198,21 @@ def teacher_geometry(config: str, every: int = 10) -> dict:
 
     cfg_yaml = yaml.safe_load((ROOT / config).read_text())
     res = ROOT / "results" / cfg_yaml["experiment"]
-    cache = TeacherCache.open(res / "teacher", sentences=read_sentences(res / "data" / "sentences.parquet"), verify=False)
+    folder = res / "teacher" / Path(cfg_yaml["teacher"]["model"]).name
+    cache = TeacherCache.open(folder, sentences=read_sentences(res / "data" / "sentences.parquet"), verify=False)
     idx = np.arange(0, len(cache), every)
     vec = {l: torch.nn.functional.normalize(v.float(), dim=-1) for l, v in cache.get(idx, cache.layers).items()}
     final = max(vec)
     perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))
     layers = sorted(vec)
     return {
-        "teacher": cfg_yaml["teacher"]["model"], "n_sentences": int(len(idx)), "layers": layers,
+        "teacher": cfg_yaml["teacher"]["model"],
+        "n_sentences": int(len(idx)),
+        "layers": layers,
         "sim_to_final": {l: round(float((vec[l] * vec[final]).sum(-1).mean()), 3) for l in layers},
-        "cos_to_previous_cached": {b: round(float((vec[a] * vec[b]).sum(-1).mean()), 3) for a, b in zip(layers, layers[1:])},
+        "cos_to_previous_cached": {
+            b: round(float((vec[a] * vec[b]).sum(-1).mean()), 3) for a, b in zip(layers, layers[1:])
+        },
         "anisotropy": {l: round(float((vec[l] * vec[l][perm]).sum(-1).mean()), 3) for l in layers},
     }
 
@@ -138,12 +227,17 @@ def table(out: Path) -> pd.DataFrame:
             row[f"sim_final_L{l}"] = round(r["sim_to_final"][l - 1], 3)
         for l in range(3, L + 1):
             row[f"adj_cos_L{l}"] = round(r["adjacent_cos"][l - 1], 3)
-        row.update({
-            "exit_rate_0.90": round(r["exit_rate_0.90"], 3), "exit_rate_0.95": round(r["exit_rate_0.95"], 3),
-            "E[l]_0.95": round(r["mean_exit_layer_0.95"], 2),
-            "dev_spearman_full": round(r["spearman_full"], 4), "dev_spearman_exit_0.95": round(r["spearman_exit_0.95"], 4),
-            "anisotropy_final": round(r["anisotropy"][-1], 3), "train_s": r["train_seconds"],
-        })
+        row.update(
+            {
+                "exit_rate_0.90": round(r["exit_rate_0.90"], 3),
+                "exit_rate_0.95": round(r["exit_rate_0.95"], 3),
+                "E[l]_0.95": round(r["mean_exit_layer_0.95"], 2),
+                "dev_spearman_full": round(r["spearman_full"], 4),
+                "dev_spearman_exit_0.95": round(r["spearman_exit_0.95"], 4),
+                "anisotropy_final": round(r["anisotropy"][-1], 3),
+                "train_s": r["train_seconds"],
+            }
+        )
         rows.append(row)
     df = pd.DataFrame(rows)
     df.to_csv(out.parent / "exploration.csv", index=False)
@@ -166,6 +260,11 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="assemble the runs into exploration.csv/.md")
     ap.add_argument("--teacher-geometry", action="store_true", help="geometry of the cached teacher layers")
     ap.add_argument("--model", help="measure an existing model (no training), e.g. packaged:all-MiniLM-L6-v2")
+    ap.add_argument(
+        "--scifact", action="store_true", help="also the frontier on a SciFact dev split (training queries)"
+    )
+    ap.add_argument("--cache", help="teacher cache folder (default: the config's)")
+    ap.add_argument("--teacher-model", help="the teacher that cache was built with (default: the config's)")
     args = ap.parse_args()
     out = Path(args.out)
     if args.teacher_geometry:
@@ -177,10 +276,23 @@ def main() -> None:
         print(table(out).to_string(index=False))
         return
     if args.model:
-        pairs = pd.read_parquet(ROOT / "results" / "cpu" / "data" / "stsb.parquet")
-        sig = dev_signal(args.model, pairs, 3, args.threads)
-        row = {"name": args.name or Path(args.model).name, "variant": "untrained", "overrides": args.model, "steps": 0,
-               "batch_size": None, "train_seconds": 0.0, "last_log": {}, **sig}
+        cfg_yaml = yaml.safe_load((ROOT / args.config).read_text())
+        res = ROOT / "results" / cfg_yaml["experiment"]
+        pairs = pd.read_parquet(res / "data" / "stsb.parquet")
+        fit = read_sentences(res / "data" / "sentences.parquet")[-4000:]
+        sig = dev_signal(
+            args.model, pairs, 3, args.threads, fit_sentences=fit, scifact=_scifact(cfg_yaml) if args.scifact else None
+        )
+        row = {
+            "name": args.name or Path(args.model).name,
+            "variant": "untrained",
+            "overrides": args.model,
+            "steps": 0,
+            "batch_size": None,
+            "train_seconds": 0.0,
+            "last_log": {},
+            **sig,
+        }
         write_json(out / f"{row['name']}.json", row)
         print(json.dumps(row, indent=1))
         return

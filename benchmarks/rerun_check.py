@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from leap.config import ExitConfig, TrainConfig
 from leap.data import read_sentences
-from leap.evaluate import run_stsb
-from leap.train import TrainConfig, train, train_config_from_dict
+from leap.evaluate import run_pairs
+from leap.training import train
 
 
 def main() -> None:
@@ -37,23 +38,34 @@ def main() -> None:
     cache = a.cache or a.run.parent.parent / "teacher"
     conf = json.loads((a.run / "train_config.json").read_text())
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = train_config_from_dict({k: v for k, v in conf.items() if k in names})
+    cfg = TrainConfig.from_dict({k: v for k, v in conf.items() if k in names})
     old_eval = json.loads((a.run / "eval" / "stsb.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        model = train(cfg, read_sentences(str(data / "sentences.parquet")), cache, tmp, teacher=conf["teacher"],
-                      threads=a.threads, progress_bar=False, log=lambda s: None)
+        model = train(
+            cfg,
+            read_sentences(str(data / "sentences.parquet")),
+            cache,
+            tmp,
+            teacher=conf["teacher"],
+            threads=a.threads,
+            progress_bar=False,
+            exit=ExitConfig.from_dict(conf["exit"]) if "exit" in conf else None,
+        )
         seconds = time.perf_counter() - t0
         old, new = load_file(str(a.run / "model" / "model.safetensors")), load_file(str(model / "model.safetensors"))
         same = old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
         diff = max(float((old[k] - new[k]).abs().max()) for k in old)
-        ev = run_stsb(str(model), str(data / "stsb.parquet"), str(Path(tmp) / "stsb.json"), old_eval["exit"],
-                      threads=a.threads)
+        ev = run_pairs(
+            str(model), str(data / "stsb.parquet"), str(Path(tmp) / "stsb.json"), old_eval["exit"], threads=a.threads
+        )
     o, n = old_eval["splits"]["test"], ev["splits"]["test"]
     print(f"{a.run}: retrained {conf['steps']} steps in {seconds:.0f} s ({a.threads} threads)")
     print(f"weights bitwise identical: {same} (max abs diff {diff:.2e})")
-    print(f"STS-B test exit / full: committed {o['spearman_exit']:.6f} / {o['spearman_full']:.6f}, "
-          f"rerun {n['spearman_exit']:.6f} / {n['spearman_full']:.6f}")
+    print(
+        f"STS-B test exit / full: committed {o['spearman_exit']:.6f} / {o['spearman_full']:.6f}, "
+        f"rerun {n['spearman_exit']:.6f} / {n['spearman_full']:.6f}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def rss_child(a: argparse.Namespace, n: int) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        build_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False, log=lambda s: None)
+        build_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False)
         dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{len(sents)} {before:.1f} {peak:.1f} {dt:.1f}")
@@ -38,8 +38,23 @@ def rss_child(a: argparse.Namespace, n: int) -> None:
 def rss(a: argparse.Namespace) -> None:
     rows = []
     for n in a.rss:
-        out = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--model", a.model, "--threads",
-                              str(a.threads), "--batch-size", str(a.batch_size)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--rss-child",
+                str(n),
+                "--model",
+                a.model,
+                "--threads",
+                str(a.threads),
+                "--batch-size",
+                str(a.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         got, before, peak, dt = out.stdout.split()[-4:]
         rows.append((int(got), float(before), float(peak), float(dt)))
     print(f"model {a.model}, {a.threads} threads, batch {a.batch_size}, one fresh process per size")
@@ -75,12 +90,14 @@ def main() -> None:
     t_st = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        m = build_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False, log=lambda s: None)
+        m = build_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False)
         t_cache = time.perf_counter() - t0
     print(f"model {a.model}, {a.n} sentences, {a.threads} threads, layers cached {m['layers']}")
     print(f"SentenceTransformer.encode: {a.n / t_st:8.1f} sentences/s")
-    print(f"leap teacher cache:         {a.n / t_cache:8.1f} sentences/s  (ratio {t_st / t_cache:.2f}x, target >= 0.9x;"
-          f" includes model load and writing)")
+    print(
+        f"leap teacher cache:         {a.n / t_cache:8.1f} sentences/s  (ratio {t_st / t_cache:.2f}x, target >= 0.9x;"
+        f" includes model load and writing)"
+    )
 
 
 if __name__ == "__main__":

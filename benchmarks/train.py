@@ -15,9 +15,12 @@ import time
 
 import torch
 
+from leap.config import PAPER_TERMS, LeapLossConfig
 from leap.data import demo_sentences
-from leap.losses import ALL_TERMS, BASELINE_TERMS, LeapLossConfig, leap_loss
-from leap.train import hf_model, load_student, make_train_config, pooled_layers
+from leap.losses import leap_loss
+from leap.losses.base import pooled_layers
+from leap.training.student import hf_model, load_student
+from leap.variants import BASELINE_TERMS, make_train_config
 
 
 def main() -> None:
@@ -37,11 +40,13 @@ def main() -> None:
     sents = demo_sentences(a.batch_size * 8, seed=3)
     batches = [st.preprocess(sents[i : i + a.batch_size]) for i in range(0, len(sents), a.batch_size)]
     teacher = {l: torch.randn(a.batch_size, 768) for l in (2, 4, 6, 8, 10, 12)}
-    configs = {"baseline": LeapLossConfig(min_layer=3, terms=BASELINE_TERMS, layer_map=(2, 4, 6, 8, 10, 12)),
-               "leap": LeapLossConfig(min_layer=3, terms=ALL_TERMS, layer_map=(2, 4, 6, 8, 10, 12))}
+    configs = {
+        "baseline": LeapLossConfig(focus_layer=3, terms=BASELINE_TERMS, layer_map=(2, 4, 6, 8, 10, 12)),
+        "leap": LeapLossConfig(focus_layer=3, terms=PAPER_TERMS, layer_map=(2, 4, 6, 8, 10, 12)),
+    }
     times: dict[str, list[float]] = {k: [] for k in configs}
     for step in range(a.steps + 3):
-        for name in (list(configs) if step % 2 == 0 else list(configs)[::-1]):  # interleaved
+        for name in list(configs) if step % 2 == 0 else list(configs)[::-1]:  # interleaved
             feats = dict(batches[step % len(batches)])
             t0 = time.perf_counter()
             out = leap_loss(pooled_layers(st, feats), teacher, configs[name], progress=0.5, projection=proj)
@@ -51,8 +56,10 @@ def main() -> None:
             if step >= 3:
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"student all-MiniLM-L6-v2 (6 layers, 384-d), batch {a.batch_size}, seq <= {a.max_seq_length}, "
-          f"{a.threads} threads, {a.steps} timed steps each (median)")
+    print(
+        f"student all-MiniLM-L6-v2 (6 layers, 384-d), batch {a.batch_size}, seq <= {a.max_seq_length}, "
+        f"{a.threads} threads, {a.steps} timed steps each (median)"
+    )
     for k, v in med.items():
         print(f"  {k:8s} step {1000 * v:7.1f} ms   {a.batch_size / v:6.1f} sentences/s")
     print(f"  LEAP loss overhead vs baseline: {100 * (med['leap'] / med['baseline'] - 1):+.1f}% (target <= 10%)")

@@ -1,8 +1,26 @@
 """LEAP: Layer-wise Exit-Aware Pretraining for Efficient Transformer Inference.
 
-Reference implementation of the ACL 2026 paper: early-exit inference for embedding
-models (:mod:`leap.early_exit`), the exit diagnostic and its metrics
-(:mod:`leap.metrics`), and the command line (:mod:`leap.cli`).
+Reference implementation of the ACL 2026 paper. Serving: :class:`ExitSentenceTransformer`
+(a ``SentenceTransformer`` with early exit, :mod:`leap.exit_model`) and the exit rule
+:class:`ExitConfig` (:mod:`leap.config`); the exit diagnostic and its metrics
+(:mod:`leap.diagnostic`, :mod:`leap.metrics`); training (:mod:`leap.training`) and the
+objectives (:mod:`leap.losses`, registered in :mod:`leap.objectives`); the command line
+(:mod:`leap.cli`).
+
+The names below are imported on first use, so ``import leap`` and ``leap --version`` stay fast.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+_LAZY = {"ExitSentenceTransformer": "exit_model", "ExitConfig": "config", "LayerMaps": "layer_maps"}
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'leap' has no attribute {name!r}")

@@ -22,18 +22,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import random
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from leap.config import DataConfig
 from leap.errors import LeapError
-from leap.files import atomic_path, write_json
+from leap.files import atomic_path, write_json, write_text
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}
 
@@ -53,41 +55,69 @@ BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{
 BEIR_NAMES = ("arguana", "nfcorpus", "scifact", "scidocs", "fiqa")
 DEMO_NAMES = ("sentences", "pairs", "qqp", "retrieval")  # built-in SYNTHETIC data
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RetrievalSet:
     """A BEIR-style retrieval set: ``corpus {id: {title, text}}``, ``queries {id: text}``,
-    ``qrels {query_id: {doc_id: relevance}}``."""
+    ``qrels {query_id: {doc_id: relevance}}`` (the test split).
+
+    ``dev_queries`` / ``dev_qrels`` hold a dev split for tuning, carved from the set's
+    training queries (:func:`carve_dev`); empty when the set has none. Tuning reads dev,
+    never test.
+    """
 
     name: str
     corpus: dict[str, dict[str, str]]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     synthetic: bool = False
+    dev_queries: dict[str, str] = field(default_factory=dict)
+    dev_qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def split(self, name: str) -> RetrievalSet:
+        """The set with the queries and qrels of split ``test`` or ``dev`` (same corpus)."""
+        if name == "test":
+            return self
+        if name != "dev":
+            raise LeapError(f"unknown retrieval split {name!r}; use test or dev")
+        if not self.dev_qrels:
+            raise LeapError(f"retrieval set {self.name!r} has no dev split (its source has no training queries)")
+        return RetrievalSet(self.name, self.corpus, self.dev_queries, self.dev_qrels, self.synthetic)
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write BEIR's layout (corpus.jsonl, queries.jsonl, qrels/test.tsv), atomically per file."""
+        """Write BEIR's layout (corpus.jsonl, queries.jsonl, qrels/test.tsv and, with a dev
+        split, qrels/dev.tsv), atomically per file."""
         folder = Path(folder)
-        with atomic_path(folder / "corpus.jsonl") as tmp:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for did, doc in self.corpus.items():
-                    fh.write(json.dumps({"_id": did, "title": doc.get("title", ""), "text": doc["text"]}) + "\n")
-        with atomic_path(folder / "queries.jsonl") as tmp:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for qid, text in self.queries.items():
-                    fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
-        with atomic_path(folder / "qrels" / "test.tsv") as tmp:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write("query-id\tcorpus-id\tscore\n")
-                for qid, docs in self.qrels.items():
-                    for did, rel in docs.items():
-                        fh.write(f"{qid}\t{did}\t{rel}\n")
-        write_json(folder / "info.json", {"name": self.name, "synthetic": self.synthetic,
-                                          "docs": len(self.corpus), "queries": len(self.queries)})
+        with atomic_path(folder / "corpus.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for did, doc in self.corpus.items():
+                fh.write(json.dumps({"_id": did, "title": doc.get("title", ""), "text": doc["text"]}) + "\n")
+        with atomic_path(folder / "queries.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for qid, text in {**self.queries, **self.dev_queries}.items():
+                fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+        for split, qrels in (("test", self.qrels), ("dev", self.dev_qrels)):
+            if not qrels:
+                continue
+            lines = [f"{qid}\t{did}\t{rel}\n" for qid, docs in qrels.items() for did, rel in docs.items()]
+            write_text(folder / "qrels" / f"{split}.tsv", "query-id\tcorpus-id\tscore\n" + "".join(lines))
+        write_json(
+            folder / "info.json",
+            {"name": self.name, "synthetic": self.synthetic, "docs": len(self.corpus), "queries": len(self.queries)},
+        )
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, name: str | None = None) -> "RetrievalSet":
-        """Read BEIR's layout through beir's own GenericDataLoader (test split)."""
+    def load(
+        cls,
+        folder: str | os.PathLike,
+        name: str | None = None,
+        dev_from: str = "dev",
+        dev_queries: int = 300,
+        seed: int = 0,
+    ) -> RetrievalSet:
+        """Read BEIR's layout through beir's own GenericDataLoader: the test split, and a dev
+        split from ``qrels/{dev_from}.tsv`` when it exists (``dev_from="train"``: a seeded
+        sample of ``dev_queries`` training queries, :func:`carve_dev`)."""
         folder = Path(folder)
         if not (folder / "corpus.jsonl").exists():
             raise LeapError(f"no BEIR data set at {folder} (corpus.jsonl missing)")
@@ -96,7 +126,24 @@ class RetrievalSet:
         corpus, queries, qrels = GenericDataLoader(data_folder=str(folder)).load(split="test")
         info = folder / "info.json"
         synthetic = json.loads(info.read_text())["synthetic"] if info.exists() else False
-        return cls(name or folder.name, corpus, queries, qrels, synthetic)
+        out = cls(name or folder.name, corpus, queries, qrels, synthetic)
+        if (folder / "qrels" / f"{dev_from}.tsv").exists():
+            loader = GenericDataLoader(data_folder=str(folder))
+            loader.corpus = corpus  # the loader reads the corpus only when it has none
+            _, dev_q, dev_qrels = loader.load(split=dev_from)
+            dev_qrels = {q: docs for q, docs in dev_qrels.items() if q not in qrels}
+            if dev_from != "dev":
+                dev_qrels = carve_dev(dev_qrels, dev_queries, seed)
+            out.dev_qrels = dev_qrels
+            out.dev_queries = {q: dev_q[q] for q in dev_qrels if q in dev_q}
+        return out
+
+
+def carve_dev(train_qrels: Mapping[str, Mapping[str, int]], n: int, seed: int = 0) -> dict[str, dict[str, int]]:
+    """A seeded sample of ``n`` training queries (their qrels) as a dev split for tuning."""
+    ids = sorted(train_qrels)
+    keep = sorted(random.Random(seed).sample(ids, min(n, len(ids))))
+    return {q: dict(train_qrels[q]) for q in keep}
 
 
 # -- normalisation and filtering (sec 4.1, B.2) -------------------------------------------
@@ -206,12 +253,16 @@ def _split_ref(ref: str) -> tuple[str, str]:
 
 def _need_dir(data_dir: str | os.PathLike | None, ref: str, sub: str) -> Path:
     if data_dir is None:
-        raise LeapError(f"data source {ref!r} reads a local data folder, but data_dir is not set; "
-                        f"set data_dir (e.g. --config data_dir=../shared/data)")
+        raise LeapError(
+            f"data source {ref!r} reads a local data folder, but data_dir is not set; "
+            f"set data_dir (e.g. --config data_dir=../shared/data)"
+        )
     path = Path(data_dir) / sub
     if not path.exists():
-        raise LeapError(f"data source {ref!r}: {path} does not exist; point data_dir at a folder with "
-                        f"the shared-data layout (stsbenchmark/, nli/, mrpc/, beir/)")
+        raise LeapError(
+            f"data source {ref!r}: {path} does not exist; point data_dir at a folder with "
+            f"the shared-data layout (stsbenchmark/, nli/, mrpc/, beir/)"
+        )
     return path
 
 
@@ -285,8 +336,13 @@ def read_stsb_file(path: str | os.PathLike) -> pd.DataFrame:
 
 def _local_nli_pairs(root: Path) -> list[tuple[str, str, str]]:
     pairs = []
-    for f in ("snli_dev/dev.jsonl", "mnli_dev_matched/dev_matched.jsonl", "extra_nli/anli_test.jsonl",
-              "extra_nli/scitail_test.jsonl", "extra_nli/rte_test.jsonl"):
+    for f in (
+        "snli_dev/dev.jsonl",
+        "mnli_dev_matched/dev_matched.jsonl",
+        "extra_nli/anli_test.jsonl",
+        "extra_nli/scitail_test.jsonl",
+        "extra_nli/rte_test.jsonl",
+    ):
         if (root / f).exists():
             pairs += [(r["premise"], r["hypothesis"], r.get("label", "")) for r in _jsonl(root / f)]
     for f in ("snli_train_subset18k/train.tsv", "snli_train_subset18k/test.tsv"):
@@ -308,8 +364,12 @@ def _mrpc_pairs(root: Path) -> list[tuple[str, str]]:
     return out
 
 
-def training_sentences(ref: str, data_dir: str | os.PathLike | None = None,
-                       revisions: Mapping[str, str] | None = None, demo_size: int = 3000) -> list[str]:
+def training_sentences(
+    ref: str,
+    data_dir: str | os.PathLike | None = None,
+    revisions: Mapping[str, str] | None = None,
+    demo_size: int = 3000,
+) -> list[str]:
     """Raw (unfiltered) sentences of one training source (``revisions``: commit by hub repo id)."""
     kind, name = _split_ref(ref)
     if kind == "demo":
@@ -343,7 +403,9 @@ def check_sources(refs: Iterable[str], data_dir: str | os.PathLike | None) -> No
     for ref in refs:
         kind, name = _split_ref(ref)
         if kind == "hub" and name not in hub_names:
-            raise LeapError(f"unknown hub source {ref!r}; hub sources: {', '.join('hub:' + n for n in sorted(hub_names))}")
+            raise LeapError(
+                f"unknown hub source {ref!r}; hub sources: {', '.join('hub:' + n for n in sorted(hub_names))}"
+            )
         if kind == "demo" and name not in DEMO_NAMES:
             raise LeapError(f"unknown demo source {ref!r}; demo sources: {', '.join('demo:' + n for n in DEMO_NAMES)}")
         if kind == "local":
@@ -351,8 +413,9 @@ def check_sources(refs: Iterable[str], data_dir: str | os.PathLike | None) -> No
             _need_dir(data_dir, ref, sub)
 
 
-def stsb_pairs(ref: str, data_dir: str | os.PathLike | None = None,
-               revisions: Mapping[str, str] | None = None) -> pd.DataFrame:
+def stsb_pairs(
+    ref: str, data_dir: str | os.PathLike | None = None, revisions: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """STS-B pairs of every split: ``split, sentence1, sentence2, score`` (score on 0-5).
 
     ``hub:stsb`` is sentence-transformers/stsb (score rescaled there to 0-1; multiplied back
@@ -369,8 +432,15 @@ def stsb_pairs(ref: str, data_dir: str | os.PathLike | None = None,
     else:
         for split, hub_split in (("train", "train"), ("dev", "validation"), ("test", "test")):
             ds = _hub_load(ref, HUB_STSB, split=hub_split, revisions=revisions)
-            frames.append(pd.DataFrame({"sentence1": ds["sentence1"], "sentence2": ds["sentence2"],
-                                        "score": np.asarray(ds["score"], dtype=float) * 5.0}).assign(split=split))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "sentence1": ds["sentence1"],
+                        "sentence2": ds["sentence2"],
+                        "score": np.asarray(ds["score"], dtype=float) * 5.0,
+                    }
+                ).assign(split=split)
+            )
     return pd.concat(frames, ignore_index=True)[["split", "sentence1", "sentence2", "score"]]
 
 
@@ -384,7 +454,9 @@ def qqp_pairs(ref: str, n: int = 10_000, seed: int = 0, revisions: Mapping[str, 
         if name != "qqp":
             raise LeapError(f"unknown demo pair set {ref!r}; the demo QQP-style set is demo:qqp")
         df = demo_pairs(n=min(n, 600), seed=3)
-        return df.assign(split="test", score=(df["score"] >= 4).astype(float))[["split", "sentence1", "sentence2", "score"]]
+        return df.assign(split="test", score=(df["score"] >= 4).astype(float))[
+            ["split", "sentence1", "sentence2", "score"]
+        ]
     if kind != "hub" or name != "qqp":
         raise LeapError(f"QQP evaluation pairs come from the hub (hub:qqp) or the demo (demo:qqp), got {ref!r}")
     repo, cfg, split = HUB_QQP_EVAL
@@ -394,12 +466,17 @@ def qqp_pairs(ref: str, n: int = 10_000, seed: int = 0, revisions: Mapping[str, 
     return df.assign(split="test")[["split", "sentence1", "sentence2", "score"]]
 
 
-def nli_pairs(ref: str, data_dir: str | os.PathLike | None = None, max_pairs: int = 20_000, seed: int = 0,
-              revisions: Mapping[str, str] | None = None) -> pd.DataFrame:
+def nli_pairs(
+    ref: str,
+    data_dir: str | os.PathLike | None = None,
+    max_pairs: int = 20_000,
+    seed: int = 0,
+    revisions: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Labelled NLI pairs for the DeeBERT-style off-ramps: ``sentence1, sentence2, label``."""
     kind, name = _split_ref(ref)
-    if kind == "demo":
-        df = demo_pairs()
+    if kind == "demo":  # another seed than the demo STS-B pairs, so that filtering leaves pairs
+        df = demo_pairs(seed=7)
         label = np.where(df["score"] >= 3.5, 0, np.where(df["score"] >= 1.5, 1, 2))
         return pd.DataFrame({"sentence1": df["sentence1"], "sentence2": df["sentence2"], "label": label})
     if kind == "local":
@@ -416,9 +493,16 @@ def nli_pairs(ref: str, data_dir: str | os.PathLike | None = None, max_pairs: in
     return df.reset_index(drop=True)
 
 
-def retrieval_set(ref: str, data_dir: str | os.PathLike | None = None, download_dir: str | None = None) -> RetrievalSet:
+def retrieval_set(
+    ref: str,
+    data_dir: str | os.PathLike | None = None,
+    download_dir: str | None = None,
+    dev_queries: int = 300,
+    seed: int = 0,
+) -> RetrievalSet:
     """A BEIR data set: ``local:<name>`` from ``data_dir/beir/<name>``, ``hub:<name>`` through
-    beir's download helper, ``demo:retrieval`` the synthetic set."""
+    beir's download helper, ``demo:retrieval`` the synthetic set. Where the set has training
+    queries, a seeded sample of ``dev_queries`` of them becomes its dev split (for tuning)."""
     kind, name = _split_ref(ref)
     if kind == "demo":
         if name != "retrieval":
@@ -426,8 +510,10 @@ def retrieval_set(ref: str, data_dir: str | os.PathLike | None = None, download_
         r = demo_retrieval()
         r.name = name
         return r
-    if kind == "local":
-        return RetrievalSet.load(_need_dir(data_dir, ref, f"beir/{name}"), name)
+    if kind == "local":  # a dev split from the set's training queries, where it has them
+        return RetrievalSet.load(
+            _need_dir(data_dir, ref, f"beir/{name}"), name, dev_from="train", dev_queries=dev_queries, seed=seed
+        )
     if name not in BEIR_NAMES:
         raise LeapError(f"unknown BEIR set {ref!r}; known: {', '.join(BEIR_NAMES)}")
     try:
@@ -435,13 +521,19 @@ def retrieval_set(ref: str, data_dir: str | os.PathLike | None = None, download_
 
         folder = util.download_and_unzip(BEIR_URL.format(name=name), download_dir or "beir_datasets")
     except Exception as exc:
-        raise LeapError(f"data source {ref!r}: BEIR download failed ({type(exc).__name__}); without internet "
-                        f"use local:{name} with data_dir pointing at a copy") from None
-    return RetrievalSet.load(folder, name)
+        raise LeapError(
+            f"data source {ref!r}: BEIR download failed ({type(exc).__name__}); without internet "
+            f"use local:{name} with data_dir pointing at a copy"
+        ) from None
+    return RetrievalSet.load(folder, name, dev_from="train", dev_queries=dev_queries, seed=seed)
 
 
-def eval_sentences(stsb: pd.DataFrame | None = None, splits: Sequence[str] = ("dev", "test"),
-                   pairs: Sequence[pd.DataFrame] = (), retrieval: Sequence[RetrievalSet] = ()) -> list[str]:
+def eval_sentences(
+    stsb: pd.DataFrame | None = None,
+    splits: Sequence[str] = ("dev", "test"),
+    pairs: Sequence[pd.DataFrame] = (),
+    retrieval: Sequence[RetrievalSet] = (),
+) -> list[str]:
     """Every sentence of the configured evaluation sets (what filtering must remove)."""
     out: list[str] = []
     if stsb is not None:
@@ -450,35 +542,111 @@ def eval_sentences(stsb: pd.DataFrame | None = None, splits: Sequence[str] = ("d
     for df in pairs:
         out += df["sentence1"].tolist() + df["sentence2"].tolist()
     for r in retrieval:
-        out += list(r.queries.values()) + [d["text"] for d in r.corpus.values()]
+        out += list(r.queries.values()) + list(r.dev_queries.values()) + [d["text"] for d in r.corpus.values()]
     return out
 
 
 # -- built-in synthetic demo data ----------------------------------------------------------
-_SUBJ = ["the old fisherman", "a young teacher", "my neighbour", "the city council", "a small child",
-         "the pilot", "an engineer", "the chef", "a group of students", "the doctor", "her brother",
-         "the farmer", "a tourist", "the police officer", "the musician", "our manager", "the nurse",
-         "a street vendor", "the scientist", "the librarian"]
-_VERB = [("repaired", "fixed"), ("painted", "coloured"), ("bought", "purchased"), ("sold", "traded away"),
-         ("cleaned", "washed"), ("photographed", "took pictures of"), ("found", "discovered"),
-         ("carried", "moved"), ("inspected", "examined"), ("built", "constructed"),
-         ("described", "talked about"), ("ordered", "requested")]
-_OBJ = ["a wooden boat", "the broken bicycle", "an old piano", "the kitchen table", "a red umbrella",
-        "the garden fence", "a leather bag", "the school bus", "a silver watch", "the front door",
-        "a stack of books", "the new telescope", "a basket of apples", "the village bridge",
-        "a pair of boots", "the antique clock"]
-_PLACE = ["near the harbour", "in the market square", "behind the station", "at the end of the street",
-          "inside the museum", "by the river", "on the hill", "next to the bakery", "in the quiet park",
-          "at the airport"]
-_TIME = ["early in the morning", "after lunch", "late at night", "on a rainy afternoon", "last weekend",
-         "during the festival", "before sunrise", "in the middle of winter"]
-_TOPICS = ["boats", "bicycles", "music", "furniture", "weather", "gardens", "transport", "clocks", "books",
-           "fruit", "bridges", "clothing"]
+_SUBJ = [
+    "the old fisherman",
+    "a young teacher",
+    "my neighbour",
+    "the city council",
+    "a small child",
+    "the pilot",
+    "an engineer",
+    "the chef",
+    "a group of students",
+    "the doctor",
+    "her brother",
+    "the farmer",
+    "a tourist",
+    "the police officer",
+    "the musician",
+    "our manager",
+    "the nurse",
+    "a street vendor",
+    "the scientist",
+    "the librarian",
+]
+_VERB = [
+    ("repaired", "fixed"),
+    ("painted", "coloured"),
+    ("bought", "purchased"),
+    ("sold", "traded away"),
+    ("cleaned", "washed"),
+    ("photographed", "took pictures of"),
+    ("found", "discovered"),
+    ("carried", "moved"),
+    ("inspected", "examined"),
+    ("built", "constructed"),
+    ("described", "talked about"),
+    ("ordered", "requested"),
+]
+_OBJ = [
+    "a wooden boat",
+    "the broken bicycle",
+    "an old piano",
+    "the kitchen table",
+    "a red umbrella",
+    "the garden fence",
+    "a leather bag",
+    "the school bus",
+    "a silver watch",
+    "the front door",
+    "a stack of books",
+    "the new telescope",
+    "a basket of apples",
+    "the village bridge",
+    "a pair of boots",
+    "the antique clock",
+]
+_PLACE = [
+    "near the harbour",
+    "in the market square",
+    "behind the station",
+    "at the end of the street",
+    "inside the museum",
+    "by the river",
+    "on the hill",
+    "next to the bakery",
+    "in the quiet park",
+    "at the airport",
+]
+_TIME = [
+    "early in the morning",
+    "after lunch",
+    "late at night",
+    "on a rainy afternoon",
+    "last weekend",
+    "during the festival",
+    "before sunrise",
+    "in the middle of winter",
+]
+_TOPICS = [
+    "boats",
+    "bicycles",
+    "music",
+    "furniture",
+    "weather",
+    "gardens",
+    "transport",
+    "clocks",
+    "books",
+    "fruit",
+    "bridges",
+    "clothing",
+]
 
 
 def _slots(rng: random.Random) -> tuple[int, int, int, int, int]:
-    return (rng.randrange(len(_SUBJ)), rng.randrange(len(_VERB)), rng.randrange(len(_OBJ)),
-            rng.randrange(len(_PLACE)), rng.randrange(len(_TIME)))
+    return (
+        rng.randrange(len(_SUBJ)),
+        rng.randrange(len(_VERB)),
+        rng.randrange(len(_OBJ)),
+        rng.randrange(len(_PLACE)),
+        rng.randrange(len(_TIME)),
+    )
 
 
 def _render(slots: Sequence[int], variant: int = 0) -> str:
@@ -520,7 +688,9 @@ def demo_pairs(n: int = 600, seed: int = 1) -> pd.DataFrame:
         k = i % 6
         keep = set(rng.sample(range(5), k))
         b = tuple(a[j] if j in keep else _other(rng, j, a[j]) for j in range(5))
-        rows.append(("dev" if i % 3 == 0 else "test", _render(a, rng.randrange(6)), _render(b, rng.randrange(6)), float(k)))
+        rows.append(
+            ("dev" if i % 3 == 0 else "test", _render(a, rng.randrange(6)), _render(b, rng.randrange(6)), float(k))
+        )
     return pd.DataFrame(rows, columns=["split", "sentence1", "sentence2", "score"])
 
 
@@ -529,7 +699,7 @@ def _other(rng: random.Random, slot: int, value: int) -> int:
     return (value + 1 + rng.randrange(n - 1)) % n
 
 
-def demo_retrieval(n_docs: int = 300, n_queries: int = 60, seed: int = 2) -> RetrievalSet:
+def demo_retrieval(n_docs: int = 300, n_queries: int = 60, seed: int = 2, n_dev: int = 30) -> RetrievalSet:
     """A small retrieval set (SYNTHETIC): each document is two sentences about one event;
     a query restates the event's subject, verb and object in other words; the relevant
     document is the one that reports that event."""
@@ -545,38 +715,28 @@ def demo_retrieval(n_docs: int = 300, n_queries: int = 60, seed: int = 2) -> Ret
         events.append(a)
     for i, a in enumerate(events):
         topic = _TOPICS[a[2] % len(_TOPICS)]
-        corpus[f"d{i}"] = {"title": f"A note about {topic}",
-                           "text": f"{_render(a, 0)} It was reported in the local newsletter about {topic}."}
+        corpus[f"d{i}"] = {
+            "title": f"A note about {topic}",
+            "text": f"{_render(a, 0)} It was reported in the local newsletter about {topic}.",
+        }
     queries, qrels = {}, {}
-    for j, i in enumerate(rng.sample(range(n_docs), n_queries)):
+    test_docs = rng.sample(range(n_docs), n_queries)
+    for j, i in enumerate(test_docs):
         s, v, o, _, _ = events[i]
         queries[f"q{j}"] = f"Which report says that {_SUBJ[s]} {_VERB[v][1]} {_OBJ[o]}?"
         qrels[f"q{j}"] = {f"d{i}": 1}
-    return RetrievalSet("demo", corpus, queries, qrels, synthetic=True)
+    dev_queries, dev_qrels = {}, {}
+    taken = set(test_docs)
+    rest = [i for i in range(n_docs) if i not in taken]
+    for j, i in enumerate(rng.sample(rest, min(n_dev, len(rest)))):
+        s, v, o, _, _ = events[i]
+        dev_queries[f"dq{j}"] = f"Which report says that {_SUBJ[s]} {_VERB[v][1]} {_OBJ[o]}?"
+        dev_qrels[f"dq{j}"] = {f"d{i}": 1}
+    return RetrievalSet("demo", corpus, queries, qrels, synthetic=True, dev_queries=dev_queries, dev_qrels=dev_qrels)
 
 
 # -- the data stage as one call (used by workflow_scripts/extract.py) ----------------------
-@dataclass
-class DataConfig:
-    """Which sources feed training and evaluation (config key ``data``)."""
-
-    train_sources: list[str] = field(default_factory=lambda: ["demo:sentences"])
-    stsb: str | None = "demo:pairs"
-    qqp: str | None = None
-    retrieval: list[str] = field(default_factory=list)
-    nli: str | None = None
-    data_dir: str | None = None
-    min_chars: int = 20
-    max_sentences: int | None = None
-    seed: int = 0
-    demo_size: int = 3000
-    revisions: dict[str, str] = field(default_factory=dict)  # commit by hub repo id
-
-    def refs(self) -> list[str]:
-        return [*self.train_sources, *(r for r in (self.stsb, self.qqp, self.nli) if r), *self.retrieval]
-
-
-def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike, log: Callable[[str], None] = print) -> dict:
+def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
     """Extract, filter and write everything the later stages read, under ``out_dir``:
     ``sentences.parquet``, ``stats.json``, ``stsb.parquet``, ``qqp.parquet``, ``nli.parquet``,
     ``retrieval/<name>/`` (BEIR layout). Checks every source before reading any."""
@@ -585,16 +745,20 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike, log: Callable[[str
     check_sources(cfg.refs(), cfg.data_dir)
     revisions = resolve_revisions(hub_repos(cfg.refs()), cfg.revisions)
     for repo, sha in revisions.items():
-        log(f"{repo} at {sha}{' (pinned)' if cfg.revisions.get(repo) else ' (current head; pin it in data.revisions)'}")
+        log.info(
+            f"{repo} at {sha}{' (pinned)' if cfg.revisions.get(repo) else ' (current head; pin it in data.revisions)'}"
+        )
     out = Path(out_dir)
     stsb = stsb_pairs(cfg.stsb, cfg.data_dir, revisions) if cfg.stsb else None
     qqp = qqp_pairs(cfg.qqp, seed=cfg.seed, revisions=revisions) if cfg.qqp else None
-    retrieval = [retrieval_set(r, cfg.data_dir) for r in cfg.retrieval]
+    retrieval = [
+        retrieval_set(r, cfg.data_dir, dev_queries=cfg.retrieval_dev_queries, seed=cfg.seed) for r in cfg.retrieval
+    ]
     exclude = eval_sentences(stsb, pairs=[qqp] if qqp is not None else [], retrieval=retrieval)
     raw = {}
     for ref in cfg.train_sources:
         raw[ref] = training_sentences(ref, cfg.data_dir, revisions, cfg.demo_size)
-        log(f"{ref}: {len(raw[ref])} raw sentences")
+        log.info(f"{ref}: {len(raw[ref])} raw sentences")
     result = filter_sentences(raw, exclude, cfg.min_chars, cfg.max_sentences, cfg.seed)
     synthetic = any(r.startswith("demo:") for r in cfg.refs())
     result.stats["synthetic"] = synthetic
@@ -612,6 +776,8 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike, log: Callable[[str
             nli.reset_index(drop=True).to_parquet(tmp, index=False)
     for r in retrieval:
         r.save(out / "retrieval" / r.name)
-    log(f"kept {result.stats['written']} sentences ({result.stats['leaked_dropped']} leaked, "
-        f"{result.stats['duplicates_dropped']} duplicates, {result.stats['short_dropped']} short dropped)")
+    log.info(
+        f"kept {result.stats['written']} sentences ({result.stats['leaked_dropped']} leaked, "
+        f"{result.stats['duplicates_dropped']} duplicates, {result.stats['short_dropped']} short dropped)"
+    )
     return result.stats

@@ -8,18 +8,21 @@ Three diagnostics decide whether an encoder is exit-compatible:
 3. monitoring overhead above 15% while fewer than 10% of samples exit.
 
 Any one makes the verdict ``incompatible``. The checklist (sec 5.3) adds: similarity to
-final >= 0.94 at the target exit layer, NN@10 >= 0.80 there, exit rate > 50%.
+final >= 0.94 at the target exit layer, NN@10 >= 0.80 there, exit rate > 50%. The target
+layer is the rounded E[l] of the samples that exit; when none exits, every check fails
+(a checklist cannot pass on a model that never exits), and each check reports the exit
+rate and E[l] beside its value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from importlib import resources
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from leap import metrics
-from leap.early_exit import EarlyExitEncoder, ExitConfig
+from leap.early_exit import ExitConfig
 from leap.latency import BenchConfig, bench
 
 
@@ -35,23 +38,61 @@ class DiagnosticThresholds:
     checklist_exit_rate: float = 0.50
 
 
-def builtin_sentences() -> list[str]:
-    """The built-in list of a few hundred English sentences written for this project."""
-    text = resources.files("leap").joinpath("resources/sentences.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def default_min_layer(num_layers: int) -> int:
-    """``l_min`` when none is given: 6 (the paper's) for 12+ layers, half depth below."""
-    return max(1, min(6, num_layers // 2))
-
-
 def _clean(x: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in np.asarray(x, dtype=float)]
 
 
+def checklist(
+    sim: np.ndarray,
+    nn10: np.ndarray,
+    exit_layers: np.ndarray,
+    n_layers: int,
+    t: DiagnosticThresholds = DiagnosticThresholds(),
+) -> dict:
+    """The sec 5.3 checklist at the target exit layer (rounded E[l] of the exiting samples).
+
+    With no exiting sample there is no target layer, and no check passes.
+    """
+    rate = metrics.exit_rate(exit_layers, n_layers)
+    e_l = metrics.expected_exit_layer(exit_layers)
+    exited = exit_layers[exit_layers < n_layers]
+    context = {"exit_rate": rate, "expected_exit_layer": e_l}
+    if exited.size == 0:
+        out: dict[str, Any] = {"target_layer": None}
+        for k, thr in (
+            ("similarity_to_final", t.checklist_similarity),
+            ("nn_at_10", t.checklist_nn10),
+            ("exit_rate", t.checklist_exit_rate),
+        ):
+            out[k] = {
+                "value": rate if k == "exit_rate" else None,
+                "threshold": thr,
+                "pass": False,
+                "why": "no sample exits",
+                **context,
+            }
+        out["all_pass"] = False
+        return out
+    target = int(np.clip(round(float(exited.mean())), 1, n_layers - 1))
+    nn_v = None if np.isnan(nn10[target - 1]) else float(nn10[target - 1])
+    checks = {
+        "similarity_to_final": (
+            float(sim[target - 1]),
+            t.checklist_similarity,
+            float(sim[target - 1]) >= t.checklist_similarity,
+        ),
+        "nn_at_10": (nn_v, t.checklist_nn10, nn_v is not None and nn_v >= t.checklist_nn10),
+        "exit_rate": (rate, t.checklist_exit_rate, rate > t.checklist_exit_rate),
+    }
+    out = {"target_layer": target}
+    for k, (v, thr, ok) in checks.items():
+        out[k] = {"value": v, "threshold": thr, "pass": bool(ok), **context}
+    out["all_pass"] = all(c[2] for c in checks.values())
+    return out
+
+
 def diagnose(
-    encoder: EarlyExitEncoder,
+    model: Any,
     sentences: list[str],
     exit: ExitConfig | None = None,
     overhead_iters: int = 30,
@@ -60,18 +101,18 @@ def diagnose(
 ) -> dict:
     """Run the sec 5.2 diagnostic and the sec 5.3 checklist on ``sentences``.
 
-    Returns the JSON-ready dict of SPEC "Public interface" (``leap diagnose --json``):
-    ``layers, similarity_to_final, stability, exit_rate, cumulative_exit,
-    expected_exit_layer, layer_reduction, monitoring_overhead, verdict, checklist``, plus
-    ``nn_at_10``, ``nn10_failure``, ``reasons`` and the exit rule used.
+    ``model``: a :class:`leap.exit_model.ExitSentenceTransformer`. Returns the JSON-ready
+    dict of SPEC "Public interface" (``leap diagnose --json``): ``layers,
+    similarity_to_final, stability, exit_rate, cumulative_exit, expected_exit_layer,
+    layer_reduction, monitoring_overhead, verdict, checklist``, plus ``nn_at_10``,
+    ``nn10_failure``, ``reasons`` and the exit rule used.
     """
-    cfg = exit or encoder.exit
-    n_layers = encoder.num_layers
-    cfg.check_layers(n_layers)
-    lv = encoder.layer_embeddings(sentences, batch_size=batch_size).numpy()  # [L, N, d]
+    cfg = model.exit_module.resolve(exit)
+    n_layers = model.num_layers
+    lv = model.layer_embeddings(sentences, batch_size=batch_size).numpy()  # [L, N, d]
     sim = metrics.similarity_to_final(lv)
     stab = metrics.inter_layer_stability(lv)
-    _, exit_layers = encoder.encode(sentences, batch_size=batch_size, return_exit_layers=True, exit=cfg)
+    _, exit_layers = model.encode_with_exit_layers(sentences, batch_size=batch_size, exit=cfg)
     rate = metrics.exit_rate(exit_layers, n_layers)
     e_l = metrics.expected_exit_layer(exit_layers)
     if len(sentences) > 10:
@@ -79,9 +120,11 @@ def diagnose(
     else:
         nn10 = nn_fail = np.full(n_layers, np.nan)
     timing = bench(
-        encoder,
+        model,
         sentences,
-        BenchConfig(batch_sizes=(1,), warmup=max(3, overhead_iters // 10), iters=overhead_iters),
+        BenchConfig(
+            batch_sizes=(1,), warmup=max(3, overhead_iters // 10), iters=overhead_iters, rounds=min(5, overhead_iters)
+        ),
         exit=cfg,
     )
     overhead = timing["rows"][0]["monitoring_overhead"]
@@ -97,26 +140,14 @@ def diagnose(
     if rate == 0.0:
         reasons.append(f"zero exit rate at theta {cfg.theta}, l_min {cfg.min_layer}")
     if overhead > t.overhead and rate < t.overhead_exit_rate:
-        reasons.append(f"monitoring overhead {overhead:.1%} > {t.overhead:.0%} with exit rate {rate:.1%} < {t.overhead_exit_rate:.0%}")
-
-    target = int(np.clip(round(e_l), 1, n_layers))
-    checks = {
-        "similarity_to_final": (float(sim[target - 1]), t.checklist_similarity, float(sim[target - 1]) >= t.checklist_similarity),
-        "nn_at_10": (
-            None if np.isnan(nn10[target - 1]) else float(nn10[target - 1]),
-            t.checklist_nn10,
-            bool(not np.isnan(nn10[target - 1]) and nn10[target - 1] >= t.checklist_nn10),
-        ),
-        "exit_rate": (rate, t.checklist_exit_rate, rate > t.checklist_exit_rate),
-    }
-    checklist = {"target_layer": target} | {
-        k: {"value": v, "threshold": thr, "pass": bool(ok)} for k, (v, thr, ok) in checks.items()
-    }
-    checklist["all_pass"] = all(c[2] for c in checks.values())
+        reasons.append(
+            f"monitoring overhead {overhead:.1%} > {t.overhead:.0%} with exit rate {rate:.1%} "
+            f"< {t.overhead_exit_rate:.0%}"
+        )
     return {
-        "model": encoder.name,
+        "model": getattr(model, "source", None),
         "num_sentences": len(sentences),
-        "exit": {"strategy": cfg.strategy, "theta": cfg.theta, "patience": cfg.patience, "min_layer": cfg.min_layer},
+        "exit": cfg.to_dict(),
         "layers": list(range(1, n_layers + 1)),
         "similarity_to_final": _clean(sim),
         "stability": _clean(stab),
@@ -130,7 +161,7 @@ def diagnose(
         "monitoring_overhead": overhead,
         "verdict": "incompatible" if reasons else "compatible",
         "reasons": reasons,
-        "checklist": checklist,
+        "checklist": checklist(sim, nn10, exit_layers, n_layers, t),
         "device": timing["device"],
         "threads": timing["threads"],
     }
@@ -150,21 +181,20 @@ def diagnose_to_json(
     """Load ``model`` (hub id, folder or ``packaged:...``), run :func:`diagnose`, write JSON atomically."""
     import torch
 
+    from leap.builtin import builtin_sentences
+    from leap.exit_model import load_exit_model
     from leap.files import write_json
-    from leap.models import resolve_model_ref
 
     if threads:
         torch.set_num_threads(threads)
-    probe = ExitConfig(theta=theta, patience=patience, min_layer=min_layer or 1)
-    enc = EarlyExitEncoder.from_pretrained(resolve_model_ref(model), exit=probe, device=device)
-    cfg = replace(probe, min_layer=min_layer if min_layer is not None else default_min_layer(enc.num_layers))
-    cfg.check_layers(enc.num_layers)
+    cfg = ExitConfig(theta=theta, patience=patience, min_layer=min_layer)
+    m = load_exit_model(model, exit=cfg, device=device)
     if sentences_file:
         with open(sentences_file, encoding="utf-8") as fh:
             sentences = [line.rstrip("\n") for line in fh if line.strip()]
     else:
         sentences = builtin_sentences()
-    out = diagnose(enc, sentences, exit=cfg, overhead_iters=overhead_iters)
+    out = diagnose(m, sentences, exit=cfg, overhead_iters=overhead_iters)
     out["model_ref"] = model
     write_json(output, out)
     return out

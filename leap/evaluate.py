@@ -1,66 +1,69 @@
-"""What the paper measures on a trained model; each function returns one JSON-ready dict
+"""What the paper measures on a model; each function returns one JSON-ready dict
 (written to ``results/{experiment}/{variant}/seed{seed}/eval/<name>.json``).
 
-- :func:`evaluate_stsb`: STS-B (Spearman x 100 is *not* used: values are in [-1, 1] as the
-  paper's 0.760) on exited embeddings, each sentence with the embedding of its own exit
-  layer; full-depth score beside it; every layer's score; a theta sweep (Table 5, Fig. 3)
-  and PABEE (Table 10) from the same full pass. The same function scores QQP (``qqp.json``):
-  gold is is_duplicate (0/1), so beside Spearman it reports the average precision of the
-  cosine (``ap_exit``, ``ap_full``; sklearn), MTEB's pair-classification measure.
+- :func:`evaluate_pairs`: a scored pair set (STS-B; QQP) on exited embeddings, each
+  sentence with the embedding of its own exit layer; full depth beside it; every layer's
+  score (static truncation); the frontier of the convergence and PABEE rules over their
+  sweeps against truncation of the same model (:mod:`leap.frontier`). Spearman values are
+  in [-1, 1] (the paper's 0.760). For 0/1 gold (QQP) it adds average precision
+  (``ap_exit``, ``ap_full``; MTEB's pair-classification measure).
 - :func:`layer_analysis`: similarity to final, inter-layer stability, cumulative exit,
   NN@10 and its failure rate, contraction ratios, final-aligned displacement, and the
   anisotropy (mean cosine of unrelated sentences) per layer (Tables 3, 4, 9, 13; Figs 1, 2, 4, 5).
-- :func:`evaluate_beir`: exact cosine search through beir's ``DenseRetrievalExactSearch``
-  with the early-exit encoder; NDCG@1/3/5/10 full and early exit; exit distributions of
-  corpus and queries (Tables 6, 15, 16). beir's evaluator is called with
-  ``ignore_identical_ids=True`` (its default): a document whose id equals the query id is
-  dropped from the ranking, which matters for ArguAna, whose queries are corpus documents.
+- :func:`evaluate_beir`: exact cosine search, NDCG@1/3/5/10 at full depth and with early
+  exit, exit distributions of corpus and queries (Tables 6, 15, 16), and the frontier on
+  NDCG@10. beir's evaluator is called with ``ignore_identical_ids=True`` (its default).
 - :func:`evaluate_exit_heads`: DeeBERT-style off-ramps on the baseline student (SPEC).
-- :func:`seed_summary`: mean and 95% bootstrap CI over seeds.
 
-All exit decisions come from :func:`leap.early_exit.simulate_exit` on one full pass; the
-encoder's fast path is proven equal to it in the tests, so sweeps need no re-encoding.
+Every number comes from one full pass (:meth:`ExitSentenceTransformer.layer_embeddings`)
+and :func:`leap.early_exit.simulate_exit`; the fast path is proven equal to it in the
+tests, so sweeps need no re-encoding. A model with per-layer maps is scored with its maps
+(what it serves), and its raw per-layer scores are kept beside.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import asdict, replace
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
+from scipy import stats
 
-from leap import metrics
-from leap.early_exit import EarlyExitEncoder, ExitConfig, simulate_exit
+from leap import frontier, metrics
+from leap.early_exit import ExitConfig, simulate_exit
 from leap.errors import LeapError
 
-THETAS = (0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.99)
+log = logging.getLogger(__name__)
 
 
-def load_encoder(model: str, exit: ExitConfig | None = None, device: str | None = None) -> EarlyExitEncoder:
-    from leap.models import resolve_model_ref
+def load_model(model: str, device: str | None = None) -> Any:
+    """The model of an evaluation: :class:`leap.exit_model.ExitSentenceTransformer`, CPU by default."""
+    from leap.exit_model import load_exit_model
 
-    return EarlyExitEncoder.from_pretrained(resolve_model_ref(model), exit=exit or ExitConfig(strategy="none"),
-                                            device=device or "cpu")
+    return load_exit_model(model, device=device or "cpu")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (scipy)."""
     if len(a) < 2:
         raise LeapError("Spearman needs at least two pairs")
-    return float(spearmanr(a, b).statistic)
+    return float(stats.spearmanr(a, b).statistic)
 
 
-def _pair_cos(emb: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> np.ndarray:
+def pair_cos(emb: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> np.ndarray:
+    """Cosine of rows ``i1[k]`` and ``i2[k]`` of ``emb [N, d]``."""
     a, b = emb[i1], emb[i2]
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
 
 
-def _exit_summary(layers: np.ndarray, n_layers: int) -> dict:
+def exit_summary(layers: np.ndarray, n_layers: int) -> dict:
+    """Exit rate, distribution, cumulative exit, E[l] and layer reduction of ``[N]`` exit layers."""
     return {
         "exit_rate": metrics.exit_rate(layers, n_layers),
         "exit_distribution": metrics.exit_distribution(layers, n_layers).tolist(),
@@ -79,59 +82,106 @@ def pair_index(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
     return sents, i1, i2
 
 
-def evaluate_stsb(
-    encoder: EarlyExitEncoder,
+def pair_bootstrap(cos: np.ndarray, gold: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> list[float]:
+    """95% percentile interval of Spearman over test pairs (``scipy.stats.bootstrap``, paired)."""
+    res = stats.bootstrap(
+        (cos, gold),
+        lambda a, b: stats.spearmanr(a, b).statistic,
+        paired=True,
+        vectorized=False,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def frontier_record(
+    rule_vectors: torch.Tensor,
+    embed_vectors: torch.Tensor,
+    exit: ExitConfig,
+    quality: frontier.QualityFn,
+    thetas: Sequence[float] = frontier.THETA_SWEEP,
+    pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
+) -> dict:
+    """Truncation at every layer, the rule at the config's setting, and both sweeps, each
+    exit point with its exit advantage over truncation at the same E[l]."""
+    trunc = frontier.truncation_points(embed_vectors, quality)
+    at, _ = frontier.exit_point(rule_vectors, embed_vectors, exit, quality)
+
+    def row(p: frontier.FrontierPoint) -> dict:
+        return {**p.to_dict(), "exit_advantage": frontier.exit_advantage(p, trunc)}
+
+    sweep = frontier.sweep_points(rule_vectors, embed_vectors, exit, quality, thetas=thetas, pabee=pabee)
+    parts = frontier.decompose_advantage(rule_vectors, embed_vectors, exit, quality, trunc)
+    return {
+        "truncation": [p.to_dict() for p in trunc],
+        "at_config": {**row(at), **{k: parts[k] for k in ("random_same_layers", "selection_gain", "mixing")}},
+        "sweep": [row(p) for p in sweep],
+    }
+
+
+def evaluate_pairs(
+    model: Any,
     pairs: pd.DataFrame,
     exit: ExitConfig,
     splits: Sequence[str] = ("dev", "test"),
-    thetas: Sequence[float] = THETAS,
+    thetas: Sequence[float] = frontier.THETA_SWEEP,
+    pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
     batch_size: int = 64,
+    vectors_out: dict | None = None,
 ) -> dict:
     """A scored pair set (STS-B, QQP) on exited and full embeddings, per split.
-    ``pairs``: ``split, sentence1, sentence2, score``."""
-    out: dict[str, Any] = {"exit": asdict(exit), "num_layers": encoder.num_layers, "splits": {}}
-    L = encoder.num_layers
+    ``pairs``: ``split, sentence1, sentence2, score``. ``vectors_out`` (a dict) receives each
+    split's ``(sentences, [L, N, d] pooled vectors)`` for reuse (the layer analyses)."""
+    L = model.num_layers
+    exit = exit.resolve(L)
+    out: dict[str, Any] = {
+        "exit": exit.to_dict(),
+        "num_layers": L,
+        "layer_maps": model.layer_maps is not None,
+        "splits": {},
+    }
     for split in splits:
         df = pairs[pairs["split"] == split]
         if df.empty:
             continue
         sents, i1, i2 = pair_index(df)
         t0 = time.perf_counter()
-        v = encoder.layer_embeddings(sents, batch_size=batch_size)  # [L, N, d]
+        v = model.layer_embeddings(sents, batch_size=batch_size)  # [L, N, d] raw pooled
         enc_s = time.perf_counter() - t0
+        if vectors_out is not None:
+            vectors_out[split] = (sents, v)
+        ev = model.embed_vectors(v)  # what a sample stopped at each layer returns
         gold = df["score"].to_numpy(dtype=float)
-        vn = F.normalize(v.float(), dim=-1).numpy()
-        per_layer = [spearman(_pair_cos(vn[l], i1, i2), gold) for l in range(L)]
-        emb, layers = simulate_exit(v, exit)
-        cos_exit = _pair_cos(emb, i1, i2)  # [pairs]
+        quality = frontier.pair_spearman(i1, i2, gold)
+        served = F.normalize(ev.float(), dim=-1).numpy()
+        emb, layers = simulate_exit(v, exit, embed_vectors=ev)
+        cos_exit = pair_cos(emb, i1, i2)  # [pairs]
         pair_layers = np.concatenate([layers[i1], layers[i2]])
         res = {
             "n_pairs": int(len(df)),
             "n_sentences": len(sents),
             "encode_seconds": enc_s,
             "spearman_exit": spearman(cos_exit, gold),
-            "spearman_full": per_layer[-1],
-            "spearman_per_layer": per_layer,
-            **_exit_summary(layers, L),
+            "spearman_exit_pair_ci95": pair_bootstrap(cos_exit, gold) if split == "test" else None,
+            "spearman_full": quality(served[-1]),
+            "spearman_per_layer": [quality(served[l]) for l in range(L)],
+            **exit_summary(layers, L),
             "pair_exit_rate": metrics.exit_rate(pair_layers, L),
         }
+        if model.layer_maps is not None:
+            raw = F.normalize(v.float(), dim=-1).numpy()
+            res["spearman_per_layer_raw"] = [quality(raw[l]) for l in range(L)]
         if set(np.unique(gold)) <= {0.0, 1.0} and len(np.unique(gold)) == 2:  # duplicate labels (QQP)
             from sklearn.metrics import average_precision_score
 
             res["ap_exit"] = float(average_precision_score(gold, cos_exit))
-            res["ap_full"] = float(average_precision_score(gold, _pair_cos(vn[-1], i1, i2)))
-        sweep = []
-        for th in thetas:
-            e, ly = simulate_exit(v, replace(exit, strategy="convergence", theta=float(th)))
-            sweep.append({"theta": float(th), "spearman": spearman(_pair_cos(e, i1, i2), gold), **_exit_summary(ly, L)})
-        res["theta_sweep"] = sweep
-        pab = replace(exit, strategy="pabee")
-        e, ly = simulate_exit(v, pab)
-        res["pabee"] = {"pabee_theta": pab.pabee_theta, "pabee_patience": pab.pabee_patience,
-                        "spearman": spearman(_pair_cos(e, i1, i2), gold), **_exit_summary(ly, L)}
+            res["ap_full"] = float(average_precision_score(gold, pair_cos(served[-1], i1, i2)))
+        res["frontier"] = frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee)
         out["splits"][split] = res
     if not out["splits"]:
-        raise LeapError(f"no STS-B pairs for splits {list(splits)}")
+        raise LeapError(f"no pairs for splits {list(splits)}")
     return out
 
 
@@ -146,139 +196,236 @@ def anisotropy(layer_vectors: np.ndarray, n_pairs: int = 2000, seed: int = 0) ->
     return [float((v[l, a] * v[l, b]).sum(-1).mean()) for l in range(L)]
 
 
-def layer_analysis(encoder: EarlyExitEncoder, sentences: Sequence[str], exit: ExitConfig, k: int = 10,
-                   batch_size: int = 64) -> dict:
-    """Every per-layer analysis of the paper on ``sentences`` (one full pass)."""
+def _clean(x: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in np.asarray(x, dtype=float)]
+
+
+def layer_analysis(
+    model: Any,
+    sentences: Sequence[str],
+    exit: ExitConfig,
+    k: int = 10,
+    batch_size: int = 64,
+    thetas: Sequence[float] = frontier.THETA_SWEEP,
+    layer_vectors: torch.Tensor | None = None,
+) -> dict:
+    """Every per-layer analysis of the paper on ``sentences`` (one full pass, or the given
+    ``[L, N, d]`` ``layer_vectors`` of exactly these sentences). The geometry is that of the
+    raw layers (what the exit rule reads)."""
     sents = list(dict.fromkeys(sentences))
     if len(sents) <= k:
         raise LeapError(f"layer analysis needs more than k={k} distinct sentences, got {len(sents)}")
-    v = encoder.layer_embeddings(sents, batch_size=batch_size).numpy()
+    if layer_vectors is not None and layer_vectors.shape[1] != len(sents):
+        raise LeapError(f"layer_vectors hold {layer_vectors.shape[1]} sentences, not the {len(sents)} given")
+    v = layer_vectors if layer_vectors is not None else model.layer_embeddings(sents, batch_size=batch_size)
     L = v.shape[0]
+    exit = exit.resolve(L)
     _, layers = simulate_exit(v, exit)
-    nn, fail = metrics.nn_at_k_per_layer(v, k=k)
-    stab = metrics.inter_layer_stability(v)
-    return {
+    vn = v.numpy()
+    nn, fail = metrics.nn_at_k_per_layer(vn, k=k)
+    stab = metrics.inter_layer_stability(vn)
+    out = {
         "n_sentences": len(sents),
         "num_layers": L,
-        "exit": asdict(exit),
-        "similarity_to_final": metrics.similarity_to_final(v).tolist(),
-        "stability": [None if np.isnan(x) else float(x) for x in stab],
+        "exit": exit.to_dict(),
+        "similarity_to_final": metrics.similarity_to_final(vn).tolist(),
+        "stability": _clean(stab),
         "stability_mean": float(np.nanmean(stab)),
-        "contraction_ratios": [None if np.isnan(x) else float(x) for x in metrics.contraction_ratios(v)],
-        "median_contraction": metrics.median_contraction(v),
-        "final_aligned_displacement": [None if np.isnan(x) else float(x) for x in metrics.final_aligned_displacement(v)],
+        "contraction_ratios": _clean(metrics.contraction_ratios(vn)),
+        "median_contraction": metrics.median_contraction(vn),
+        "final_aligned_displacement": _clean(metrics.final_aligned_displacement(vn)),
         "nn_at_10": nn.tolist(),
         "nn_failure_rate": fail.tolist(),
-        "anisotropy": anisotropy(v),
-        **_exit_summary(layers, L),
+        "anisotropy": anisotropy(vn),
+        **exit_summary(layers, L),
     }
-
-
-def evaluate_beir(encoder: EarlyExitEncoder, dataset: Any, exit: ExitConfig, batch_size: int = 64,
-                  k_values: Sequence[int] = (1, 3, 5, 10)) -> dict:
-    """NDCG@k full and early exit on one BEIR set (:class:`leap.data.RetrievalSet`)."""
-    from beir.retrieval.evaluation import EvaluateRetrieval
-    from beir.retrieval.search.dense import DenseRetrievalExactSearch
-
-    out: dict[str, Any] = {"dataset": dataset.name, "synthetic": dataset.synthetic, "docs": len(dataset.corpus),
-                           "queries": len(dataset.queries), "ignore_identical_ids": True}
-    for mode, cfg in (("full", ExitConfig(strategy="none")), ("exit", exit)):
-        encoder.exit = cfg
-        search = DenseRetrievalExactSearch(encoder, batch_size=batch_size, corpus_chunk_size=50_000)
-        retriever = EvaluateRetrieval(search, score_function="cos_sim", k_values=list(k_values))
-        t0 = time.perf_counter()
-        results = retriever.retrieve(dataset.corpus, dataset.queries)
-        seconds = time.perf_counter() - t0
-        ndcg, _map, recall, _p = retriever.evaluate(dataset.qrels, results, list(k_values), ignore_identical_ids=True)
-        res = {"seconds": seconds, **{k: float(v) for k, v in ndcg.items()},
-               **{k: float(v) for k, v in recall.items()}}
-        if mode == "exit":
-            L = encoder.num_layers
-            res["corpus_exit"] = _exit_summary(np.asarray(encoder.last_corpus_exit_layers), L)
-            res["query_exit"] = _exit_summary(np.asarray(encoder.last_query_exit_layers), L)
-        out[mode] = res
+    ev = model.embed_vectors(v)
+    if model.layer_maps is not None:  # NN@10 of what the model serves at each depth
+        nn_m, fail_m = metrics.nn_at_k_per_layer(ev.numpy(), k=k)
+        out["nn_at_10_mapped"], out["nn_failure_rate_mapped"] = nn_m.tolist(), fail_m.tolist()
+    # decision thresholds (Table 8): what each theta does to exits and to nearest neighbours
+    final = ev[-1].numpy()
+    sweep = []
+    for th in thetas:
+        emb, ly = simulate_exit(v, replace(exit, strategy="convergence", theta=float(th)), embed_vectors=ev)
+        overlap = metrics.nn_overlap(emb, final, k)
+        sweep.append(
+            {
+                "theta": float(th),
+                **exit_summary(ly, L),
+                "nn_at_10": float(overlap.mean()),
+                "nn10_failure": float(np.mean(overlap < 0.5)),
+            }
+        )
+    out["theta_sweep"] = sweep
     return out
 
 
-def seed_summary(values: Sequence[float], n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mean over seeds and a percentile bootstrap CI of the mean (SPEC: 95%)."""
-    x = np.asarray([v for v in values if v is not None], dtype=float)
-    if x.size == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    rng = np.random.default_rng(seed)
-    boots = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
-    a = (1 - level) / 2
-    return {"mean": float(x.mean()), "ci_low": float(np.quantile(boots, a)), "ci_high": float(np.quantile(boots, 1 - a)),
-            "n": int(x.size), "values": x.tolist()}
+def evaluate_beir(
+    model: Any,
+    dataset: Any,
+    exit: ExitConfig,
+    batch_size: int = 64,
+    k_values: Sequence[int] = (1, 3, 5, 10),
+    thetas: Sequence[float] = frontier.THETA_SWEEP,
+    pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
+) -> dict:
+    """NDCG@k at full depth and with early exit on one BEIR set (:class:`leap.data.RetrievalSet`),
+    from one full pass over queries and documents (``title + " " + text``, as BEIR's
+    SentenceBERT), and the frontier on NDCG@10."""
+    L = model.num_layers
+    exit = exit.resolve(L)
+    qids, dids = list(dataset.queries), list(dataset.corpus)
+    docs = [(dataset.corpus[d].get("title", "") + " " + dataset.corpus[d]["text"]).strip() for d in dids]
+    t0 = time.perf_counter()
+    v = model.layer_embeddings([dataset.queries[q] for q in qids] + docs, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    ev = model.embed_vectors(v)
+    qrows, drows = np.arange(len(qids)), np.arange(len(qids), len(qids) + len(dids))
+    ndcg = frontier.retrieval_scores(qrows, drows, qids, dids, dataset.qrels, k_values=k_values)
+    full = ndcg(F.normalize(ev[-1].float(), dim=-1).numpy())
+    emb, layers = simulate_exit(v, exit, embed_vectors=ev)
+    exited = ndcg(emb)
+    quality = frontier.retrieval_ndcg(qrows, drows, qids, dids, dataset.qrels, k=10)
+    return {
+        "dataset": dataset.name,
+        "synthetic": dataset.synthetic,
+        "docs": len(dids),
+        "queries": len(qids),
+        "ignore_identical_ids": True,
+        "num_layers": L,
+        "exit_rule": exit.to_dict(),
+        "layer_maps": model.layer_maps is not None,
+        "encode_seconds": seconds,
+        "full": full,
+        "exit": {
+            **exited,
+            "corpus_exit": exit_summary(layers[drows], L),
+            "query_exit": exit_summary(layers[qrows], L),
+            **exit_summary(layers, L),
+        },
+        "frontier": frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee),
+    }
 
 
 # -- DeeBERT-style learned exit heads (SPEC "Comparison exits and models") --------------------
-def _pair_features(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.cat([u, v, (u - v).abs()], dim=-1)
+def _pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.concatenate([u, v, np.abs(u - v)], axis=-1)
 
 
-def train_exit_heads(encoder: EarlyExitEncoder, nli: pd.DataFrame, epochs: int = 5, lr: float = 1e-3,
-                     batch_size: int = 64, seed: int = 0) -> list[torch.nn.Linear]:
-    """One linear off-ramp per layer on ``[u, v, |u-v|]`` of the pooled layer vectors,
-    3-way NLI labels, backbone frozen (DeeBERT's second stage)."""
-    sents, i1, i2 = pair_index(nli)
-    v = encoder.layer_embeddings(sents, batch_size=batch_size)  # [L, N, d]
-    y = torch.as_tensor(nli["label"].to_numpy(dtype=np.int64).copy())
-    torch.manual_seed(seed)
+def train_exit_heads(
+    layer_vectors: torch.Tensor, i1: np.ndarray, i2: np.ndarray, labels: np.ndarray, seed: int = 0, max_iter: int = 200
+) -> list[Any]:
+    """One linear off-ramp per layer on ``[u, v, |u-v|]`` of the pooled layer vectors, 3-way
+    NLI labels, backbone frozen (DeeBERT's second stage): scikit-learn's multinomial
+    ``LogisticRegression`` on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    v = layer_vectors.numpy()
     heads = []
     for l in range(v.shape[0]):
         x = _pair_features(v[l][i1], v[l][i2])
-        head = torch.nn.Linear(x.shape[-1], 3)
-        opt = torch.optim.Adam(head.parameters(), lr=lr)
-        g = torch.Generator().manual_seed(seed + l)
-        for _ in range(epochs):
-            for b in torch.randperm(len(y), generator=g).split(batch_size):
-                opt.zero_grad()
-                F.cross_entropy(head(x[b]), y[b]).backward()
-                opt.step()
-        heads.append(head.eval())
+        heads.append(
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)).fit(x, labels)
+        )
     return heads
 
 
-def head_entropies(heads: list[torch.nn.Linear], v: torch.Tensor, i1: np.ndarray, i2: np.ndarray) -> np.ndarray:
+def head_entropies(heads: list[Any], layer_vectors: torch.Tensor, i1: np.ndarray, i2: np.ndarray) -> np.ndarray:
     """``[L, P]`` off-ramp entropy per layer for each pair."""
-    with torch.no_grad():
-        out = []
-        for l, head in enumerate(heads):
-            p = F.softmax(head(_pair_features(v[l][i1], v[l][i2])), dim=-1)
-            out.append(-(p * p.clamp_min(1e-12).log()).sum(-1))
-    return torch.stack(out).numpy()
+    v = layer_vectors.numpy()
+    out = []
+    for l, head in enumerate(heads):
+        p = head.predict_proba(_pair_features(v[l][i1], v[l][i2]))
+        out.append(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1))
+    return np.stack(out)
 
 
-def entropy_exit(ent: np.ndarray, s: float) -> np.ndarray:
-    """``[P]`` 1-based exit layer: first layer with entropy below ``s`` (``L`` if none)."""
+def entropy_exit(ent: np.ndarray, s: float, min_layer: int = 1) -> np.ndarray:
+    """``[P]`` 1-based exit layer: first layer ``>= min_layer`` with entropy below ``s`` (``L`` if none)."""
     below = ent < s
+    below[: min_layer - 1] = False
     return np.where(below.any(0), below.argmax(0) + 1, ent.shape[0])
 
 
-def evaluate_exit_heads(encoder: EarlyExitEncoder, nli: pd.DataFrame, pairs: pd.DataFrame, target_mean_layer: float | None,
-                        seed: int = 0, batch_size: int = 64, epochs: int = 5) -> dict:
-    """DeeBERT-style exit on STS-B pairs: a pair exits at the first layer whose off-ramp
-    entropy is below ``S``; both sentences use that layer's pooled vectors. ``S`` is
-    calibrated on dev to give ``target_mean_layer`` (LEAP's E[l] at theta 0.95)."""
-    heads = train_exit_heads(encoder, nli, epochs=epochs, seed=seed, batch_size=batch_size)
-    L = encoder.num_layers
+def evaluate_exit_heads(
+    model: Any,
+    nli: pd.DataFrame,
+    pairs: pd.DataFrame,
+    target_mean_layer: float | None,
+    min_layer: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    n_thresholds: int = 12,
+) -> dict:
+    """DeeBERT-style exit on STS-B pairs.
+
+    An off-ramp reads a pair, so the decision is per pair: a pair exits at the first layer
+    ``>= l_min`` whose off-ramp entropy is below ``S``, and both sentences use that layer's
+    vectors (what the model serves there). ``S`` is chosen on dev to give
+    ``target_mean_layer`` (default: half way between ``l_min`` and ``L``); a sweep of ``S``
+    (dev quantiles) is reported on the frontier against the model's truncation.
+    """
+    L = model.num_layers
+    l_min = min_layer or ExitConfig().resolve(L).min_layer
+    if len(nli) < 3 or nli["label"].nunique() < 2:
+        raise LeapError(
+            f"the DeeBERT off-ramps need labelled NLI pairs of at least two classes; got {len(nli)} pairs "
+            "(every NLI sentence that is also an evaluation sentence is removed: use another nli source)"
+        )
+    nsents, n1, n2 = pair_index(nli)
+    heads = train_exit_heads(
+        model.layer_embeddings(nsents, batch_size=batch_size), n1, n2, nli["label"].to_numpy(dtype=np.int64), seed=seed
+    )
     data = {}
     for split in ("dev", "test"):
         df = pairs[pairs["split"] == split]
         sents, i1, i2 = pair_index(df)
-        v = encoder.layer_embeddings(sents, batch_size=batch_size)
-        data[split] = (df["score"].to_numpy(float), F.normalize(v.float(), dim=-1).numpy(), head_entropies(heads, v, i1, i2), i1, i2)
-    gold, vn, ent, i1, i2 = data["dev"]
-    grid = np.unique(np.quantile(ent, np.linspace(0, 1, 201)))
-    target = target_mean_layer if target_mean_layer is not None else (L + 1) / 2
-    s_best = min(grid, key=lambda s: abs(entropy_exit(ent, s).mean() - target))
-    res: dict[str, Any] = {"entropy_threshold": float(s_best), "target_mean_layer": target, "num_layers": L}
-    for split, (gold, vn, ent, i1, i2) in data.items():
-        ly = entropy_exit(ent, s_best)
-        rows = np.arange(len(ly))
-        cos = (vn[ly - 1, i1[rows]] * vn[ly - 1, i2[rows]]).sum(-1)
-        res[split] = {"spearman_exit": spearman(cos, gold), **_exit_summary(ly, L)}
+        v = model.layer_embeddings(sents, batch_size=batch_size)
+        served = F.normalize(model.embed_vectors(v).float(), dim=-1).numpy()
+        data[split] = (df["score"].to_numpy(float), served, head_entropies(heads, v, i1, i2), i1, i2)
+    target = target_mean_layer if target_mean_layer is not None and target_mean_layer < L else (l_min + L) / 2
+    ent_dev = data["dev"][2]
+    grid = np.unique(np.quantile(ent_dev[l_min - 1 :], np.linspace(0, 1, 201)))
+    s_best = float(min(grid, key=lambda s: abs(entropy_exit(ent_dev, s, l_min).mean() - target)))
+
+    def scored(split: str, s: float) -> dict:
+        gold, served, ent, i1, i2 = data[split]
+        ly = entropy_exit(ent, s, l_min)  # [P]
+        cos = (served[ly - 1, i1] * served[ly - 1, i2]).sum(-1)
+        sent_layers = np.concatenate([ly, ly])  # both sentences of a pair leave at its layer
+        return {"entropy_threshold": s, "spearman_exit": spearman(cos, gold), **exit_summary(sent_layers, L)}
+
+    res: dict[str, Any] = {
+        "entropy_threshold": s_best,
+        "target_mean_layer": target,
+        "num_layers": L,
+        "min_layer": l_min,
+        "decision": "per pair (an off-ramp reads a pair)",
+    }
+    for split in data:
+        res[split] = scored(split, s_best)
+    gold, served, _, i1, i2 = data["test"]
+    quality = frontier.pair_spearman(i1, i2, gold)
+    trunc = frontier.truncation_points(torch.as_tensor(served), quality)
+    sweep = []
+    for s in np.quantile(ent_dev[l_min - 1 :], np.linspace(0.05, 0.95, n_thresholds)):
+        r = scored("test", float(s))
+        p = frontier.FrontierPoint(
+            "deebert", float(s), r["exit_rate"], r["expected_exit_layer"], r["layer_reduction"], r["spearman_exit"]
+        )
+        sweep.append({**p.to_dict(), "exit_advantage": frontier.exit_advantage(p, trunc)})
+    at = res["test"]
+    p_at = frontier.FrontierPoint(
+        "deebert", s_best, at["exit_rate"], at["expected_exit_layer"], at["layer_reduction"], at["spearman_exit"]
+    )
+    res["frontier"] = {
+        "truncation": [p.to_dict() for p in trunc],
+        "at_config": {**p_at.to_dict(), "exit_advantage": frontier.exit_advantage(p_at, trunc)},
+        "sweep": sweep,
+    }
     return res
 
 
@@ -288,52 +435,106 @@ def _setup(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def run_stsb(model: str, pairs_path: str, out_json: str, exit: dict, batch_size: int = 64, threads: int | None = None) -> dict:
+def run_pairs(
+    model: str,
+    pairs_path: str,
+    out_json: str,
+    exit: dict,
+    batch_size: int = 64,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
     from leap.files import write_json
 
     _setup(threads)
-    res = evaluate_stsb(load_encoder(str(model)), pd.read_parquet(pairs_path), ExitConfig(**exit), batch_size=batch_size)
+    res = evaluate_pairs(
+        load_model(str(model), device), pd.read_parquet(pairs_path), ExitConfig.from_dict(exit), batch_size=batch_size
+    )
     write_json(out_json, res)
     return res
 
 
-def run_layers(model: str, pairs_path: str, out_json: str, exit: dict, batch_size: int = 64,
-               max_sentences: int = 2000, threads: int | None = None) -> dict:
-    """Layer analyses on the STS-B test sentences (first ``max_sentences`` unique ones)."""
+def run_stsb(
+    model: str,
+    pairs_path: str,
+    out_json: str,
+    layers_json: str | None,
+    exit: dict,
+    batch_size: int = 64,
+    max_sentences: int = 2000,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
+    """STS-B (:func:`evaluate_pairs`) and, with ``layers_json``, the layer analyses on the
+    first ``max_sentences`` unique test sentences from the same full pass (one model load)."""
     from leap.files import write_json
 
     _setup(threads)
-    df = pd.read_parquet(pairs_path)
-    test = df[df["split"] == "test"] if (df["split"] == "test").any() else df
-    sents = list(dict.fromkeys(test["sentence1"].tolist() + test["sentence2"].tolist()))[:max_sentences]
-    res = layer_analysis(load_encoder(str(model)), sents, ExitConfig(**exit), batch_size=batch_size)
+    m = load_model(str(model), device)
+    cfg = ExitConfig.from_dict(exit)
+    vectors: dict = {}
+    res = evaluate_pairs(m, pd.read_parquet(pairs_path), cfg, batch_size=batch_size, vectors_out=vectors)
     write_json(out_json, res)
+    if layers_json:
+        sents, v = vectors.get("test") or next(iter(vectors.values()))
+        n = min(max_sentences, len(sents))
+        write_json(layers_json, layer_analysis(m, sents[:n], cfg, layer_vectors=v[:, :n]))
     return res
 
 
-def run_beir(model: str, folder: str, out_json: str, exit: dict, batch_size: int = 64, threads: int | None = None) -> dict:
+def run_beir(
+    model: str,
+    folder: str,
+    out_json: str,
+    exit: dict,
+    batch_size: int = 64,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
     from leap.data import RetrievalSet
     from leap.files import write_json
 
     _setup(threads)
-    res = evaluate_beir(load_encoder(str(model)), RetrievalSet.load(folder), ExitConfig(**exit), batch_size=batch_size)
+    res = evaluate_beir(
+        load_model(str(model), device), RetrievalSet.load(folder), ExitConfig.from_dict(exit), batch_size=batch_size
+    )
     write_json(out_json, res)
     return res
 
 
-def run_exit_heads(model: str, nli_path: str, pairs_path: str, leap_stsb_json: str, out_json: str, seed: int = 0,
-                   epochs: int = 5, batch_size: int = 64, threads: int | None = None) -> dict:
-    """DeeBERT heads on the baseline; the entropy threshold matches LEAP's E[l] on dev (same seed)."""
-    import json
+def run_exit_heads(
+    model: str,
+    nli_path: str,
+    pairs_path: str,
+    reference_json: str | None,
+    out_json: str,
+    min_layer: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
+    """DeeBERT heads on the baseline; ``S`` matches the reference variant's dev E[l] (same seed)
+    when that variant exits, else half way between ``l_min`` and ``L``."""
 
     from leap.files import write_json
 
     _setup(threads)
-    leap = json.loads(open(leap_stsb_json, encoding="utf-8").read())
-    target = (leap["splits"].get("dev") or next(iter(leap["splits"].values())))["expected_exit_layer"]
-    enc = load_encoder(str(model))
-    nli = pd.read_parquet(nli_path)
-    res = evaluate_exit_heads(enc, nli, pd.read_parquet(pairs_path), target, seed=seed, batch_size=batch_size, epochs=epochs)
-    res["heads_epochs"] = epochs
+    target = None
+    if reference_json:
+        from leap.results import load_json
+
+        ref = load_json(reference_json)
+        target = (ref["splits"].get("dev") or next(iter(ref["splits"].values())))["expected_exit_layer"]
+    res = evaluate_exit_heads(
+        load_model(str(model), device),
+        pd.read_parquet(nli_path),
+        pd.read_parquet(pairs_path),
+        target,
+        min_layer=min_layer,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    res["reference"] = reference_json
     write_json(out_json, res)
     return res

@@ -2,7 +2,11 @@
 
 - Fig. 1: (a) similarity to final per layer, baseline vs LEAP, threshold drawn; (b) inter-layer stability.
 - Fig. 2: exit distribution per layer at theta with the cumulative curve.
-- Fig. 3: Pareto: layer reduction and STS-B across theta.
+- Fig. 3 (replaces the paper's single-model Pareto plot): the frontier, one figure per
+  benchmark: quality against layer reduction L / E[l] for every model's exit rules over
+  their sweeps (solid), its static truncation (dashed), the config's rule (a large marker),
+  the fixed-depth student; and quality against measured speedup at batch 1 and 32 where
+  the latency stage timed the point.
 - Fig. 4: (a) contraction ratios with the median; (b) final-aligned displacement.
 - Fig. 5: NN@10 failure rate per layer.
 
@@ -11,14 +15,18 @@ A figure whose runs are missing is skipped with a message naming them.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from leap.files import atomic_path, write_json
-from leap.tables import _mean_list, _runs, _split, collect, extra_variants, table5_pareto
+from leap.results import collect, extra_variants, frontier_figure_name, mean_list, runs, split_of
+from leap.tables import frontier_table
+
+log = logging.getLogger(__name__)
 
 
 def _save(fig, out: Path, name: str) -> None:
@@ -27,13 +35,107 @@ def _save(fig, out: Path, name: str) -> None:
             fig.savefig(tmp, format=ext, dpi=200 if ext == "png" else None, bbox_inches="tight")
 
 
+def _save_note(out: Path, name: str, text: str) -> None:
+    """A figure that says why it has no data (its file always exists, so the report lists it)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    _save(fig, out, name)
+    plt.close(fig)
+
+
 def _layers(res: dict, v: str, key: str) -> list | None:
-    runs = _runs(res, v, "layers")
-    return _mean_list([r[key] for r in runs]) if runs else None
+    rs = runs(res, v, "layers")
+    return mean_list([r[key] for r in rs]) if rs else None
 
 
-def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, theta: float = 0.95,
-                  log=print) -> dict[str, str]:
+def frontier_figure(df, bench: str):
+    """Quality against layer reduction and against measured speedup (batch 1, 32) for every
+    model on one benchmark; truncation dashed, the config's rule marked large."""
+    import matplotlib.pyplot as plt
+
+    d = df[df["benchmark"] == bench]
+    models = [m for m in dict.fromkeys(d["model"]) if m != "fixed_depth"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    for m in models:
+        g = d[d["model"] == m]
+        c = colors[m]
+        tr = g[g["rule"] == "truncation"].sort_values("layer_reduction")
+        axes[0].plot(tr["layer_reduction"], tr["quality"], ls="--", color=c, lw=1, marker=".", alpha=0.8)
+        for rule, style in (("convergence", "-o"), ("pabee", ":^"), ("deebert", "-.s")):
+            pts = g[(g["rule"] == rule) & ~g["at_config"]].sort_values("layer_reduction")
+            if len(pts):
+                axes[0].plot(
+                    pts["layer_reduction"],
+                    pts["quality"],
+                    style,
+                    color=c,
+                    ms=3,
+                    lw=1,
+                    label=f"{m} ({rule})" if rule != "convergence" else m,
+                )
+        at = g[g["at_config"]]
+        axes[0].scatter(at["layer_reduction"], at["quality"], s=90, color=c, edgecolor="k", zorder=5)
+        for ax, col in ((axes[1], "speedup_b1"), (axes[2], "speedup_b32")):
+            trs = tr.dropna(subset=[col]).sort_values(col)
+            if len(trs):
+                ax.plot(trs[col], trs["quality"], ls="--", color=c, lw=1, marker=".")
+            ats = at.dropna(subset=[col])
+            if len(ats):
+                ax.scatter(ats[col], ats["quality"], s=90, color=c, edgecolor="k", zorder=5, label=m)
+    fixed = d[d["model"] == "fixed_depth"]
+    if len(fixed):
+        axes[0].scatter(fixed["layer_reduction"], fixed["quality"], marker="*", s=160, color="k", label="fixed depth")
+    axes[0].set(
+        xlabel="Layer reduction L / E[l]",
+        ylabel=f"{bench} quality",
+        title=f"(a) {bench}: exit (solid) vs truncation (dashed)",
+    )
+    axes[1].set(xlabel="Measured speedup, batch 1", title="(b) batch 1")
+    axes[2].set(xlabel="Measured speedup, batch 32", title="(c) batch 32")
+    axes[0].legend(fontsize=7, loc="lower left")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def build_frontier_figures(
+    eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, benchmarks: Iterable[str] = ()
+) -> dict[str, str]:
+    """Fig. 3, one frontier figure per benchmark (``fig3_frontier_<benchmark>.png/.pdf``),
+    and ``frontier.json`` listing them; every benchmark in ``benchmarks`` gets a figure (one
+    that says so when no evaluation of the run carries its frontier)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    out = Path(out_dir)
+    df = frontier_table(collect(eval_paths))
+    status: dict[str, str] = {}
+    have = list(dict.fromkeys(df["benchmark"])) if df is not None else []
+    for bench in dict.fromkeys([*benchmarks, *have]):
+        name = frontier_figure_name(bench)
+        if bench in have:
+            fig = frontier_figure(df, bench)
+            _save(fig, out, name)
+            plt.close(fig)
+            status[name] = "written"
+        else:
+            status[name] = "skipped: no evaluation carries its frontier"
+            _save_note(out, name, f"{bench}: no evaluation of this run carries a frontier")
+    write_json(out / "frontier.json", status)
+    return status
+
+
+def build_figures(
+    eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, theta: float = 0.95
+) -> dict[str, str]:
     """Write every figure whose inputs exist; returns ``{figure: written | skipped: why}``."""
     import matplotlib
 
@@ -45,11 +147,12 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
     res = collect(eval_paths)
     out = Path(out_dir)
     status: dict[str, str] = {}
-    variants = [v for v in ("baseline", "leap", *extra_variants(res)) if _runs(res, v, "layers")]
+    variants = [v for v in ("baseline", "leap", *extra_variants(res)) if runs(res, v, "layers")]
 
     def skip(name: str, why: str) -> None:
         status[name] = f"skipped: {why}"
-        log(f"{name}: skipped: {why}")
+        log.info("%s: skipped: %s", name, why)
+        _save_note(out, name, f"not run in this configuration: {why}")
 
     def done(fig, name: str) -> None:
         _save(fig, out, name)
@@ -74,33 +177,26 @@ def build_figures(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.Pat
         skip("fig1_layer_dynamics", "no layers.json for baseline or leap")
 
     # Fig 2: one panel per exit objective (LEAP, then any extra variant)
-    exiting = [(v, [_split(r) for r in _runs(res, v, "stsb")]) for v in ("leap", *extra_variants(res))]
-    exiting = [(v, runs) for v, runs in exiting if runs]
+    exiting = [(v, [split_of(r) for r in runs(res, v, "stsb")]) for v in ("leap", *extra_variants(res))]
+    exiting = [(v, rs) for v, rs in exiting if rs]
     if exiting:
         fig, axes = plt.subplots(1, len(exiting), figsize=(5 * len(exiting), 3.4), squeeze=False)
-        for ax, (v, runs) in zip(axes[0], exiting):
-            dist = _mean_list([r["exit_distribution"] for r in runs])
+        for ax, (v, rs) in zip(axes[0], exiting):
+            dist = mean_list([r["exit_distribution"] for r in rs])
             cum = np.cumsum(dist)
             xs = np.arange(1, len(dist) + 1)
             sns.barplot(x=xs, y=np.asarray(dist) * 100, ax=ax, color="C0")
             ax.plot(xs - 1, cum * 100, color="C3", marker="o", label="cumulative")
-            ax.set(xlabel="Exit layer", ylabel="% of sentences", title=f"{v} exit distribution (theta={theta})", ylim=(0, 105))
+            ax.set(
+                xlabel="Exit layer",
+                ylabel="% of sentences",
+                title=f"{v} exit distribution (theta={theta})",
+                ylim=(0, 105),
+            )
             ax.legend()
         done(fig, "fig2_exit_distribution")
     else:
         skip("fig2_exit_distribution", "no stsb.json for leap")
-
-    # Fig 3
-    par = table5_pareto(res)
-    if par is not None:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        ax.plot(par["Layer Red."], par["STS-B"], marker="o")
-        for _, r in par.iterrows():
-            ax.annotate(f"{r['theta']:.2f}", (r["Layer Red."], r["STS-B"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set(xlabel="Layer reduction L / E[l]", ylabel="STS-B Spearman (exit)", title="Pareto over theta (LEAP)")
-        done(fig, "fig3_pareto")
-    else:
-        skip("fig3_pareto", "no stsb.json for leap")
 
     # Fig 4
     if variants:

@@ -1,46 +1,56 @@
-"""Wall-clock latency of full, exit and monitor-only passes (paper Table 7, sec 4.7).
+"""Wall-clock latency of full, exit, monitor-only and truncated passes (paper Table 7, sec 4.7).
 
-Inputs are tokenised before timing (tokenisation excluded, as the paper does). Three
-paths are timed on the same pre-tokenised batches:
+Inputs are tokenised before timing (tokenisation excluded, as the paper does). Every path
+is the model's own sentence-transformers ``forward`` (Transformer -> Pooling -> Normalize)
+on the same pre-tokenised batches, with a different exit rule:
 
-* ``full``: the model's own ``forward`` followed by mean pooling and normalisation;
-* ``exit``: :meth:`EarlyExitEncoder.forward_exit` with the exit rule;
-* ``monitor``: the exit loop with the check at every layer but exits disabled
-  (``monitor_only``), so ``monitor / full - 1`` is the monitoring overhead.
+* ``full``: strategy ``none`` (exactly ``SentenceTransformer.forward``);
+* ``exit``: the exit rule;
+* ``monitor``: the exit loop with every check but no exit (``monitor_only``), so
+  ``monitor / full - 1`` is the monitoring overhead;
+* ``truncate@l``: every row stops at layer ``l`` (static truncation, the frontier's
+  alternative), for the layers asked for.
 
-On GPU each call is timed with CUDA events (default 50 warm-up, 200 timed iterations);
-on CPU with ``time.perf_counter`` and a fixed ``torch`` thread count. The paths are
-interleaved round by round, in rotating order, so that drift (thermal, other load)
-affects all three alike.
+Timing uses ``torch.utils.benchmark.Timer`` (CUDA synchronisation, thread count). The
+paths are interleaved round by round, in rotating order, so that drift (thermal, other
+load) affects all alike. Each row reports the median time per path, its interquartile
+range over rounds, and every speedup with a 95% interval from the per-round ratios
+(paired, a t-interval on their logarithms).
 """
 
 from __future__ import annotations
 
+import math
 import platform
 import random
-import statistics
-import time
-from dataclasses import asdict, dataclass, replace
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from scipy import stats
 
-from leap.early_exit import EarlyExitEncoder, ExitConfig
+from leap.early_exit import ExitConfig
 from leap.errors import LeapError
-from leap.pooling import mean_pool
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to time. Defaults follow SPEC "Metrics" (Latency)."""
+    """What to time. Defaults follow SPEC "Metrics" (Latency): 50 warm-up and 200 timed calls.
+
+    Attributes:
+        rounds: the timed calls are split into this many interleaved rounds.
+        truncate_layers: layers at which static truncation is also timed (``()``: none).
+    """
 
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     warmup: int = 50
     iters: int = 200
+    rounds: int = 10
     threads: int | None = None  # CPU only; default: all cores torch sees
     n_batches: int = 16  # distinct pre-tokenised batches cycled through per batch size
+    truncate_layers: tuple[int, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +58,8 @@ class BenchConfig:
             raise LeapError(f"batch sizes must be >= 1, got {self.batch_sizes}")
         if self.warmup < 0 or self.iters < 1:
             raise LeapError(f"need warmup >= 0 and iters >= 1, got warmup={self.warmup} iters={self.iters}")
+        if not 1 <= self.rounds <= self.iters:
+            raise LeapError(f"rounds must lie in 1..iters ({self.iters}), got {self.rounds}")
 
 
 def environment(device: torch.device) -> dict:
@@ -83,139 +95,167 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    """Returns ``time(fn) -> milliseconds`` for one call of ``fn``."""
-    if device.type == "cuda":
-
-        def time_cuda(fn: Callable[[], object]) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            return float(start.elapsed_time(end))
-
-        return time_cuda
-
-    def time_cpu(fn: Callable[[], object]) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-
-    return time_cpu
-
-
-def make_batches(
-    encoder: EarlyExitEncoder, sentences: list[str], batch_size: int, n_batches: int, seed: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Pre-tokenised ``(input_ids, attention_mask)`` batches of random sentences (seeded)."""
+def make_batches(model: Any, sentences: list[str], batch_size: int, n_batches: int, seed: int) -> list[dict]:
+    """Pre-tokenised feature dicts of random sentences (seeded), on the model's device."""
     if not sentences:
         raise LeapError("no sentences to time")
     rng = random.Random(seed)
-    out = []
-    for _ in range(n_batches):
-        chosen = [sentences[rng.randrange(len(sentences))] for _ in range(batch_size)]
-        feats = encoder.tokenize(chosen)
-        out.append((feats["input_ids"].to(encoder.device), feats["attention_mask"].to(encoder.device)))
-    return out
+    return [
+        model.features([sentences[rng.randrange(len(sentences))] for _ in range(batch_size)]) for _ in range(n_batches)
+    ]
 
 
 def time_paths(
-    paths: dict[str, Callable[[torch.Tensor, torch.Tensor], object]],
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
+    paths: dict[str, Callable[[dict], object]],
+    batches: list[dict],
     warmup: int,
     iters: int,
+    rounds: int,
+    threads: int,
 ) -> dict[str, list[float]]:
-    """Interleaved timing: each round runs every path once on the same batch."""
-    timer = _timer(device)
+    """Per-round mean milliseconds of each path, rounds interleaved in rotating order."""
+    from torch.utils.benchmark import Timer
+
     names = list(paths)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for it in range(warmup + iters):
-        ids, mask = batches[it % len(batches)]
-        shift = it % len(names)
-        for name in names[shift:] + names[:shift]:
-            ms = timer(lambda: paths[name](ids, mask))
-            if it >= warmup:
-                times[name].append(ms)
-    return times
+    state = {"i": 0}
+
+    def call(name: str) -> None:
+        feats = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        paths[name](feats)
+
+    timers = {n: Timer(stmt="call(name)", globals={"call": call, "name": n}, num_threads=threads) for n in names}
+    for n in names:
+        if warmup:
+            timers[n].timeit(warmup)
+    per_round = max(1, iters // rounds)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for n in names[shift:] + names[:shift]:
+            out[n].append(timers[n].timeit(per_round).mean * 1e3)
+    return out
 
 
-def bench(encoder: EarlyExitEncoder, sentences: list[str], config: BenchConfig, exit: ExitConfig | None = None) -> dict:
+def ratio_interval(num: list[float], den: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(median ratio, low, high)`` of paired per-round times ``num / den``: a t-interval on
+    the mean log-ratio, back-transformed (one round gives no interval)."""
+    r = np.log(np.asarray(num) / np.asarray(den))
+    mid = float(np.exp(np.median(r)))
+    if r.size < 2 or float(r.std(ddof=1)) == 0.0:
+        return mid, mid, mid
+    lo, hi = stats.t.interval(level, df=r.size - 1, loc=r.mean(), scale=stats.sem(r))
+    return mid, float(math.exp(lo)), float(math.exp(hi))
+
+
+def bench(model: Any, sentences: list[str], config: BenchConfig, exit: ExitConfig | None = None) -> dict:
     """Table 7 on the hardware at hand: one row per batch size.
 
-    Returns a dict with ``rows`` (``batch_size, full_ms, exit_ms, monitor_ms`` and their
-    std, ``speedup = full/exit``, ``layer_reduction = L / E[l]`` of the timed samples,
-    ``efficiency = speedup / layer_reduction``, ``monitoring_overhead = monitor/full - 1``,
-    ``mean_exit_layer``), ``exit`` (the rule) and the :func:`environment` record.
+    ``model`` is a :class:`leap.exit_model.ExitSentenceTransformer`. Returns ``rows`` with
+    ``batch_size``, median ``full_ms, exit_ms, monitor_ms`` (and their IQR), ``speedup =
+    full/exit`` with ``speedup_ci95``, ``layer_reduction = L / E[l]`` of the timed samples,
+    ``efficiency = speedup / layer_reduction``, ``monitoring_overhead = monitor/full - 1``
+    with its interval, ``mean_exit_layer``, and ``truncate`` (``layer -> ms, speedup``);
+    plus ``exit`` (the rule) and the :func:`environment` record.
     """
-    cfg = exit or encoder.exit
-    device = encoder.device
+    cfg = model.exit_module.resolve(exit)
+    device = model.device
     if device.type == "cpu" and config.threads:
         torch.set_num_threads(config.threads)
-    monitor = replace(cfg, min_layer=1, monitor_only=True)
-    model = encoder.model
+    threads = torch.get_num_threads()
+    L = model.num_layers
+    none = ExitConfig(strategy="none")
+    monitor = replace(
+        cfg,
+        strategy="convergence" if cfg.strategy in ("none", "truncate") else cfg.strategy,
+        min_layer=1,
+        monitor_only=True,
+    )
 
-    @torch.inference_mode()
-    def full(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        return F.normalize(mean_pool(hidden, mask).float(), dim=-1)
+    def path(rule: ExitConfig) -> Callable[[dict], object]:
+        @torch.inference_mode()
+        def run(feats: dict) -> object:
+            return model.forward(dict(feats), exit=rule)["sentence_embedding"]
 
-    paths = {
-        "full": full,
-        "exit": lambda ids, mask: encoder.forward_exit(ids, mask, exit=cfg),
-        "monitor": lambda ids, mask: encoder.forward_exit(ids, mask, exit=monitor),
-    }
+        return run
+
+    paths = {"full": path(none), "exit": path(cfg), "monitor": path(monitor)}
+    for l in config.truncate_layers:
+        if not 1 <= l < L:
+            raise LeapError(f"truncate layer {l} outside 1..{L - 1}")
+        paths[f"truncate@{l}"] = path(ExitConfig(strategy="truncate", min_layer=l))
     rows = []
     for bs in config.batch_sizes:
-        batches = make_batches(encoder, sentences, bs, config.n_batches, config.seed + bs)
-        layers = np.concatenate([encoder.forward_exit(i, m, exit=cfg)[1].cpu().numpy() for i, m in batches])
-        t = time_paths(paths, batches, device, config.warmup, config.iters)
-        mean = {k: statistics.fmean(v) for k, v in t.items()}
-        std = {k: statistics.pstdev(v) for k, v in t.items()}
-        speedup = mean["full"] / mean["exit"]
-        reduction = encoder.num_layers / float(layers.mean())
-        rows.append(
-            {
-                "batch_size": bs,
-                "full_ms": mean["full"],
-                "exit_ms": mean["exit"],
-                "monitor_ms": mean["monitor"],
-                "full_std_ms": std["full"],
-                "exit_std_ms": std["exit"],
-                "monitor_std_ms": std["monitor"],
-                "speedup": speedup,
-                "layer_reduction": reduction,
-                "efficiency": speedup / reduction,
-                "monitoring_overhead": mean["monitor"] / mean["full"] - 1.0,
-                "mean_exit_layer": float(layers.mean()),
+        batches = make_batches(model, sentences, bs, config.n_batches, config.seed + bs)
+        with torch.inference_mode():
+            layers = np.concatenate([model.forward(dict(b), exit=cfg)["exit_layer"].cpu().numpy() for b in batches])
+        t = time_paths(paths, batches, config.warmup, config.iters, config.rounds, threads)
+        med = {k: float(np.median(v)) for k, v in t.items()}
+        iqr = {k: float(np.subtract(*np.percentile(v, [75, 25]))) for k, v in t.items()}
+        speedup, s_lo, s_hi = ratio_interval(t["full"], t["exit"])
+        over, o_lo, o_hi = ratio_interval(t["monitor"], t["full"])
+        reduction = L / float(layers.mean())
+        row = {
+            "batch_size": bs,
+            "full_ms": med["full"],
+            "exit_ms": med["exit"],
+            "monitor_ms": med["monitor"],
+            "full_iqr_ms": iqr["full"],
+            "exit_iqr_ms": iqr["exit"],
+            "monitor_iqr_ms": iqr["monitor"],
+            "speedup": speedup,
+            "speedup_ci95": [s_lo, s_hi],
+            "layer_reduction": reduction,
+            "efficiency": speedup / reduction,
+            "monitoring_overhead": over - 1.0,
+            "monitoring_overhead_ci95": [o_lo - 1.0, o_hi - 1.0],
+            "mean_exit_layer": float(layers.mean()),
+            "truncate": {},
+        }
+        for l in config.truncate_layers:
+            sp, lo, hi = ratio_interval(t["full"], t[f"truncate@{l}"])
+            row["truncate"][str(l)] = {
+                "ms": med[f"truncate@{l}"],
+                "speedup": sp,
+                "speedup_ci95": [lo, hi],
+                "layer_reduction": L / l,
             }
-        )
+        rows.append(row)
     env = environment(device)
     env["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     return {
-        "model": encoder.name,
-        "num_layers": encoder.num_layers,
-        "exit": asdict(cfg),
+        "model": getattr(model, "source", None),
+        "num_layers": L,
+        "exit": cfg.to_dict(),
         "warmup": config.warmup,
         "iters": config.iters,
-        "timer": "cuda_events" if device.type == "cuda" else "perf_counter",
+        "rounds": config.rounds,
+        "timer": "torch.utils.benchmark",
         "rows": rows,
         **env,
     }
 
 
 def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: int | None = None) -> dict:
-    """Table 7 for one trained student -> JSON (the workflow's latency rule)."""
-    from leap.diagnostic import builtin_sentences
+    """Table 7 for one model -> JSON (the workflow's latency rule), truncation at every layer
+    from ``l_min`` to ``L - 1`` timed beside (the frontier's speed axis)."""
+    from leap.builtin import builtin_sentences
+    from leap.exit_model import load_exit_model
     from leap.files import write_json
 
     device = bench_cfg.get("device", "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise LeapError("latency.device is cuda but no GPU is visible; set latency.device: cpu")
-    enc = EarlyExitEncoder.from_pretrained(str(model), exit=ExitConfig(**exit), device=device, dtype=bench_cfg.get("dtype"))
-    cfg = BenchConfig(batch_sizes=tuple(bench_cfg["batch_sizes"]), warmup=bench_cfg["warmup"], iters=bench_cfg["iters"],
-                      threads=threads if device == "cpu" else None)
-    res = bench(enc, builtin_sentences(), cfg)
+    m = load_exit_model(str(model), device=device, dtype=bench_cfg.get("dtype"))
+    rule = m.exit_module.resolve(ExitConfig.from_dict(exit))
+    cfg = BenchConfig(
+        batch_sizes=tuple(bench_cfg["batch_sizes"]),
+        warmup=bench_cfg["warmup"],
+        iters=bench_cfg["iters"],
+        rounds=min(bench_cfg.get("rounds", 10), bench_cfg["iters"]),
+        threads=threads if device == "cpu" else None,
+        truncate_layers=tuple(range(rule.min_layer, m.num_layers)),
+    )
+    res = bench(m, builtin_sentences(), cfg, exit=rule)
     write_json(out_json, res)
     return res

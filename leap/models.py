@@ -105,7 +105,7 @@ def build_tiny_model(
     )
 
     if words is None:
-        from leap.diagnostic import builtin_sentences
+        from leap.builtin import builtin_sentences
 
         words = _words(builtin_sentences())
     target = Path(path)
@@ -118,12 +118,25 @@ def build_tiny_model(
     common = dict(vocab_size=len(vocab), max_position_embeddings=max_seq_length + 4)
     torch.manual_seed(seed)
     if arch == "bert":
-        cfg = BertConfig(hidden_size=hidden, num_hidden_layers=num_layers, num_attention_heads=heads,
-                         intermediate_size=intermediate, **common)
+        cfg = BertConfig(
+            hidden_size=hidden,
+            num_hidden_layers=num_layers,
+            num_attention_heads=heads,
+            intermediate_size=intermediate,
+            **common,
+        )
         model, tok = BertModel(cfg), BertTokenizerFast.from_pretrained(str(hf_dir))
     elif arch == "mpnet":
-        cfg = MPNetConfig(hidden_size=hidden, num_hidden_layers=num_layers, num_attention_heads=heads,
-                          intermediate_size=intermediate, pad_token_id=1, bos_token_id=0, eos_token_id=2, **common)
+        cfg = MPNetConfig(
+            hidden_size=hidden,
+            num_hidden_layers=num_layers,
+            num_attention_heads=heads,
+            intermediate_size=intermediate,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            **common,
+        )
         model = MPNetModel(cfg)
         tok = MPNetTokenizerFast.from_pretrained(str(hf_dir), unk_token="[UNK]")
     elif arch == "distilbert":

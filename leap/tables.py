@@ -1,38 +1,62 @@
-"""The paper's tables from the evaluation JSONs, as CSV and Markdown.
+"""The paper's tables, and the frontier, from the evaluation JSONs (CSV and Markdown).
 
-Each builder takes the JSON files its table needs and returns a ``pandas.DataFrame``
-with the paper's column names; :func:`write_table` writes both formats atomically.
+Each builder takes the collected results (:func:`leap.results.collect`) and returns a
+``pandas.DataFrame`` with the paper's column names (or ``None`` when its runs are
+missing); :func:`write_table` writes both formats atomically. Intervals over seeds are
+95% t-intervals (:func:`leap.results.seed_summary`); the seed values are listed beside.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from leap.files import write_text
+from leap.files import write_json, write_text
+from leap.frontier import FrontierPoint, truncation_quality_at
+from leap.results import (
+    PAPER_VARIANTS,
+    Results,
+    beir_runs,
+    collect,
+    extra_variants,
+    load_json,
+    mean,
+    mean_list,
+    runs,
+    seed_interval,
+    seed_summary,
+    seed_values,
+    split_of,
+)
+
+log = logging.getLogger(__name__)
+
+BAR_REDUCTION = 1.4
+BAR_EXIT_RATE = 0.8
+"""The issue's bar for a useful exit point: >= 1.4x fewer layers with >= 80% of inputs exiting."""
 
 
-def _load(path: str | os.PathLike) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def write_table(
+    df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike, floatfmt: str = ".3f"
+) -> None:
+    """Write ``df`` as CSV and as a Markdown table (atomically); a value not measured is left
+    empty, never "nan"."""
+    write_text(csv_path, df.to_csv(index=False))
+    write_text(md_path, df.to_markdown(index=False, floatfmt=floatfmt, missingval="") + "\n")
 
 
 def table2_cross_distillation(diagnostics: dict[str, str | os.PathLike]) -> pd.DataFrame:
-    """Table 2: the exit diagnostic on published (distilled) checkpoints.
-
-    Args:
-        diagnostics: model name -> ``diagnostic.json`` (:func:`leap.diagnostic.diagnose`).
-    """
+    """Table 2: the exit diagnostic on published (distilled) checkpoints."""
     rows = []
     for name, path in diagnostics.items():
-        d = _load(path)
+        d = load_json(path)
         l_min = d["exit"]["min_layer"]
         sim = d["similarity_to_final"]
         rows.append(
@@ -41,7 +65,7 @@ def table2_cross_distillation(diagnostics: dict[str, str | os.PathLike]) -> pd.D
                 "Layers": len(d["layers"]),
                 "l_min": l_min,
                 "Sim. to final @ l_min": sim[l_min - 1],
-                "Exit rate (theta=%.2f)" % d["exit"]["theta"]: d["exit_rate"],
+                f"Exit rate (theta={d['exit']['theta']:.2f})": d["exit_rate"],
                 "E[l]": d["expected_exit_layer"],
                 "Layer reduction": d["layer_reduction"],
                 "Monitoring overhead": d["monitoring_overhead"],
@@ -51,211 +75,188 @@ def table2_cross_distillation(diagnostics: dict[str, str | os.PathLike]) -> pd.D
     return pd.DataFrame(rows)
 
 
-def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike, floatfmt: str = ".3f") -> None:
-    """Write ``df`` as CSV and as a Markdown table (atomically)."""
-    write_text(csv_path, df.to_csv(index=False))
-    cols = list(df.columns)
-    def fmt(v: object) -> str:  # a value not measured for that row is left empty, never "nan"
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return format(v, floatfmt) if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    write_text(md_path, "\n".join(lines) + "\n")
+def _main_variants(res: Results) -> list[str]:
+    return ["baseline", "leap", *extra_variants(res), *PAPER_VARIANTS[2:]]
 
 
-# -- collecting evaluation JSONs -------------------------------------------------------------
-_EVAL = re.compile(r"(?P<variant>[^/]+)/seed(?P<seed>\d+)/eval/(?P<name>[^/]+)\.json$")
-
-
-def collect(paths: Iterable[str | os.PathLike]) -> dict[str, dict[int, dict[str, dict]]]:
-    """``{variant: {seed: {eval_name: json}}}`` from ``.../{variant}/seed{seed}/eval/{name}.json`` paths."""
-    out: dict[str, dict[int, dict[str, dict]]] = {}
-    for p in paths:
-        m = _EVAL.search(str(p).replace(os.sep, "/"))
-        if not m:
-            continue
-        out.setdefault(m["variant"], {}).setdefault(int(m["seed"]), {})[m["name"]] = _load(p)
-    return out
-
-
-def _runs(res: dict, variant: str, name: str) -> list[dict]:
-    return [evals[name] for _, evals in sorted(res.get(variant, {}).items()) if name in evals]
-
-
-def _mean(xs: Sequence[float | None]) -> float | None:
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return float(np.mean(xs)) if xs else None
-
-
-def _mean_list(lists: Sequence[Sequence[float | None]]) -> list[float | None]:
-    return [_mean(col) for col in zip(*lists)] if lists else []
-
-
-def _ci(values: Sequence[float]) -> str:
-    from leap.evaluate import seed_summary
-
-    s = seed_summary(values)
-    if s["n"] == 0:
-        return ""
-    if s["n"] == 1:
-        return f"{s['mean']:.3f} (1 seed)"
-    return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
-
-
-def _split(d: dict, split: str = "test") -> dict:
-    return d["splits"].get(split) or next(iter(d["splits"].values()))
-
-
-PAPER_VARIANTS = ("baseline", "leap", "fixed_depth", "deebert", "adaptive_layer", "layerskip")
-
-
-def extra_variants(res: dict) -> list[str]:
-    """Variants beyond the paper's rows (e.g. ``leap_fix`` or a config's ``custom_variants``):
-    reported beside ``leap`` wherever LEAP is. Ablation (``abl_*``) and sweep (``beta*``)
-    runs have tables of their own."""
-    return sorted(v for v in res if v not in PAPER_VARIANTS and not v.startswith(("abl_", "beta")))
-
-
-def table1_main(res: dict, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
-    """Table 1: STS-B with 95% CI over seeds (exited and full), exit rate, E[l], layer reduction,
-    speedup; QQP columns where the QQP evaluation ran."""
+def table1_main(res: Results, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """Table 1: STS-B test, exited and at full depth (mean [95% t-interval] over seeds, and the
+    seed values), exit rate, E[l], layer reduction, measured speedup at batch 1; QQP columns
+    where the QQP evaluation ran. The DeeBERT row decides per pair (an off-ramp reads a pair)."""
     rows = []
-    if variants is None:
-        variants = ["baseline", "leap", *extra_variants(res), *PAPER_VARIANTS[2:]]
-    for v in variants:
+    for v in variants or _main_variants(res):
         if v == "deebert":
-            runs = _runs(res, v, "stsb_heads")
-            if runs:
-                t = [r["test"] for r in runs]
-                rows.append({"Model": v, "Seeds": len(runs), "STS-B (exit)": _ci([x["spearman_exit"] for x in t]),
-                             "STS-B (full)": "", "Exit rate": _mean([x["exit_rate"] for x in t]),
-                             "E[l]": _mean([x["expected_exit_layer"] for x in t]),
-                             "Layer Red.": _mean([x["layer_reduction"] for x in t]), "Speedup (b=1)": None})
+            heads = runs(res, v, "stsb_heads")
+            if heads:
+                t = [r["test"] for r in heads]
+                rows.append(
+                    {
+                        "Model": "deebert (per-pair exit)",
+                        "Seeds": len(heads),
+                        "STS-B (exit)": seed_interval([x["spearman_exit"] for x in t]),
+                        "STS-B (exit), seeds": seed_values([x["spearman_exit"] for x in t]),
+                        "STS-B (full)": "",
+                        "Exit rate": mean([x["exit_rate"] for x in t]),
+                        "E[l]": mean([x["expected_exit_layer"] for x in t]),
+                        "Layer Red.": mean([x["layer_reduction"] for x in t]),
+                        "Speedup (b=1)": None,
+                    }
+                )
             continue
-        runs = [_split(r) for r in _runs(res, v, "stsb")]
-        if not runs:
+        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        if not rs:
             continue
-        lat = _runs(res, v, "latency")
-        sp = _mean([next((r["speedup"] for r in l["rows"] if r["batch_size"] == 1), None) for l in lat]) if lat else None
-        row = {"Model": v, "Seeds": len(runs), "STS-B (exit)": _ci([r["spearman_exit"] for r in runs]),
-               "STS-B (full)": _ci([r["spearman_full"] for r in runs]),
-               "Exit rate": _mean([r["exit_rate"] for r in runs]),
-               "E[l]": _mean([r["expected_exit_layer"] for r in runs]),
-               "Layer Red.": _mean([r["layer_reduction"] for r in runs]), "Speedup (b=1)": sp}
-        qqp = [_split(r) for r in _runs(res, v, "qqp")]
-        if qqp:  # QQP 10K pairs (full configuration): Spearman and average precision, exited and full
-            row |= {"QQP (exit)": _ci([r["spearman_exit"] for r in qqp]), "QQP (full)": _ci([r["spearman_full"] for r in qqp]),
-                    "QQP AP (exit)": _mean([r.get("ap_exit") for r in qqp]), "QQP AP (full)": _mean([r.get("ap_full") for r in qqp])}
+        lat = runs(res, v, "latency")
+        sp = mean([next((r["speedup"] for r in l["rows"] if r["batch_size"] == 1), None) for l in lat]) if lat else None
+        row = {
+            "Model": v,
+            "Seeds": len(rs),
+            "STS-B (exit)": seed_interval([r["spearman_exit"] for r in rs]),
+            "STS-B (exit), seeds": seed_values([r["spearman_exit"] for r in rs]),
+            "STS-B (full)": seed_interval([r["spearman_full"] for r in rs]),
+            "Exit rate": mean([r["exit_rate"] for r in rs]),
+            "E[l]": mean([r["expected_exit_layer"] for r in rs]),
+            "Layer Red.": mean([r["layer_reduction"] for r in rs]),
+            "Speedup (b=1)": sp,
+        }
+        qqp = [split_of(r) for r in runs(res, v, "qqp")]
+        if qqp:
+            row |= {
+                "QQP (exit)": seed_interval([r["spearman_exit"] for r in qqp]),
+                "QQP (full)": seed_interval([r["spearman_full"] for r in qqp]),
+                "QQP AP (exit)": mean([r.get("ap_exit") for r in qqp]),
+                "QQP AP (full)": mean([r.get("ap_full") for r in qqp]),
+            }
         rows.append(row)
     return pd.DataFrame(rows) if rows else None
 
 
-def _layers_table(res: dict, variants: Sequence[str]) -> pd.DataFrame | None:
-    cols = {}
-    for v in variants:
-        runs = _runs(res, v, "layers")
-        if runs:
-            cols[v] = runs
+def _layers_table(res: Results, variants: Sequence[str]) -> pd.DataFrame | None:
+    cols = {v: runs(res, v, "layers") for v in variants if runs(res, v, "layers")}
     if not cols:
         return None
-    L = max(r["num_layers"] for runs in cols.values() for r in runs)
+    L = max(r["num_layers"] for rs in cols.values() for r in rs)
     df = pd.DataFrame({"Layer": list(range(1, L + 1))})
-    for v, runs in cols.items():
-        sim = _mean_list([r["similarity_to_final"] for r in runs])
-        cum = _mean_list([r["cumulative_exit"] for r in runs])
+    for v, rs in cols.items():
+        sim = mean_list([r["similarity_to_final"] for r in rs])
+        cum = mean_list([r["cumulative_exit"] for r in rs])
         df[f"Sim. to final ({v})"] = sim + [None] * (L - len(sim))
         df[f"Cum. exit ({v})"] = cum + [None] * (L - len(cum))
     return df
 
 
-def table3_layerwise(res: dict) -> pd.DataFrame | None:
-    """Table 3: similarity to final and cumulative exit at theta per layer, baseline vs LEAP
-    (and any extra exit objective beside it)."""
-    return _layers_table(res, ("baseline", "leap", *extra_variants(res))) if "leap" in res and "baseline" in res else None
-
-
-def table4_per_layer(res: dict, variant: str = "leap") -> pd.DataFrame | None:
-    """Table 4 / Table 8 / Table 13: per layer similarity, NN@10, NN@10 failure, cumulative exit, viable."""
-    runs = _runs(res, variant, "layers")
-    if not runs:
+def table3_layerwise(res: Results) -> pd.DataFrame | None:
+    """Table 3: similarity to final and cumulative exit at the config's theta per layer,
+    baseline vs LEAP (and every extra exit objective)."""
+    if "leap" not in res or "baseline" not in res:
         return None
-    sim = _mean_list([r["similarity_to_final"] for r in runs])
-    nn = _mean_list([r["nn_at_10"] for r in runs])
-    fail = _mean_list([r["nn_failure_rate"] for r in runs])
-    cum = _mean_list([r["cumulative_exit"] for r in runs])
+    return _layers_table(res, ("baseline", "leap", *extra_variants(res)))
+
+
+def table4_per_layer(res: Results, variant: str = "leap") -> pd.DataFrame | None:
+    """Table 4 / Table 13: per layer similarity, NN@10, NN@10 failure, cumulative exit, viable."""
+    rs = runs(res, variant, "layers")
+    if not rs:
+        return None
+    sim = mean_list([r["similarity_to_final"] for r in rs])
+    nn = mean_list([r["nn_at_10"] for r in rs])
+    fail = mean_list([r["nn_failure_rate"] for r in rs])
+    cum = mean_list([r["cumulative_exit"] for r in rs])
     L = len(sim)
-    return pd.DataFrame({"Layer": range(1, L + 1), "Sim. to final": sim, "NN@10": nn, "NN@10 Fail": fail,
-                         "Cum. exit": cum, "Layer Red. if exit here": [L / l for l in range(1, L + 1)],
-                         "Viable": [bool(s is not None and n is not None and s >= 0.95 and n >= 0.80) for s, n in zip(sim, nn)]})
+    return pd.DataFrame(
+        {
+            "Layer": range(1, L + 1),
+            "Sim. to final": sim,
+            "NN@10": nn,
+            "NN@10 Fail": fail,
+            "Cum. exit": cum,
+            "Layer Red. if exit here": [L / l for l in range(1, L + 1)],
+            "Viable": [bool(s is not None and n is not None and s >= 0.95 and n >= 0.80) for s, n in zip(sim, nn)],
+        }
+    )
 
 
-def table5_pareto(res: dict, variant: str = "leap") -> pd.DataFrame | None:
-    """Table 5: theta sweep: exit rate, E[l], layer reduction, STS-B (test, mean over seeds)."""
-    runs = [_split(r) for r in _runs(res, variant, "stsb")]
-    if not runs:
+def _sweep_points(d: dict, rule: str = "convergence") -> list[dict]:
+    return [p for p in d["frontier"]["sweep"] if p["rule"] == rule]
+
+
+def table5_pareto(res: Results, variant: str = "leap") -> pd.DataFrame | None:
+    """Table 5: the theta sweep on STS-B test (mean over seeds): exit rate, E[l], layer
+    reduction, Spearman, and the exit advantage over the model's own truncation."""
+    rs = [split_of(r) for r in runs(res, variant, "stsb")]
+    if not rs:
         return None
     rows = []
-    for i, s in enumerate(runs[0]["theta_sweep"]):
-        pts = [r["theta_sweep"][i] for r in runs]
-        rows.append({"theta": s["theta"], "Exit rate": _mean([p["exit_rate"] for p in pts]),
-                     "E[l]": _mean([p["expected_exit_layer"] for p in pts]),
-                     "Layer Red.": _mean([p["layer_reduction"] for p in pts]), "STS-B": _mean([p["spearman"] for p in pts])})
+    for i, p in enumerate(_sweep_points(rs[0])):
+        pts = [_sweep_points(r)[i] for r in rs]
+        rows.append(
+            {
+                "theta": p["setting"],
+                "Exit rate": mean([q["exit_rate"] for q in pts]),
+                "E[l]": mean([q["mean_exit_layer"] for q in pts]),
+                "Layer Red.": mean([q["layer_reduction"] for q in pts]),
+                "STS-B": mean([q["quality"] for q in pts]),
+                "Exit advantage": mean([q["exit_advantage"] for q in pts]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _beir(res: dict, variant: str) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for _, evals in sorted(res.get(variant, {}).items()):
-        for name, d in evals.items():
-            if name.startswith("beir_"):
-                out.setdefault(d["dataset"], []).append(d)
-    return out
-
-
-def table6_beir(res: dict, k: int = 10) -> pd.DataFrame | None:
-    """Table 6 (k=10) and Tables 15/16 columns: baseline full, LEAP full, LEAP early exit."""
-    base, leap = _beir(res, "baseline"), _beir(res, "leap")
+def table6_beir(res: Results, k: int = 10) -> pd.DataFrame | None:
+    """Table 6: NDCG@k, baseline full, LEAP full, LEAP early exit (and every extra exit objective)."""
+    base, leap = beir_runs(res, "baseline"), beir_runs(res, "leap")
     if not base or not leap:
         return None
     rows = []
     for ds in sorted(set(base) & set(leap)):
-        b = _mean([d["full"][f"NDCG@{k}"] for d in base[ds]])
-        lf = _mean([d["full"][f"NDCG@{k}"] for d in leap[ds]])
-        le = _mean([d["exit"][f"NDCG@{k}"] for d in leap[ds]])
-        rows.append({"Dataset": ds, "Baseline": b, "LEAP full": lf, "LEAP EE": le,
-                     "Delta B->L (%)": 100 * (lf - b) / b if b else None,
-                     "Delta Full->EE (%)": 100 * (le - lf) / lf if lf else None,
-                     "Docs exiting early": _mean([d["exit"]["corpus_exit"]["exit_rate"] for d in leap[ds]]),
-                     "Queries exiting early": _mean([d["exit"]["query_exit"]["exit_rate"] for d in leap[ds]])})
+        b = mean([d["full"][f"NDCG@{k}"] for d in base[ds]])
+        lf = mean([d["full"][f"NDCG@{k}"] for d in leap[ds]])
+        le = mean([d["exit"][f"NDCG@{k}"] for d in leap[ds]])
+        row = {
+            "Dataset": ds,
+            "Baseline": b,
+            "LEAP full": lf,
+            "LEAP EE": le,
+            "Delta B->L (%)": 100 * (lf - b) / b if b else None,
+            "Delta Full->EE (%)": 100 * (le - lf) / lf if lf else None,
+            "Docs exiting early": mean([d["exit"]["corpus_exit"]["exit_rate"] for d in leap[ds]]),
+            "Queries exiting early": mean([d["exit"]["query_exit"]["exit_rate"] for d in leap[ds]]),
+        }
         for v in extra_variants(res):
-            runs = _beir(res, v).get(ds)
-            if runs:
-                rows[-1].update({f"{v} full": _mean([d["full"][f"NDCG@{k}"] for d in runs]),
-                                 f"{v} EE": _mean([d["exit"][f"NDCG@{k}"] for d in runs]),
-                                 f"{v} docs exiting early": _mean([d["exit"]["corpus_exit"]["exit_rate"] for d in runs])})
-    return pd.DataFrame(rows)
-
-
-def table_beir_cutoffs(res: dict, ks: Sequence[int]) -> pd.DataFrame | None:
-    """Tables 15 / 16: baseline vs LEAP at full inference at other cutoffs."""
-    base, leap = _beir(res, "baseline"), _beir(res, "leap")
-    if not base or not leap:
-        return None
-    rows = []
-    for ds in sorted(set(base) & set(leap)):
-        row = {"Dataset": ds}
-        for k in ks:
-            b = _mean([d["full"][f"NDCG@{k}"] for d in base[ds]])
-            l = _mean([d["full"][f"NDCG@{k}"] for d in leap[ds]])
-            row.update({f"Baseline NDCG@{k}": b, f"LEAP NDCG@{k}": l, f"Delta@{k} (%)": 100 * (l - b) / b if b else None})
+            rs = beir_runs(res, v).get(ds)
+            if rs:
+                row |= {
+                    f"{v} full": mean([d["full"][f"NDCG@{k}"] for d in rs]),
+                    f"{v} EE": mean([d["exit"][f"NDCG@{k}"] for d in rs]),
+                    f"{v} docs exiting early": mean([d["exit"]["corpus_exit"]["exit_rate"] for d in rs]),
+                }
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def table7_latency(res: dict, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
-    """Table 7: full vs exit latency per batch size; the device is part of the table."""
+def table_beir_cutoffs(res: Results, ks: Sequence[int]) -> pd.DataFrame | None:
+    """Tables 15 / 16: baseline vs LEAP at full inference at other cutoffs."""
+    base, leap = beir_runs(res, "baseline"), beir_runs(res, "leap")
+    if not base or not leap:
+        return None
+    rows = []
+    for ds in sorted(set(base) & set(leap)):
+        row: dict[str, Any] = {"Dataset": ds}
+        for k in ks:
+            b = mean([d["full"][f"NDCG@{k}"] for d in base[ds]])
+            l = mean([d["full"][f"NDCG@{k}"] for d in leap[ds]])
+            row |= {f"Baseline NDCG@{k}": b, f"LEAP NDCG@{k}": l, f"Delta@{k} (%)": 100 * (l - b) / b if b else None}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
+
+def table7_latency(res: Results, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """Table 7: median full vs exit latency per batch size, speedup with its 95% interval
+    (paired per-round ratios), monitoring overhead; the device is part of the table."""
     rows = []
     for v in variants or ("leap", *extra_variants(res), "baseline"):
         for seed, evals in sorted(res.get(v, {}).items()):
@@ -263,98 +264,209 @@ def table7_latency(res: dict, variants: Sequence[str] | None = None) -> pd.DataF
                 continue
             d = evals["latency"]
             for r in d["rows"]:
-                rows.append({"Model": v, "Seed": seed, "Device": d.get("device_name") or d.get("device"),
-                             "dtype": d.get("dtype"), "Batch": r["batch_size"], "Full (ms)": r["full_ms"],
-                             "Exit (ms)": r["exit_ms"], "Speedup": r["speedup"], "Layer Red.": r["layer_reduction"],
-                             "Efficiency": r["efficiency"], "Monitoring overhead": r["monitoring_overhead"]})
+                rows.append(
+                    {
+                        "Model": v,
+                        "Seed": seed,
+                        "Device": d.get("device_name") or d.get("device"),
+                        "dtype": d.get("dtype"),
+                        "Batch": r["batch_size"],
+                        "Full (ms)": r["full_ms"],
+                        "Exit (ms)": r["exit_ms"],
+                        "Speedup": r["speedup"],
+                        "Speedup 95% CI": _ci(r.get("speedup_ci95")),
+                        "Layer Red.": r["layer_reduction"],
+                        "Efficiency": r["efficiency"],
+                        "Monitoring overhead": r["monitoring_overhead"],
+                        "Overhead 95% CI": _ci(r.get("monitoring_overhead_ci95")),
+                    }
+                )
     return pd.DataFrame(rows) if rows else None
 
 
-def table9_similarity(res: dict) -> pd.DataFrame | None:
+def table8_thresholds(res: Results, variant: str = "leap") -> pd.DataFrame | None:
+    """Table 8 (decision thresholds): per theta, exit rate, STS-B of the exited embeddings,
+    NN@10 agreement of the exited embeddings with full depth and its failure rate (overlap
+    < 0.5), layer reduction, and the measured speedup at batch 1 where it was timed (the
+    config's theta)."""
+    stsb = [split_of(r) for r in runs(res, variant, "stsb")]
+    lay = runs(res, variant, "layers")
+    if not stsb or not lay or "theta_sweep" not in lay[0]:
+        return None
+    lat = runs(res, variant, "latency")
+    theta_timed = lat[0]["exit"]["theta"] if lat else None
+    sp = mean([next((r["speedup"] for r in l["rows"] if r["batch_size"] == 1), None) for l in lat]) if lat else None
+    rows = []
+    for i, p in enumerate(lay[0]["theta_sweep"]):
+        th = p["theta"]
+        nn_pts = [r["theta_sweep"][i] for r in lay]
+        st_pts = [q for r in stsb for q in _sweep_points(r) if abs(q["setting"] - th) < 1e-9]
+        rows.append(
+            {
+                "theta": th,
+                "Exit rate": mean([q["exit_rate"] for q in st_pts]),
+                "STS-B (exit)": mean([q["quality"] for q in st_pts]),
+                "NN@10": mean([q["nn_at_10"] for q in nn_pts]),
+                "NN@10 Fail": mean([q["nn10_failure"] for q in nn_pts]),
+                "Layer Red.": mean([q["layer_reduction"] for q in st_pts]),
+                "Speedup (b=1)": sp if theta_timed is not None and abs(th - theta_timed) < 1e-9 else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table9_similarity(res: Results) -> pd.DataFrame | None:
     """Table 9: similarity to final per layer for every trained variant, plus anisotropy of LEAP and baseline."""
-    variants = [v for v in res if _runs(res, v, "layers")]
+    variants = [v for v in res if runs(res, v, "layers")]
     if not variants:
         return None
-    L = max(r["num_layers"] for v in variants for r in _runs(res, v, "layers"))
+    L = max(r["num_layers"] for v in variants for r in runs(res, v, "layers"))
     df = pd.DataFrame({"Layer": list(range(1, L + 1))})
     for v in variants:
-        sim = _mean_list([r["similarity_to_final"] for r in _runs(res, v, "layers")])
+        sim = mean_list([r["similarity_to_final"] for r in runs(res, v, "layers")])
         df[v] = sim + [None] * (L - len(sim))
     for v in ("baseline", "leap"):
-        runs = _runs(res, v, "layers")
-        if runs:
-            an = _mean_list([r["anisotropy"] for r in runs])
+        rs = runs(res, v, "layers")
+        if rs:
+            an = mean_list([r["anisotropy"] for r in rs])
             df[f"anisotropy ({v})"] = an + [None] * (L - len(an))
     return df
 
 
-def table10_strategies(res: dict) -> pd.DataFrame | None:
-    """Table 10: exit strategies: convergence 0.93/0.95/0.99, PABEE, DeeBERT heads, fixed depth,
-    and the two extra objectives. Qual. = STS-B relative to the same model's full depth."""
-    leap = [_split(r) for r in _runs(res, "leap", "stsb")]
-    if not leap:
-        return None
-    full = _mean([r["spearman_full"] for r in leap])
+def table10_strategies(res: Results, variant: str = "leap") -> pd.DataFrame | None:
+    """Table 10: exit strategies on STS-B test. Convergence at 0.93 / 0.95 / 0.99 and PABEE
+    (the config's setting) for LEAP and every extra exit objective, DeeBERT heads, the fixed-
+    depth student, and static truncation of the same model at l_min and l_min + 1. Qual. is
+    relative to the same model's full depth; Exit advantage is against its own truncation."""
     rows = []
-    for th in (0.93, 0.95, 0.99):
-        pts = [p for r in leap for p in r["theta_sweep"] if abs(p["theta"] - th) < 1e-9]
-        if pts:
-            s = _mean([p["spearman"] for p in pts])
-            rows.append({"Strategy": f"Convergence theta={th:.2f} (LEAP)", "STS-B": s, "Qual.": s / full,
-                         "Layer Red.": _mean([p["layer_reduction"] for p in pts]), "Exit rate": _mean([p["exit_rate"] for p in pts])})
-    pab = [r["pabee"] for r in leap]
-    s = _mean([p["spearman"] for p in pab])
-    rows.append({"Strategy": "PABEE (LEAP)", "STS-B": s, "Qual.": s / full,
-                 "Layer Red.": _mean([p["layer_reduction"] for p in pab]), "Exit rate": _mean([p["exit_rate"] for p in pab])})
-    heads = _runs(res, "deebert", "stsb_heads")
-    base = [_split(r) for r in _runs(res, "baseline", "stsb")]
+    for v in (variant, *extra_variants(res)):
+        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        if not rs:
+            continue
+        full = mean([r["spearman_full"] for r in rs])
+        for th in (0.93, 0.95, 0.99):
+            pts = [p for r in rs for p in _sweep_points(r) if abs(p["setting"] - th) < 1e-9]
+            if pts:
+                s = mean([p["quality"] for p in pts])
+                rows.append(
+                    {
+                        "Strategy": f"Convergence theta={th:.2f} ({v})",
+                        "STS-B": s,
+                        "Qual.": s / full,
+                        "Layer Red.": mean([p["layer_reduction"] for p in pts]),
+                        "Exit rate": mean([p["exit_rate"] for p in pts]),
+                        "Exit advantage": mean([p["exit_advantage"] for p in pts]),
+                    }
+                )
+        pab = [r["frontier"]["at_config"] for r in rs] if rs[0]["frontier"]["at_config"]["rule"] == "pabee" else []
+        cfg_pab = [p for r in rs for p in r["frontier"]["sweep"] if p["rule"] == "pabee" and p["setting"] == "0.99/3"]
+        for label, pts in (("PABEE 0.99/3", pab or cfg_pab),):
+            if pts:
+                s = mean([p["quality"] for p in pts])
+                rows.append(
+                    {
+                        "Strategy": f"{label} ({v})",
+                        "STS-B": s,
+                        "Qual.": s / full,
+                        "Layer Red.": mean([p["layer_reduction"] for p in pts]),
+                        "Exit rate": mean([p["exit_rate"] for p in pts]),
+                        "Exit advantage": mean([p["exit_advantage"] for p in pts]),
+                    }
+                )
+        L = len(rs[0]["spearman_per_layer"])
+        l_min = runs(res, v, "stsb")[0]["exit"]["min_layer"]
+        for l in sorted({l_min, min(L - 1, l_min + 1)}):
+            s = mean([r["spearman_per_layer"][l - 1] for r in rs])
+            rows.append(
+                {
+                    "Strategy": f"Truncation at layer {l} ({v})",
+                    "STS-B": s,
+                    "Qual.": s / full,
+                    "Layer Red.": L / l,
+                    "Exit rate": 1.0,
+                    "Exit advantage": 0.0,
+                }
+            )
+    heads = runs(res, "deebert", "stsb_heads")
+    base = [split_of(r) for r in runs(res, "baseline", "stsb")]
     if heads and base:
-        s = _mean([h["test"]["spearman_exit"] for h in heads])
-        bf = _mean([r["spearman_full"] for r in base])
-        rows.append({"Strategy": "DeeBERT heads (baseline)", "STS-B": s, "Qual.": s / bf,
-                     "Layer Red.": _mean([h["test"]["layer_reduction"] for h in heads]),
-                     "Exit rate": _mean([h["test"]["exit_rate"] for h in heads])})
-    fixed = [_split(r) for r in _runs(res, "fixed_depth", "stsb")]
+        s = mean([h["test"]["spearman_exit"] for h in heads])
+        bf = mean([r["spearman_full"] for r in base])
+        rows.append(
+            {
+                "Strategy": "DeeBERT heads, per-pair exit (baseline)",
+                "STS-B": s,
+                "Qual.": s / bf,
+                "Layer Red.": mean([h["test"]["layer_reduction"] for h in heads]),
+                "Exit rate": mean([h["test"]["exit_rate"] for h in heads]),
+                "Exit advantage": mean([h["frontier"]["at_config"]["exit_advantage"] for h in heads]),
+            }
+        )
+    fixed = [split_of(r) for r in runs(res, "fixed_depth", "stsb")]
     if fixed and base:
-        s = _mean([r["spearman_full"] for r in fixed])
-        Lb = len(base[0]["exit_distribution"])
-        Lf = len(fixed[0]["exit_distribution"])
-        rows.append({"Strategy": f"Fixed depth ({Lf} layers)", "STS-B": s, "Qual.": s / _mean([r["spearman_full"] for r in base]),
-                     "Layer Red.": Lb / Lf, "Exit rate": None})
-    for v in ("adaptive_layer", "layerskip"):
-        runs = [_split(r) for r in _runs(res, v, "stsb")]
-        if runs:
-            s = _mean([r["spearman_exit"] for r in runs])
-            rows.append({"Strategy": f"Convergence theta=0.95 ({v})", "STS-B": s, "Qual.": s / _mean([r["spearman_full"] for r in runs]),
-                         "Layer Red.": _mean([r["layer_reduction"] for r in runs]), "Exit rate": _mean([r["exit_rate"] for r in runs])})
-    return pd.DataFrame(rows)
-
-
-def table11_ablation(res: dict, rows_: Sequence[tuple[str, str]] = (("abl_final", "L_final"), ("abl_inter", "+ L_inter"),
-                                                                      ("abl_contrast", "+ L_contrast"), ("abl_exit", "+ L_exit (full LEAP)"))) -> pd.DataFrame | None:
-    """Table 11: each loss term added in turn. ``abl_exit`` is LEAP itself (every term): when it
-    was not trained separately, the ``leap`` runs fill its row (the Variant column says so)."""
-    rows = []
-    for v, label in rows_:
-        runs = [_split(r) for r in _runs(res, v, "stsb")]
-        if not runs and v == "abl_exit":
-            v, runs = "leap", [_split(r) for r in _runs(res, "leap", "stsb")]
-        if runs:
-            rows.append({"Configuration": label, "Variant": v, "STS-B (full)": _mean([r["spearman_full"] for r in runs]),
-                         "STS-B (exit)": _mean([r["spearman_exit"] for r in runs]), "Exit rate": _mean([r["exit_rate"] for r in runs]),
-                         "E[l]": _mean([r["expected_exit_layer"] for r in runs]), "Layer Red.": _mean([r["layer_reduction"] for r in runs])})
+        s = mean([r["spearman_full"] for r in fixed])
+        Lb, Lf = len(base[0]["exit_distribution"]), len(fixed[0]["exit_distribution"])
+        rows.append(
+            {
+                "Strategy": f"Fixed depth ({Lf} of {Lb} layers, trained)",
+                "STS-B": s,
+                "Qual.": s / mean([r["spearman_full"] for r in base]),
+                "Layer Red.": Lb / Lf,
+                "Exit rate": None,
+                "Exit advantage": None,
+            }
+        )
     return pd.DataFrame(rows) if rows else None
 
 
-def table12_beta(res: dict) -> pd.DataFrame | None:
+def table11_ablation(
+    res: Results,
+    rows_: Sequence[tuple[str, str]] = (
+        ("abl_final", "L_final"),
+        ("abl_inter", "+ L_inter"),
+        ("abl_contrast", "+ L_contrast (= the baseline)"),
+        ("abl_exit", "+ L_exit (full LEAP)"),
+    ),
+) -> pd.DataFrame | None:
+    """Table 11: each loss term added in turn. Row (iii) trains exactly the baseline's terms
+    and says so; ``abl_exit`` is LEAP itself: when it was not trained separately, the
+    ``leap`` runs fill its row (the Variant column says which runs)."""
+    rows = []
+    for v, label in rows_:
+        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        if not rs and v == "abl_exit":
+            v, rs = "leap", [split_of(r) for r in runs(res, "leap", "stsb")]
+        if rs:
+            rows.append(
+                {
+                    "Configuration": label,
+                    "Variant": v,
+                    "Seeds": len(rs),
+                    "STS-B (full)": mean([r["spearman_full"] for r in rs]),
+                    "STS-B (exit)": mean([r["spearman_exit"] for r in rs]),
+                    "Exit rate": mean([r["exit_rate"] for r in rs]),
+                    "E[l]": mean([r["expected_exit_layer"] for r in rs]),
+                    "Layer Red.": mean([r["layer_reduction"] for r in rs]),
+                }
+            )
+    return pd.DataFrame(rows) if rows else None
+
+
+def table12_beta(res: Results) -> pd.DataFrame | None:
     """Table 12: the beta sweep (reduced training)."""
     rows = []
     for v in sorted(x for x in res if re.fullmatch(r"beta[0-9.]+", x)):
-        runs = [_split(r) for r in _runs(res, v, "stsb")]
-        if runs:
-            rows.append({"beta": float(v[4:]), "Exit rate": _mean([r["exit_rate"] for r in runs]),
-                         "Layer Red.": _mean([r["layer_reduction"] for r in runs]),
-                         "STS-B (exit)": _mean([r["spearman_exit"] for r in runs]), "STS-B (full)": _mean([r["spearman_full"] for r in runs])})
+        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        if rs:
+            rows.append(
+                {
+                    "beta": float(v[4:]),
+                    "Exit rate": mean([r["exit_rate"] for r in rs]),
+                    "Layer Red.": mean([r["layer_reduction"] for r in rs]),
+                    "STS-B (exit)": mean([r["spearman_exit"] for r in rs]),
+                    "STS-B (full)": mean([r["spearman_full"] for r in rs]),
+                }
+            )
     return pd.DataFrame(rows).sort_values("beta") if rows else None
 
 
@@ -364,19 +476,209 @@ def table14_hyperparameters(train_configs: dict[str, str | os.PathLike]) -> pd.D
         return None
     rows = []
     for v, p in train_configs.items():
-        c = _load(p)
+        c = load_json(p)
         loss = c.pop("loss")
-        rows.append({"Variant": v, "Student": c["student"], "Layers": c["student_layers"], "Teacher": c.get("teacher"),
-                     "Epochs": c["epochs"], "Steps": c["steps"], "Batch": c["batch_size"], "lr": c["lr"],
-                     "Max seq": c["max_seq_length"], "Train sentences": c["n_train"], "Objective": c["objective"],
-                     "Terms": "+".join(loss["terms"]), "alpha": loss["alpha"], "beta": loss["beta"], "delta": loss["delta"],
-                     "eps": loss["eps"], "gamma": loss["gamma"], "tau": loss["tau"], "exit_slope": loss["exit_slope"],
-                     "min_layer": loss["min_layer"]})
+        rows.append(
+            {
+                "Variant": v,
+                "Student": c["student"],
+                "Layers": c["student_layers"],
+                "Teacher": c.get("teacher"),
+                "Epochs": c["epochs"],
+                "Steps": c["steps"],
+                "Batch": c["batch_size"],
+                "lr": c["lr"],
+                "Max seq": c["max_seq_length"],
+                "Train sentences": c["n_train"],
+                "Objective": c["objective"],
+                "Terms": "+".join(loss["terms"]),
+                "alpha": loss["alpha"],
+                "beta": loss["beta"],
+                "delta": loss["delta"],
+                "eps": loss["eps"],
+                "gamma": loss["gamma"],
+                "tau": loss["tau"],
+                "exit_slope": loss["exit_slope"],
+                "focus_layer": loss.get("focus_layer"),
+                "Layer maps": c.get("layer_maps") or "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _columns(df: pd.DataFrame | None, cols: list[str]) -> pd.DataFrame | None:
-    return None if df is None else df[cols]
+def table13_nn_failure(res: Results) -> pd.DataFrame | None:
+    """Table 13: NN@10 and its failure rate per layer (LEAP)."""
+    df = table4_per_layer(res)
+    return None if df is None else df[["Layer", "NN@10", "NN@10 Fail"]]
+
+
+# -- the frontier ------------------------------------------------------------------------------------
+def _frontier_sources(res: Results) -> list[tuple[str, str, list[dict]]]:
+    """``(model, benchmark, [frontier record per seed])`` for every model and benchmark."""
+    out = []
+    for v in res:
+        if v.startswith(("abl_", "beta")):
+            continue
+        stsb = [split_of(r)["frontier"] for r in runs(res, v, "stsb") if "frontier" in split_of(r)]
+        if stsb:
+            out.append((v, "STS-B", stsb))
+        heads = [h["frontier"] for h in runs(res, v, "stsb_heads") if "frontier" in h]
+        if heads:
+            out.append((v, "STS-B", heads))
+        for ds, rs in sorted(beir_runs(res, v).items()):
+            fr = [r["frontier"] for r in rs if "frontier" in r]
+            if fr:
+                out.append((v, ds, fr))
+    return out
+
+
+def _latency_speedups(res: Results, variant: str) -> dict[tuple[str, Any], dict[int, float]]:
+    """Measured speedups of a variant: ``{("exit", None) or ("truncation", layer): {batch: speedup}}``."""
+    out: dict[tuple[str, Any], dict[int, list[float]]] = {}
+    for lat in runs(res, variant, "latency"):
+        for r in lat["rows"]:
+            out.setdefault(("exit", None), {}).setdefault(r["batch_size"], []).append(r["speedup"])
+            for l, t in r.get("truncate", {}).items():
+                out.setdefault(("truncation", int(l)), {}).setdefault(r["batch_size"], []).append(t["speedup"])
+    return {k: {b: float(np.mean(v)) for b, v in d.items()} for k, d in out.items()}
+
+
+def frontier_table(res: Results) -> pd.DataFrame | None:
+    """Every operating point of every model on every benchmark (mean over seeds):
+    ``model, benchmark, rule, theta`` (the setting: theta, PABEE theta/patience, entropy
+    threshold, or the layer of a truncation), ``exit_rate, mean_exit_layer, layer_reduction,
+    quality, truncation_quality_at_same_depth, exit_advantage`` and the measured speedup at
+    batch 1 and 32 where the latency stage timed that point (the config's rule and every
+    truncation depth from l_min). ``at_config`` marks the config's rule."""
+    rows = []
+    fixed = [split_of(r) for r in runs(res, "fixed_depth", "stsb")]
+    for model, bench, recs in _frontier_sources(res):
+        speed = _latency_speedups(res, model)
+        trunc = [[FrontierPoint(**p) for p in r["truncation"]] for r in recs]
+        L = len(trunc[0])
+        for i, p in enumerate(recs[0]["truncation"]):
+            q = mean([r["truncation"][i]["quality"] for r in recs])
+            sp = speed.get(("truncation", p["setting"]), {})
+            rows.append(
+                {
+                    "model": model,
+                    "seeds": len(recs),
+                    "benchmark": bench,
+                    "rule": "truncation",
+                    "theta": p["setting"],
+                    "at_config": False,
+                    "exit_rate": p["exit_rate"],
+                    "mean_exit_layer": p["mean_exit_layer"],
+                    "layer_reduction": p["layer_reduction"],
+                    "quality": q,
+                    "truncation_quality_at_same_depth": q,
+                    "exit_advantage": 0.0,
+                    "speedup_b1": sp.get(1),
+                    "speedup_b32": sp.get(32),
+                }
+            )
+        points = [("sweep", i, p) for i, p in enumerate(recs[0]["sweep"])] + [("at_config", None, recs[0]["at_config"])]
+        for kind, i, p in points:
+            per_seed = [r["sweep"][i] if kind == "sweep" else r["at_config"] for r in recs]
+            el = mean([q["mean_exit_layer"] for q in per_seed])
+            sp = speed.get(("exit", None), {}) if kind == "at_config" else {}
+            rows.append(
+                {
+                    "model": model,
+                    "seeds": len(recs),
+                    "benchmark": bench,
+                    "rule": p["rule"],
+                    "theta": p["setting"],
+                    "at_config": kind == "at_config",
+                    "exit_rate": mean([q["exit_rate"] for q in per_seed]),
+                    "mean_exit_layer": el,
+                    "layer_reduction": mean([q["layer_reduction"] for q in per_seed]),
+                    "quality": mean([q["quality"] for q in per_seed]),
+                    "truncation_quality_at_same_depth": mean(
+                        [truncation_quality_at(q["mean_exit_layer"], t) for q, t in zip(per_seed, trunc)]
+                    ),
+                    "exit_advantage": mean([q["exit_advantage"] for q in per_seed]),
+                    "speedup_b1": sp.get(1),
+                    "speedup_b32": sp.get(32),
+                }
+            )
+        if model == "baseline" and bench == "STS-B" and fixed:
+            Lf = len(fixed[0]["exit_distribution"])
+            q = mean([r["spearman_full"] for r in fixed])
+            tq = mean([truncation_quality_at(Lf, t) for t in trunc])
+            rows.append(
+                {
+                    "model": "fixed_depth",
+                    "seeds": len(fixed),
+                    "benchmark": bench,
+                    "rule": "fixed_depth",
+                    "theta": Lf,
+                    "at_config": True,
+                    "exit_rate": None,
+                    "mean_exit_layer": float(Lf),
+                    "layer_reduction": L / Lf,
+                    "quality": q,
+                    "truncation_quality_at_same_depth": tq,
+                    "exit_advantage": None,
+                    "speedup_b1": None,
+                    "speedup_b32": None,
+                }
+            )
+    return pd.DataFrame(rows) if rows else None
+
+
+def frontier_summary(res: Results) -> pd.DataFrame | None:
+    """One row per model and benchmark: the exit advantage at the config's rule (mean and
+    95% t-interval over seeds) and the best over the sweep, overall and among points with
+    >= 1.4x layer reduction and >= 80% of inputs exiting, with the quality at those points
+    and the model's full depth."""
+    df = frontier_table(res)
+    if df is None:
+        return None
+    rows = []
+    for (model, bench), g in df[df["rule"] != "truncation"].groupby(["model", "benchmark"], sort=False):
+        if model == "fixed_depth":
+            continue
+        at = g[g["at_config"]].iloc[0]
+        seeds_adv, parts = [], {"selection_gain": [], "mixing": []}
+        for m, b, recs in _frontier_sources(res):
+            if m == model and b == bench:
+                seeds_adv = [r["at_config"]["exit_advantage"] for r in recs]
+                for k in parts:
+                    parts[k] = [r["at_config"].get(k) for r in recs]
+        s = seed_summary(seeds_adv)
+        sweep = g[~g["at_config"]]
+        best = sweep.loc[sweep["exit_advantage"].idxmax()] if len(sweep) else None
+        ok = sweep[(sweep["layer_reduction"] >= BAR_REDUCTION) & (sweep["exit_rate"] >= BAR_EXIT_RATE)]
+        best_ok = ok.loc[ok["exit_advantage"].idxmax()] if len(ok) else None
+        full = df[(df["model"] == model) & (df["benchmark"] == bench) & (df["rule"] == "truncation")]
+        full_q = float(full.loc[full["mean_exit_layer"].idxmax(), "quality"]) if len(full) else None
+        rows.append(
+            {
+                "model": model,
+                "benchmark": bench,
+                "seeds": int(at["seeds"]),
+                "full_depth_quality": full_q,
+                "rule_at_config": f"{at['rule']} {at['theta']}",
+                "exit_rate_at_config": at["exit_rate"],
+                "layer_reduction_at_config": at["layer_reduction"],
+                "quality_at_config": at["quality"],
+                "exit_advantage_at_config": at["exit_advantage"],
+                "exit_advantage_at_config_ci95": (
+                    f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if s["ci_low"] is not None else ""
+                ),
+                "selection_gain_at_config": mean(parts["selection_gain"]),
+                "mixing_at_config": mean(parts["mixing"]),
+                "best_exit_advantage": None if best is None else best["exit_advantage"],
+                "best_at": "" if best is None else f"{best['rule']} {best['theta']}",
+                "best_advantage_at_bar": None if best_ok is None else best_ok["exit_advantage"],
+                "best_at_bar": "" if best_ok is None else f"{best_ok['rule']} {best_ok['theta']}",
+                "quality_at_bar": None if best_ok is None else best_ok["quality"],
+                "exit_rate_at_bar": None if best_ok is None else best_ok["exit_rate"],
+                "layer_reduction_at_bar": None if best_ok is None else best_ok["layer_reduction"],
+            }
+        )
+    return pd.DataFrame(rows) if rows else None
 
 
 TABLES = {
@@ -386,37 +688,67 @@ TABLES = {
     "table5_pareto": table5_pareto,
     "table6_beir": table6_beir,
     "table7_latency": table7_latency,
-    "table8_thresholds": lambda r: _columns(table4_per_layer(r), ["Layer", "Sim. to final", "NN@10", "NN@10 Fail", "Layer Red. if exit here"]),
+    "table8_thresholds": table8_thresholds,
     "table9_similarity": table9_similarity,
     "table10_strategies": table10_strategies,
     "table11_ablation": table11_ablation,
     "table12_beta": table12_beta,
-    "table13_nn_failure": lambda r: _columns(table4_per_layer(r), ["Layer", "NN@10", "NN@10 Fail"]),
+    "table13_nn_failure": table13_nn_failure,
     "table15_beir_ndcg5_10": lambda r: table_beir_cutoffs(r, (5, 10)),
     "table16_beir_ndcg1_3": lambda r: table_beir_cutoffs(r, (1, 3)),
 }
 
 
-def build_tables(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                 train_configs: dict[str, str | os.PathLike] | None = None,
-                 diagnostics: dict[str, str | os.PathLike] | None = None, log=print) -> dict[str, str]:
-    """Write every table whose inputs exist (CSV + Markdown) into ``out_dir``; returns
-    ``{table: "written" | "skipped: <why>"}`` (also written as ``index.json``)."""
-    from leap.files import write_json
-
-    res = collect(eval_paths)
-    out = Path(out_dir)
-    status: dict[str, str] = {}
+def table_builders(train_configs: dict | None = None, diagnostics: dict | None = None) -> dict:
+    """Every table the ``tables`` rule writes: name -> builder of the collected results."""
     builders = dict(TABLES)
     builders["table14_hyperparameters"] = lambda r: table14_hyperparameters(train_configs or {})
     builders["table2_cross_distillation"] = lambda r: table2_cross_distillation(diagnostics) if diagnostics else None
-    for name, fn in sorted(builders.items(), key=lambda kv: int(re.search(r"\d+", kv[0]).group())):
+    return builders
+
+
+def build_frontier_tables(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, str]:
+    """``frontier.csv`` / ``frontier_summary.csv`` (and Markdown) in ``out_dir``; a run with
+    no frontier in any evaluation still writes both, with a line saying so."""
+    res = collect(eval_paths)
+    out = Path(out_dir)
+    status = {}
+    for name, fn in (("frontier", frontier_table), ("frontier_summary", frontier_summary)):
+        df = fn(res)
+        if df is None or df.empty:
+            df = pd.DataFrame({"note": ["no evaluation of this run carries a frontier"]})
+            status[name] = "empty"
+        else:
+            status[name] = "written"
+        write_table(df, out / f"{name}.csv", out / f"{name}.md")
+    return status
+
+
+def _order(name: str) -> tuple[int, str]:
+    m = re.search(r"\d+", name)
+    return (int(m.group()) if m else 0, name)
+
+
+def build_tables(
+    eval_paths: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    train_configs: dict[str, str | os.PathLike] | None = None,
+    diagnostics: dict[str, str | os.PathLike] | None = None,
+) -> dict[str, str]:
+    """Write every table (CSV + Markdown) into ``out_dir``; a table whose runs are missing is
+    written as one row saying so (the file always exists, so the report can list it).
+    Returns ``{table: "written" | "skipped: <why>"}`` (also written as ``index.json``)."""
+    res = collect(eval_paths)
+    out = Path(out_dir)
+    status: dict[str, str] = {}
+    for name, fn in sorted(table_builders(train_configs, diagnostics).items(), key=lambda kv: _order(kv[0])):
         df = fn(res)
         if df is None or df.empty:
             status[name] = f"skipped: its runs are missing (have variants {sorted(res)})"
-            log(f"{name}: {status[name]}")
-            continue
+            log.info("%s: %s", name, status[name])
+            df = pd.DataFrame({"note": [f"not run in this configuration: {status[name][9:]}"]})
+        else:
+            status[name] = "written"
         write_table(df, out / f"{name}.csv", out / f"{name}.md")
-        status[name] = "written"
     write_json(out / "index.json", status)
     return status

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -39,10 +40,12 @@ from leap.files import atomic_path, write_json
 
 FORMAT_VERSION = 1
 
+log = logging.getLogger(__name__)
+
 
 def required_layers(students: Iterable[tuple[int, Sequence[int] | None]], n_teacher: int) -> list[int]:
     """Teacher layers the losses read: ``pi(1..L_s)`` of every ``(L_s, layer_map)`` and ``L_t``."""
-    from leap.losses import uniform_layer_map
+    from leap.config import uniform_layer_map
 
     need = {n_teacher}
     for n_student, layer_map in students:
@@ -64,7 +67,7 @@ def student_depth(student: str, n_layers: int | None) -> int:
 
     ref = resolve_model_ref(student)
     cfg = AutoConfig.from_pretrained(ref)
-    return int(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers"))
+    return int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layers)
 
 
 def _sha256(path: Path) -> str:
@@ -94,7 +97,6 @@ def build_cache(
     max_seq_length: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     stop_after_shards: int | None = None,
     threads: int | None = None,
@@ -107,28 +109,36 @@ def build_cache(
     """
     from tqdm.auto import tqdm
 
-    from leap.early_exit import EarlyExitEncoder, ExitConfig
-    from leap.models import resolve_model_ref
+    from leap.early_exit import ExitConfig
+    from leap.exit_model import load_exit_model
 
     if threads:
         torch.set_num_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    enc = EarlyExitEncoder.from_pretrained(resolve_model_ref(model_ref), exit=ExitConfig(strategy="none"),
-                                           device=device, dtype=dtype)
+    enc = load_exit_model(model_ref, exit=ExitConfig(strategy="none"), device=device, dtype=dtype)
     if max_seq_length is not None:
         enc.max_seq_length = int(max_seq_length)
     n_t = enc.num_layers
+    dim = enc.get_embedding_dimension()
     layers = sorted(set(layers)) if layers else required_layers(students, n_t)
     bad = [l for l in layers if not 1 <= l <= n_t]
     if bad:
         raise LeapError(f"teacher {model_ref} has {n_t} layers; cannot cache layers {bad}")
-    sel = torch.as_tensor([l - 1 for l in layers])
     ident = teacher_identity(model_ref)
     checksum = sentences_checksum(sentences)
-    head = {"format": FORMAT_VERSION, **ident, "layers": layers, "n_teacher_layers": n_t, "dim": enc.embedding_dim,
-            "dtype": "float16", "n": len(sentences), "shard_size": shard_size,
-            "max_seq_length": enc.max_seq_length, "sentences_sha256": checksum}
+    head = {
+        "format": FORMAT_VERSION,
+        **ident,
+        "layers": layers,
+        "n_teacher_layers": n_t,
+        "dim": dim,
+        "dtype": "float16",
+        "n": len(sentences),
+        "shard_size": shard_size,
+        "max_seq_length": enc.max_seq_length,
+        "sentences_sha256": checksum,
+    }
     # a partial cache from another run (other sentences/teacher/layers) must not be resumed
     partial = out / "partial.json"
     if partial.exists() and json.loads(partial.read_text()) != head:
@@ -148,19 +158,13 @@ def build_cache(
             continue
         if stop_after_shards is not None and done_now >= stop_after_shards:
             bar.close()
-            log(f"stopped after {done_now} new shards (of {n_shards})")
+            log.info(f"stopped after {done_now} new shards (of {n_shards})")
             return {}
         chunk = list(sentences[lo:hi])
-        arr = np.zeros((len(layers), len(chunk), enc.embedding_dim), dtype=np.float16)
-        with torch.inference_mode():
-            for idx in enc._batches(chunk, batch_size):
-                feats = enc.tokenize([chunk[i] for i in idx])
-                v = enc.forward_layers(feats["input_ids"].to(enc.device), feats["attention_mask"].to(enc.device))
-                arr[:, idx] = v[sel].float().cpu().numpy().astype(np.float16)
-                bar.update(len(idx))
-        with atomic_path(npy, suffix=".npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr)
+        v = enc.layer_embeddings(chunk, batch_size=batch_size, layers=layers, on_batch=bar.update)  # [|layers|, n, d]
+        arr = v.numpy().astype(np.float16)
+        with atomic_path(npy, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, arr)
         digest = _sha256(npy)
         with atomic_path(sha) as tmp:
             tmp.write_text(digest + "\n")
@@ -170,7 +174,7 @@ def build_cache(
     manifest = dict(head, shards=shards)
     write_json(out / "manifest.json", manifest)
     partial.unlink(missing_ok=True)
-    log(f"cached layers {layers} of {model_ref} for {len(sentences)} sentences in {n_shards} shards")
+    log.info(f"cached layers {layers} of {model_ref} for {len(sentences)} sentences in {n_shards} shards")
     return manifest
 
 
@@ -192,7 +196,7 @@ class TeacherCache:
         teacher: str | None = None,
         layers: Iterable[int] | None = None,
         verify: bool = True,
-    ) -> "TeacherCache":
+    ) -> TeacherCache:
         """Open a complete cache, refusing one built for other sentences, another teacher or
         without the needed layers, and (``verify``) any shard whose checksum differs."""
         root = Path(root)
@@ -201,22 +205,30 @@ class TeacherCache:
             raise LeapError(f"no complete teacher cache at {root} (manifest.json missing); run the teacher_cache rule")
         manifest = json.loads(mf.read_text())
         if manifest.get("format") != FORMAT_VERSION:
-            raise LeapError(f"teacher cache {root} has format {manifest.get('format')}, expected {FORMAT_VERSION}; rebuild it")
+            raise LeapError(
+                f"teacher cache {root} has format {manifest.get('format')}, expected {FORMAT_VERSION}; rebuild it"
+            )
         want = sentences_checksum(sentences) if sentences is not None else sentences_sha256
         if want is not None and want != manifest["sentences_sha256"]:
-            raise LeapError(f"teacher cache {root} was built for other sentences (checksum {manifest['sentences_sha256'][:12]} "
-                            f"!= {want[:12]}); rebuild the cache for this sentence file")
+            raise LeapError(
+                f"teacher cache {root} was built for other sentences (checksum {manifest['sentences_sha256'][:12]} "
+                f"!= {want[:12]}); rebuild the cache for this sentence file"
+            )
         if teacher is not None and teacher != manifest["teacher"]:
-            raise LeapError(f"teacher cache {root} was built with teacher {manifest['teacher']!r}, not {teacher!r}; "
-                            f"rebuild the cache or point the run at the right teacher")
+            raise LeapError(
+                f"teacher cache {root} was built with teacher {manifest['teacher']!r}, not {teacher!r}; "
+                f"rebuild the cache or point the run at the right teacher"
+            )
         arrays = []
         for s in manifest["shards"]:
             path = root / s["file"]
             if not path.exists():
                 raise LeapError(f"teacher cache {root}: shard {s['file']} is missing; rebuild the cache")
             if verify and _sha256(path) != s["sha256"]:
-                raise LeapError(f"teacher cache {root}: shard {s['file']} is corrupted (checksum mismatch); "
-                                f"delete the cache folder and rebuild it")
+                raise LeapError(
+                    f"teacher cache {root}: shard {s['file']} is corrupted (checksum mismatch); "
+                    f"delete the cache folder and rebuild it"
+                )
             a = np.load(path, mmap_mode="r")
             if a.shape != (len(manifest["layers"]), s["rows"], manifest["dim"]):
                 raise LeapError(f"teacher cache {root}: shard {s['file']} has shape {a.shape}, manifest disagrees")
@@ -231,8 +243,10 @@ class TeacherCache:
         """Refuse a cache without the teacher layers a run reads."""
         missing = sorted(set(layers) - set(self.layers))
         if missing:
-            raise LeapError(f"teacher cache {self.root} lacks teacher layers {missing} (has {self.layers}); "
-                            f"rebuild it with these layers")
+            raise LeapError(
+                f"teacher cache {self.root} lacks teacher layers {missing} (has {self.layers}); "
+                f"rebuild it with these layers"
+            )
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -261,7 +275,9 @@ class TeacherCache:
             out[:, pos] = self.shards[k][:, idx[pos] - self.offsets[k]]
         return out
 
-    def get(self, indices: Sequence[int] | np.ndarray | Tensor, layers: Iterable[int] | None = None) -> dict[int, Tensor]:
+    def get(
+        self, indices: Sequence[int] | np.ndarray | Tensor, layers: Iterable[int] | None = None
+    ) -> dict[int, Tensor]:
         """``{teacher_layer: Tensor[B, d_t] float32}`` (the ``teacher`` argument of ``leap_loss``)."""
         if isinstance(indices, Tensor):
             indices = indices.cpu().numpy()

@@ -1,47 +1,56 @@
-# Config validation and the names every stage shares.
+# Config validation and the names every stage shares. Defaults come from the dataclasses
+# in leap/config.py (the one source; config/schema.yaml is generated from them), and
+# nothing here imports torch, so parsing and dry runs stay fast.
 import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
-validate(config, "../config/schema.yaml")
-
-sys.path.insert(
-    0, str(Path(workflow.basedir))
-)  # the workflow's own `leap` (conda envs too)
+ROOT = Path(workflow.basedir)
+sys.path.insert(0, str(ROOT))  # the workflow's own `leap` (conda envs too)
+from leap.config import ExitConfig, to_plain, validate_workflow_config
+from leap.results import FIGURE_NAMES, TABLE_NAMES, frontier_figure_name
+from leap.dependencies import code_inputs
 from leap.errors import LeapError
-from leap.train import make_train_config
+from leap.objectives import objective_module
+from leap.variants import make_train_config
 
-EXPERIMENT = config["experiment"]
+try:
+    CFG = validate_workflow_config(config)
+except LeapError as err:
+    raise ValueError(str(err)) from None
+
+EXPERIMENT = CFG.experiment
 RESULTS = f"results/{EXPERIMENT}"
 DATA = f"{RESULTS}/data"
-TEACHER_DIR = f"{RESULTS}/teacher"
 RUN = f"{RESULTS}/{{variant}}/seed{{seed}}"
-LEAP = Path(workflow.basedir) / "leap"
+EVAL_RUN = (
+    f"{RESULTS}/{{run}}/eval"  # {run} is {variant}/seed{seed} or published/{name}
+)
 ENV = "../environment.yml"
+SCRIPTS = ROOT / "workflow_scripts"
+GPU = 1 if CFG.gpu else 0  # jobs that can use a GPU ask for one only on GPU machines
 
-PUBLISHED = {m["name"]: m["model"] for m in config["published_models"]}
-DATA_CFG = config["data"]
-RETRIEVAL = [ref.split(":", 1)[1] for ref in DATA_CFG.get("retrieval", [])]
-LOCAL = [
-    r
-    for r in DATA_CFG.get("train_sources", [])
-    + DATA_CFG.get("retrieval", [])
-    + [DATA_CFG.get("stsb") or "", DATA_CFG.get("nli") or ""]
-    if r.startswith("local:")
-]
-if LOCAL and not config.get("data_dir"):
+
+def code(script, *modules):
+    """The leap modules a rule's script imports (its `code` input): an edit reruns exactly
+    the rules whose scripts reach the edited file."""
+    return code_inputs(ROOT, SCRIPTS / script, *modules)
+
+
+PUBLISHED = {m.name: m.model for m in CFG.published_models}
+LOCAL = [r for r in CFG.data.refs() if r.startswith("local:")]
+RETRIEVAL = [ref.split(":", 1)[1] for ref in CFG.data.retrieval]
+if LOCAL and not CFG.data_dir:
     raise ValueError(
         f"invalid config: sources {LOCAL} read a local data folder but data_dir is not set; pass --config data_dir=/path/to/data (e.g. ../shared/data)"
     )
-if LOCAL and not Path(config["data_dir"]).is_dir():
+if LOCAL and not Path(CFG.data_dir).is_dir():
     raise ValueError(
-        f"invalid config: data_dir {config['data_dir']!r} is not a folder; point it at a local copy with the layout stsbenchmark/, nli/, mrpc/, beir/"
+        f"invalid config: data_dir {CFG.data_dir!r} is not a folder; point it at a local copy with the layout stsbenchmark/, nli/, mrpc/, beir/"
     )
-SEEDS = config["seeds"]
+SEEDS = list(CFG.seeds)
 GROUPS = {
-    g: config["variants"].get(g, [])
+    g: list(getattr(CFG.variants, g))
     for g in ("main", "ablation", "sweep", "comparisons")
 }
 HEADS = (
@@ -50,7 +59,7 @@ HEADS = (
 TRAINED = list(dict.fromkeys(v for g in GROUPS.values() for v in g if v != HEADS))
 if HEADS in GROUPS["comparisons"] and "baseline" not in TRAINED:
     raise ValueError(
-        "variant deebert needs the baseline variant; add baseline to variants.main"
+        "invalid config: variant deebert needs the baseline variant; add baseline to variants.main"
     )
 
 
@@ -59,49 +68,63 @@ def seeds_of(variant):
     return SEEDS if variant in GROUPS["main"] else SEEDS[:1]
 
 
-def train_config(variant, seed):
-    """The resolved leap.train.TrainConfig of one run, as a dict (rule params)."""
-    return make_train_config(
-        config.get("training", {}),
-        variant,
-        int(seed),
-        variant_overrides=config["variant_overrides"].get(variant),
-        sweep=config.get("sweep") or None,
-        custom=config["custom_variants"],
-    ).to_dict()
-
-
-# Resolve every run's config now: an unknown variant or key fails before any job runs.
+# Resolve every run's config now: an unknown variant, objective or key fails before any job runs.
 try:
-    TRAIN_CONFIGS = {(v, s): train_config(v, s) for v in TRAINED for s in seeds_of(v)}
+    TRAIN_CONFIGS = {
+        (v, s): make_train_config(
+            config.get("training", {}),
+            v,
+            int(s),
+            variant_overrides=CFG.variant_overrides.get(v),
+            sweep=CFG.sweep or None,
+            custom=CFG.custom_variants,
+        ).to_dict()
+        for v in TRAINED
+        for s in seeds_of(v)
+    }
 except LeapError as err:
     raise ValueError(f"invalid config: {err}") from None
 
-EXIT = {
-    "strategy": "convergence",
-    "theta": 0.95,
-    "patience": 1,
-    "min_layer": 6,
-    **config["evaluation"].get("exit", {}),
-}
-EVAL = {
-    "batch_size": 64,
-    "layer_sentences": 2000,
-    "retrieval_variants": ["baseline", "leap"],
-    "retrieval_seeds": None,
-    "heads_epochs": 5,
-    **config["evaluation"],
-}
-LATENCY = {
-    "variants": ["baseline", "leap"],
-    "batch_sizes": [1, 8, 32],
-    "warmup": 50,
-    "iters": 200,
-    "device": "cpu",
-    "dtype": None,
-    "seeds": None,
-    **config["latency"],
-}
+
+def teacher_of(cfg):
+    """The teacher a run distils from: the config's, or (``teacher: self``) its own init."""
+    return cfg["student"] if cfg["teacher"] == "self" else CFG.teacher.model
+
+
+def slug(ref):
+    return re.sub(
+        r"[^A-Za-z0-9_.-]+", "_", Path(str(ref).removeprefix("packaged:")).name
+    )
+
+
+TEACHERS = {slug(teacher_of(c)): teacher_of(c) for c in TRAIN_CONFIGS.values()}
+TEACHER_DIR = f"{RESULTS}/teacher/{{teacher}}"
+
+
+def cache_of(variant, seed):
+    """The teacher cache folder of one run."""
+    return f"{RESULTS}/teacher/{slug(teacher_of(TRAIN_CONFIGS[(variant, int(seed))]))}"
+
+
+def students_of(teacher):
+    """(init, depth, layer map) of every run that distils from ``teacher`` (the layers it caches)."""
+    return sorted(
+        {
+            (c["student"], c["n_layers"], tuple(c["loss"]["layer_map"] or ()))
+            for c in TRAIN_CONFIGS.values()
+            if slug(teacher_of(c)) == teacher
+        },
+        key=str,
+    )
+
+
+EXIT = CFG.evaluation.exit.to_dict()  # min_layer null resolves per model depth
+EVAL = CFG.evaluation
+LATENCY = to_plain(CFG.latency)
+if EVAL.heads_reference not in TRAINED and HEADS in GROUPS["comparisons"]:
+    raise ValueError(
+        f"invalid config: evaluation.heads_reference {EVAL.heads_reference!r} is not a trained variant; choose one of {TRAINED}"
+    )
 
 
 def runs(variants, evals, n_seeds=None):
@@ -116,15 +139,14 @@ def runs(variants, evals, n_seeds=None):
 
 
 def group_evals(group):
-    out = runs([v for v in GROUPS[group] if v != HEADS], ["stsb", "layers"])
-    if (
-        DATA_CFG.get("qqp") and group == "main"
-    ):  # QQP 10K pairs: the main models (Table 1)
-        out += runs([v for v in GROUPS[group] if v != HEADS], ["qqp"])
+    trained = [v for v in GROUPS[group] if v != HEADS]
+    out = runs(trained, ["stsb", "layers"])
+    if CFG.data.qqp and group == "main":  # QQP 10K pairs: the main models (Table 1)
+        out += runs(trained, ["qqp"])
     out += runs(
-        [v for v in GROUPS[group] if v in EVAL["retrieval_variants"]],
+        [v for v in GROUPS[group] if v in EVAL.retrieval_variants],
         [f"beir_{r}" for r in RETRIEVAL],
-        EVAL["retrieval_seeds"],
+        EVAL.retrieval_seeds,
     )
     if HEADS in GROUPS[group]:
         out += [
@@ -133,19 +155,173 @@ def group_evals(group):
     return out
 
 
+PUBLISHED_EVALS = [
+    f"{RESULTS}/published/{n}/eval/{e}.json"
+    for n in PUBLISHED
+    for e in ["stsb", *(f"beir_{r}" for r in RETRIEVAL)]
+]
 LATENCY_RUNS = runs(
     [v for v in LATENCY["variants"] if v in TRAINED], ["latency"], LATENCY["seeds"]
 )
-ALL_EVALS = sorted(set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS))
+ALL_EVALS = sorted(
+    set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS + PUBLISHED_EVALS)
+)
 DIAGNOSTICS = expand(
     f"{RESULTS}/published/{{name}}/eval/diagnostic.json", name=list(PUBLISHED)
 )
+MODEL_CARDS = [
+    f"{RESULTS}/{v}/seed{s}/model_card.md"
+    for v in GROUPS["main"]
+    if v in TRAINED
+    for s in seeds_of(v)
+]
+FRONTIER = [
+    f"{RESULTS}/tables/frontier.csv",
+    f"{RESULTS}/tables/frontier_summary.csv",
+    *(
+        f"{RESULTS}/figures/{frontier_figure_name(b)}.png"
+        for b in ["STS-B", *RETRIEVAL]
+    ),
+]
+TABLES_DONE = f"{RESULTS}/tables/index.json"
+FIGURES_DONE = f"{RESULTS}/figures/index.json"
 REPORT = [f"{RESULTS}/report.md", f"{RESULTS}/claims.csv"]
 
 
+# The report's categories follow the paper (snakemake --report): stage -> what is in it.
+REPORT_GROUPS = {
+    "1 Frontier": {},
+    "2 Main results": {
+        "table1_main": "Table 1",
+        "table5_pareto": "Table 5",
+        "table10_strategies": "Table 10",
+    },
+    "3 Layer analyses": {
+        "table3_layerwise": "Table 3",
+        "table4_per_layer": "Table 4",
+        "table8_thresholds": "Table 8",
+        "table9_similarity": "Table 9",
+        "table13_nn_failure": "Table 13",
+        "fig1_layer_dynamics": "Figure 1",
+        "fig2_exit_distribution": "Figure 2",
+        "fig4_contraction": "Figure 4",
+        "fig5_nn_failure": "Figure 5",
+    },
+    "4 Ablation and sweep": {
+        "table11_ablation": "Table 11",
+        "table12_beta": "Table 12",
+    },
+    "5 Comparisons": {"table2_cross_distillation": "Table 2"},
+    "6 Latency": {"table7_latency": "Table 7"},
+    "7 BEIR": {
+        "table6_beir": "Table 6",
+        "table15_beir_ndcg5_10": "Table 15",
+        "table16_beir_ndcg1_3": "Table 16",
+    },
+    "8 Training": {"table14_hyperparameters": "Table 14"},
+}
+REPORT_CATEGORY = {
+    name: (cat, label)
+    for cat, items in REPORT_GROUPS.items()
+    for name, label in items.items()
+}
+
+
+def reported(path, name, kind):
+    """``report()`` of one table or figure output, with its caption and the paper's category."""
+    category, label = REPORT_CATEGORY[name]
+    return report(
+        path,
+        caption=f"../report/{kind}/{name}.rst",
+        category=category,
+        subcategory=label,
+        labels={"item": label, "file": Path(path).name},
+    )
+
+
+BENCHMARKS = ["STS-B", *RETRIEVAL]
+TABLE_FILES = [f"{RESULTS}/tables/{n}.{e}" for n in TABLE_NAMES for e in ("csv", "md")]
+FIGURE_FILES = [
+    f"{RESULTS}/figures/{n}.{e}" for n in FIGURE_NAMES for e in ("png", "pdf")
+]
+
+
+# The report's categories follow the paper (snakemake --report): stage -> what is in it.
+REPORT_GROUPS = {
+    "2 Main results": {
+        "table1_main": "Table 1",
+        "table5_pareto": "Table 5",
+        "table10_strategies": "Table 10",
+    },
+    "3 Layer analyses": {
+        "table3_layerwise": "Table 3",
+        "table4_per_layer": "Table 4",
+        "table8_thresholds": "Table 8",
+        "table9_similarity": "Table 9",
+        "table13_nn_failure": "Table 13",
+        "fig1_layer_dynamics": "Figure 1",
+        "fig2_exit_distribution": "Figure 2",
+        "fig4_contraction": "Figure 4",
+        "fig5_nn_failure": "Figure 5",
+    },
+    "4 Ablation and sweep": {
+        "table11_ablation": "Table 11",
+        "table12_beta": "Table 12",
+    },
+    "5 Comparisons": {"table2_cross_distillation": "Table 2"},
+    "6 Latency": {"table7_latency": "Table 7"},
+    "7 BEIR": {
+        "table6_beir": "Table 6",
+        "table15_beir_ndcg5_10": "Table 15",
+        "table16_beir_ndcg1_3": "Table 16",
+    },
+    "8 Training": {"table14_hyperparameters": "Table 14"},
+}
+REPORT_CATEGORY = {
+    n: (c, label) for c, items in REPORT_GROUPS.items() for n, label in items.items()
+}
+
+
+def reported(path, name, kind):
+    """``report()`` of one table or figure, with its caption and the paper's category."""
+    category, label = REPORT_CATEGORY[name]
+    return report(
+        path,
+        caption=f"../report/{kind}/{name}.rst",
+        category=category,
+        subcategory=label,
+        labels={"item": label, "file": Path(path).name},
+    )
+
+
+BENCHMARKS = ["STS-B", *RETRIEVAL]
+
+
+def model_of(wc):
+    """The model a {run} evaluates: a trained student's folder or a published checkpoint."""
+    if wc.run.startswith("published/"):
+        return PUBLISHED[wc.run.split("/", 1)[1]]
+    return f"{RESULTS}/{wc.run}/model"
+
+
+def model_input(wc):
+    """A trained student's folder is an input (a published checkpoint is not a file here)."""
+    return [] if wc.run.startswith("published/") else [f"{RESULTS}/{wc.run}/model"]
+
+
+def train_code(wc):
+    objective = TRAIN_CONFIGS[(wc.variant, int(wc.seed))]["objective"]
+    return code("train.py", objective_module(objective))
+
+
+_variant_re = "|".join(re.escape(v) for v in TRAINED) if TRAINED else "^$"
+_published_re = "|".join(re.escape(n) for n in PUBLISHED) if PUBLISHED else "^$"
+
+
 wildcard_constraints:
-    name="|".join(PUBLISHED) if PUBLISHED else "^$",
-    variant="|".join(re.escape(v) for v in TRAINED) if TRAINED else "^$",
+    teacher="|".join(re.escape(t) for t in TEACHERS) if TEACHERS else "^$",
+    name=_published_re,
+    variant=_variant_re,
     seed=r"\d+",
+    run=rf"(({_variant_re})/seed\d+|published/({_published_re}))",
     dataset="|".join(RETRIEVAL) if RETRIEVAL else "^$",
-    pairset="stsb|qqp",

@@ -1,16 +1,17 @@
 # Data extraction and filtering (paper sec 4.1, B.2): unique sentences longer than 20
-# characters from every configured source, every evaluation sentence removed.
+# characters from every configured source, every evaluation sentence removed; a dev split
+# of each BEIR set carved from its training queries (for tuning; test is read once).
 
 
 rule extract_data:
     input:
-        code=[LEAP / "data.py"],
+        code=code("extract.py"),
     output:
         sentences=f"{DATA}/sentences.parquet",
         stats=f"{DATA}/stats.json",
         stsb=f"{DATA}/stsb.parquet",
-        qqp=f"{DATA}/qqp.parquet" if DATA_CFG.get("qqp") else [],
-        nli=f"{DATA}/nli.parquet" if DATA_CFG.get("nli") else [],
+        qqp=f"{DATA}/qqp.parquet" if CFG.data.qqp else [],
+        nli=f"{DATA}/nli.parquet" if CFG.data.nli else [],
         retrieval=expand(
             f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL
         ),
@@ -28,6 +29,6 @@ rule extract_data:
         mem_mb=8000,
         runtime=60,
     params:
-        data={**DATA_CFG, "data_dir": config["data_dir"]},
+        data={**to_plain(CFG.data), "data_dir": CFG.data_dir},
     script:
         "../workflow_scripts/extract.py"

@@ -1,10 +1,13 @@
-# Evaluation: STS-B, QQP and BEIR on exited embeddings, layer-wise analyses, DeeBERT-style
-# off-ramps, latency, and the exit diagnostic of published checkpoints (sec 4, 5.2).
+# Evaluation (paper sec 4): STS-B, QQP and BEIR on exited embeddings, each with the
+# frontier of its exit rules against static truncation of the same model; layer-wise
+# analyses; DeeBERT-style off-ramps; latency; and the exit diagnostic of published
+# checkpoints (sec 5.2). {run} is a trained student ({variant}/seed{seed}) or a published
+# checkpoint (published/{name}).
 
 
 rule diagnose_published:
     input:
-        code=[LEAP / "early_exit.py", LEAP / "diagnostic.py", LEAP / "metrics.py"],
+        code=code("diagnose.py"),
     output:
         json=f"{RESULTS}/published/{{name}}/eval/diagnostic.json",
     log:
@@ -13,93 +16,102 @@ rule diagnose_published:
         f"{RESULTS}/benchmarks/diagnose_published/{{name}}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: CFG.threads
     resources:
         mem_mb=4000,
         runtime=30,
     params:
         model=lambda wc: PUBLISHED[wc.name],
-        theta=config["diagnostic"]["theta"],
-        patience=config["diagnostic"]["patience"],
-        min_layer=config["diagnostic"]["min_layer"],
-        overhead_iters=config["diagnostic"]["overhead_iters"],
-        sentences=config["diagnostic"]["sentences"],
+        theta=CFG.diagnostic.theta,
+        patience=CFG.diagnostic.patience,
+        min_layer=CFG.diagnostic.min_layer,
+        overhead_iters=CFG.diagnostic.overhead_iters,
+        sentences=CFG.diagnostic.sentences,
     script:
         "../workflow_scripts/diagnose.py"
 
 
-# Scored pair sets (STS-B; QQP for the main models where configured): one rule, one
-# JSON per set.
-rule eval_pairs:
+# STS-B with its frontier, and the layer analyses from the same full pass (one job, one
+# model load); QQP for the main models where configured.
+rule eval_stsb:
     input:
-        model=f"{RUN}/model",
-        pairs=f"{DATA}/{{pairset}}.parquet",
-        code=[LEAP / "evaluate.py", LEAP / "early_exit.py", LEAP / "metrics.py"],
+        model=model_input,
+        pairs=f"{DATA}/stsb.parquet",
+        code=code("eval_stsb.py"),
     output:
-        json=f"{RUN}/eval/{{pairset}}.json",
+        json=f"{EVAL_RUN}/stsb.json",
+        layers=f"{EVAL_RUN}/layers.json",
     log:
-        f"{RESULTS}/logs/eval_{{pairset}}/{{variant}}/seed{{seed}}.log",
+        f"{RESULTS}/logs/eval_stsb/{{run}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/eval_{{pairset}}/{{variant}}/seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/eval_stsb/{{run}}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: CFG.threads
     resources:
+        gpu=GPU,
         mem_mb=8000,
         runtime=60,
     params:
+        model=model_of,
         exit=EXIT,
-        batch_size=EVAL["batch_size"],
+        batch_size=EVAL.batch_size,
+        max_sentences=EVAL.layer_sentences,
+        device=EVAL.device,
+    script:
+        "../workflow_scripts/eval_stsb.py"
+
+
+rule eval_qqp:
+    input:
+        model=model_input,
+        pairs=f"{DATA}/qqp.parquet",
+        code=code("eval_pairs.py"),
+    output:
+        json=f"{EVAL_RUN}/qqp.json",
+    log:
+        f"{RESULTS}/logs/eval_qqp/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_qqp/{{run}}.tsv"
+    conda:
+        ENV
+    threads: CFG.threads
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        model=model_of,
+        exit=EXIT,
+        batch_size=EVAL.batch_size,
+        device=EVAL.device,
     script:
         "../workflow_scripts/eval_pairs.py"
 
 
-rule eval_layers:
-    input:
-        model=f"{RUN}/model",
-        pairs=f"{DATA}/stsb.parquet",
-        code=[LEAP / "evaluate.py", LEAP / "early_exit.py", LEAP / "metrics.py"],
-    output:
-        json=f"{RUN}/eval/layers.json",
-    log:
-        f"{RESULTS}/logs/eval_layers/{{variant}}/seed{{seed}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/eval_layers/{{variant}}/seed{{seed}}.tsv"
-    conda:
-        ENV
-    threads: config["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        exit=EXIT,
-        batch_size=EVAL["batch_size"],
-        max_sentences=EVAL["layer_sentences"],
-    script:
-        "../workflow_scripts/eval_layers.py"
-
-
 rule eval_beir:
     input:
-        model=f"{RUN}/model",
+        model=model_input,
         corpus=f"{DATA}/retrieval/{{dataset}}/corpus.jsonl",
-        code=[LEAP / "evaluate.py", LEAP / "early_exit.py"],
+        code=code("eval_beir.py"),
     output:
-        json=f"{RUN}/eval/beir_{{dataset}}.json",
+        json=f"{EVAL_RUN}/beir_{{dataset}}.json",
     log:
-        f"{RESULTS}/logs/eval_beir/{{variant}}/seed{{seed}}/{{dataset}}.log",
+        f"{RESULTS}/logs/eval_beir/{{run}}/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/eval_beir/{{variant}}/seed{{seed}}/{{dataset}}.tsv"
+        f"{RESULTS}/benchmarks/eval_beir/{{run}}/{{dataset}}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: CFG.threads
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=16000,
         runtime=4 * 60,
     params:
+        model=model_of,
         exit=EXIT,
-        batch_size=EVAL["batch_size"],
+        batch_size=EVAL.batch_size,
+        device=EVAL.device,
     script:
         "../workflow_scripts/eval_beir.py"
 
@@ -109,8 +121,8 @@ rule eval_exit_heads:
         model=f"{RESULTS}/baseline/seed{{seed}}/model",
         nli=f"{DATA}/nli.parquet",
         pairs=f"{DATA}/stsb.parquet",
-        leap=f"{RESULTS}/leap/seed{{seed}}/eval/stsb.json",
-        code=[LEAP / "evaluate.py"],
+        reference=f"{RESULTS}/{EVAL.heads_reference}/seed{{seed}}/eval/stsb.json",
+        code=code("eval_exit_heads.py"),
     output:
         json=f"{RESULTS}/{HEADS}/seed{{seed}}/eval/stsb_heads.json",
     log:
@@ -119,13 +131,14 @@ rule eval_exit_heads:
         f"{RESULTS}/benchmarks/eval_exit_heads/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: CFG.threads
     resources:
         mem_mb=8000,
         runtime=60,
     params:
-        epochs=EVAL["heads_epochs"],
-        batch_size=EVAL["batch_size"],
+        min_layer=EXIT["min_layer"],
+        batch_size=EVAL.batch_size,
+        device=EVAL.device,
     script:
         "../workflow_scripts/eval_exit_heads.py"
 
@@ -133,7 +146,7 @@ rule eval_exit_heads:
 rule latency_bench:
     input:
         model=f"{RUN}/model",
-        code=[LEAP / "latency.py", LEAP / "early_exit.py"],
+        code=code("latency.py"),
     output:
         json=f"{RUN}/eval/latency.json",
     log:
@@ -142,9 +155,9 @@ rule latency_bench:
         f"{RESULTS}/benchmarks/latency/{{variant}}/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: CFG.threads
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
         runtime=60,
         exclusive=1,

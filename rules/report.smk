@@ -1,4 +1,6 @@
-# Every table and figure whose runs exist, claims versus measured, and the report.
+# Every table and figure of the paper, model cards, claims versus measured, and the report
+# (Markdown report.md here; `snakemake --report` gives the HTML one, every table and figure
+# captioned and grouped by stage).
 
 
 rule tables:
@@ -8,9 +10,11 @@ rule tables:
         configs=[
             f"{RESULTS}/{v}/seed{seeds_of(v)[0]}/train_config.json" for v in TRAINED
         ],
-        code=LEAP / "tables.py",
+        code=code("tables.py"),
     output:
-        index=f"{RESULTS}/tables/index.json",
+        index=TABLES_DONE,
+        csv=[reported(f"{RESULTS}/tables/{n}.csv", n, "tables") for n in TABLE_NAMES],
+        md=[f"{RESULTS}/tables/{n}.md" for n in TABLE_NAMES],
     log:
         f"{RESULTS}/logs/tables.log",
     localrule: True
@@ -26,9 +30,11 @@ rule tables:
 rule figures:
     input:
         evals=ALL_EVALS,
-        code=LEAP / "figures.py",
+        code=code("figures.py"),
     output:
-        index=f"{RESULTS}/figures/index.json",
+        index=FIGURES_DONE,
+        png=[reported(f"{RESULTS}/figures/{n}.png", n, "figures") for n in FIGURE_NAMES],
+        pdf=[f"{RESULTS}/figures/{n}.pdf" for n in FIGURE_NAMES],
     log:
         f"{RESULTS}/logs/figures.log",
     localrule: True
@@ -40,16 +46,45 @@ rule figures:
         "../workflow_scripts/figures.py"
 
 
+rule model_card:
+    input:
+        model=f"{RUN}/model",
+        config=f"{RUN}/train_config.json",
+        stsb=f"{RUN}/eval/stsb.json",
+        code=code("model_card.py"),
+    output:
+        card=report(
+            f"{RUN}/model_card.md",
+            caption="../report/model_card.rst",
+            category="9 Model cards",
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}"},
+        ),
+    log:
+        f"{RESULTS}/logs/model_card/{{variant}}/seed{{seed}}.log",
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/model_card.py"
+
+
 rule claims_report:
     input:
         evals=ALL_EVALS,
         diagnostics=DIAGNOSTICS,
-        tables=f"{RESULTS}/tables/index.json",
-        figures=f"{RESULTS}/figures/index.json",
+        tables=TABLES_DONE,
+        figures=FIGURES_DONE,
+        frontier=FRONTIER,
+        cards=MODEL_CARDS,
         stats=f"{DATA}/stats.json",
-        code=LEAP / "report.py",
+        code=code("report.py"),
     output:
-        claims=f"{RESULTS}/claims.csv",
+        claims=report(
+            f"{RESULTS}/claims.csv",
+            caption="../report/claims.rst",
+            category="0 Claims versus measured",
+        ),
         report=f"{RESULTS}/report.md",
     log:
         f"{RESULTS}/logs/claims_report.log",

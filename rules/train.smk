@@ -1,12 +1,13 @@
 # Training: one student per (variant, seed); the teacher never runs here, its targets come
 # from the cache. Checkpoints under checkpoints/ survive a killed job and are resumed.
+# The saved model carries the evaluation's exit rule (leap_exit.json).
 
 
 rule train_student:
     input:
         sentences=f"{DATA}/sentences.parquet",
-        manifest=f"{TEACHER_DIR}/manifest.json",
-        code=[LEAP / "train.py", LEAP / "losses.py", LEAP / "pooling.py"],
+        manifest=lambda wc: f"{cache_of(wc.variant, wc.seed)}/manifest.json",
+        code=train_code,
     output:
         model=directory(f"{RUN}/model"),
         projection=f"{RUN}/projection.safetensors",
@@ -18,13 +19,14 @@ rule train_student:
         f"{RESULTS}/benchmarks/train/{{variant}}/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: CFG.threads
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=16000,
         runtime=48 * 60,
     params:
         train=lambda wc: TRAIN_CONFIGS[(wc.variant, int(wc.seed))],
-        teacher=config["teacher"].get("model", "packaged:all-MiniLM-L6-v2"),
+        teacher=lambda wc: teacher_of(TRAIN_CONFIGS[(wc.variant, int(wc.seed))]),
+        exit=EXIT,
     script:
         "../workflow_scripts/train.py"

@@ -12,8 +12,16 @@ import pytest
 from leap.cli import main
 
 DIAGNOSE_KEYS = {
-    "layers", "similarity_to_final", "stability", "exit_rate", "cumulative_exit",
-    "expected_exit_layer", "layer_reduction", "monitoring_overhead", "verdict", "checklist",
+    "layers",
+    "similarity_to_final",
+    "stability",
+    "exit_rate",
+    "cumulative_exit",
+    "expected_exit_layer",
+    "layer_reduction",
+    "monitoring_overhead",
+    "verdict",
+    "checklist",
 }
 BENCH_ROW_KEYS = {"full_ms", "exit_ms", "monitor_ms", "speedup", "layer_reduction", "efficiency", "monitoring_overhead"}
 
@@ -26,11 +34,22 @@ def sentence_file(tmp_path, sentences):
 
 
 def test_diagnose_json(tiny_models, sentence_file, capsys):
-    rc = main(["diagnose", tiny_models["bert"], "--sentences", str(sentence_file), "--json",
-               "--overhead-iters", "3", "--min-layer", "3"])
+    rc = main(
+        [
+            "diagnose",
+            tiny_models["bert"],
+            "--sentences",
+            str(sentence_file),
+            "--json",
+            "--overhead-iters",
+            "3",
+            "--min-layer",
+            "3",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert DIAGNOSE_KEYS <= set(out)
+    assert set(out) >= DIAGNOSE_KEYS
     assert out["layers"] == [1, 2, 3, 4, 5, 6]
     assert out["similarity_to_final"][-1] == pytest.approx(1.0)
     assert out["stability"][0] is None and len(out["stability"]) == 6
@@ -41,14 +60,40 @@ def test_diagnose_json(tiny_models, sentence_file, capsys):
 
 def test_diagnose_verdict_follows_exit_rate(tiny_models, sentence_file, capsys):
     # theta -1: every sample exits at l_min, so diagnostic 2 cannot fire
-    main(["diagnose", tiny_models["bert"], "--sentences", str(sentence_file), "--json", "--overhead-iters", "3",
-          "--theta", "-1", "--min-layer", "2"])
+    main(
+        [
+            "diagnose",
+            tiny_models["bert"],
+            "--sentences",
+            str(sentence_file),
+            "--json",
+            "--overhead-iters",
+            "3",
+            "--theta",
+            "-1",
+            "--min-layer",
+            "2",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["exit_rate"] == 1.0 and out["expected_exit_layer"] == 2.0
     assert not any("zero exit rate" in r for r in out["reasons"])
     # theta 1 with k=1: no sample exits (cosine of distinct layers is below 1)
-    main(["diagnose", tiny_models["bert"], "--sentences", str(sentence_file), "--json", "--overhead-iters", "3",
-          "--theta", "1", "--min-layer", "2"])
+    main(
+        [
+            "diagnose",
+            tiny_models["bert"],
+            "--sentences",
+            str(sentence_file),
+            "--json",
+            "--overhead-iters",
+            "3",
+            "--theta",
+            "1",
+            "--min-layer",
+            "2",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["exit_rate"] == 0.0 and out["verdict"] == "incompatible"
     assert any("zero exit rate" in r for r in out["reasons"])
@@ -62,23 +107,59 @@ def test_diagnose_table(tiny_models, sentence_file, capsys):
 
 def test_bench_json(tiny_models, sentence_file, tmp_path, capsys):
     out_file = tmp_path / "bench.json"
-    rc = main(["bench", tiny_models["bert"], "--sentences", str(sentence_file), "--batch-sizes", "1", "4",
-               "--warmup", "1", "--iters", "3", "--threads", "1", "--json", "--output", str(out_file)])
+    rc = main(
+        [
+            "bench",
+            tiny_models["bert"],
+            "--sentences",
+            str(sentence_file),
+            "--batch-sizes",
+            "1",
+            "4",
+            "--warmup",
+            "1",
+            "--iters",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+            "--output",
+            str(out_file),
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["batch_size"] for r in out["rows"]] == [1, 4]
     for r in out["rows"]:
-        assert BENCH_ROW_KEYS <= set(r)
+        assert set(r) >= BENCH_ROW_KEYS
         assert r["efficiency"] == pytest.approx(r["speedup"] / r["layer_reduction"])
-    assert out["device"] == "cpu" and out["threads"] == 1 and out["timer"] == "perf_counter"
+    assert out["device"] == "cpu" and out["threads"] == 1 and out["timer"] == "torch.utils.benchmark"
+    for r in out["rows"]:
+        lo, hi = r["speedup_ci95"]
+        assert lo <= r["speedup"] <= hi
     assert {"torch", "transformers", "sentence_transformers"} <= set(out["versions"])
     assert json.loads(out_file.read_text()) == out
 
 
 def test_encode_writes_npy(tiny_models, sentence_file, tmp_path, capsys):
     emb, layers = tmp_path / "e.npy", tmp_path / "l.npy"
-    rc = main(["encode", tiny_models["distilbert"], "--input", str(sentence_file), "--output", str(emb),
-               "--exit-layers", str(layers), "--theta", "0.5", "--min-layer", "2", "--json"])
+    rc = main(
+        [
+            "encode",
+            tiny_models["distilbert"],
+            "--input",
+            str(sentence_file),
+            "--output",
+            str(emb),
+            "--exit-layers",
+            str(layers),
+            "--theta",
+            "0.5",
+            "--min-layer",
+            "2",
+            "--json",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     e, l = np.load(emb), np.load(layers)
@@ -97,6 +178,7 @@ def test_encode_writes_npy(tiny_models, sentence_file, tmp_path, capsys):
         (["encode", "{bert}", "--patience", "0", "--input", "x", "--output", "y.npy"], "patience (k) must be >= 1"),
         (["encode", "{bert}", "--input", "/no/such/file.txt", "--output", "y.npy"], "does not exist"),
     ],
+    ids=["missing_model", "theta_out_of_range", "min_layer_too_deep", "patience_0", "missing_input"],
 )
 def test_cli_errors_exit_2_without_traceback(tiny_models, argv, message, tmp_path):
     argv = [a.format(**tiny_models) for a in argv]
@@ -108,6 +190,63 @@ def test_cli_errors_exit_2_without_traceback(tiny_models, argv, message, tmp_pat
 
 
 def test_every_subcommand_has_help():
-    for cmd in ("diagnose", "bench", "encode"):
-        proc = subprocess.run([sys.executable, "-m", "leap.cli", cmd, "--help"], capture_output=True, text=True)
+    for cmd in ("diagnose", "bench", "encode", "convert"):
+        proc = subprocess.run([sys.executable, "-m", "leap", cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "--json" in proc.stdout
+
+
+def test_version_and_python_dash_m():
+    import leap
+
+    proc = subprocess.run([sys.executable, "-m", "leap", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"leap {leap.__version__}"
+
+
+def test_convert_writes_an_exit_enabled_folder_that_serves_its_rule(tiny_models, sentence_file, tmp_path, capsys):
+    from leap.config import ExitConfig
+    from leap.exit_model import ExitSentenceTransformer
+
+    out = tmp_path / "exit-model"
+    rc = main(["convert", tiny_models["bert"], str(out), "--theta", "0.9", "--fit-maps", str(sentence_file), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["exit"]["min_layer"] == 3 and summary["layer_maps"] is True
+    model = ExitSentenceTransformer(str(out), device="cpu")
+    assert model.exit_config == ExitConfig(theta=0.9, min_layer=3) and model.layer_maps is not None
+    # the CLI uses the folder's rule unless told otherwise
+    rc = main(["encode", str(out), "--input", str(sentence_file), "--output", str(tmp_path / "e.npy"), "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["exit"]["theta"] == 0.9
+
+
+def test_convert_refuses_non_mean_pooling(tmp_path, tiny_models, capsys):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    st = SentenceTransformer(tiny_models["bert"], device="cpu")
+    SentenceTransformer(modules=[st[0], Pooling(32, pooling_mode="cls")], device="cpu").save(str(tmp_path / "cls"))
+    assert main(["convert", str(tmp_path / "cls"), str(tmp_path / "out")]) == 2
+    assert "pooling mode 'cls' is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_checklist_cannot_pass_when_nothing_exits(tiny_models, sentence_file, capsys):
+    main(
+        [
+            "diagnose",
+            tiny_models["bert"],
+            "--sentences",
+            str(sentence_file),
+            "--json",
+            "--overhead-iters",
+            "3",
+            "--theta",
+            "1",
+            "--min-layer",
+            "2",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    c = out["checklist"]
+    assert out["exit_rate"] == 0.0 and c["target_layer"] is None and c["all_pass"] is False
+    for k in ("similarity_to_final", "nn_at_10", "exit_rate"):
+        assert c[k]["pass"] is False and c[k]["exit_rate"] == 0.0 and "expected_exit_layer" in c[k]

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from leap.config import DataConfig
 from leap.data import (
-    DataConfig,
     RetrievalSet,
     demo_pairs,
     demo_retrieval,
@@ -28,7 +28,13 @@ LONG = "a sentence that is clearly longer than twenty characters"
 
 def test_filter_exact_sentences_and_stats():
     sources = {
-        "a": [LONG, "  " + LONG.replace(" ", "   ") + "\n", "short one", "the leaked sentence from the test set", "another long enough sentence here"],
+        "a": [
+            LONG,
+            "  " + LONG.replace(" ", "   ") + "\n",
+            "short one",
+            "the leaked sentence from the test set",
+            "another long enough sentence here",
+        ],
         "b": [LONG, "yet another sentence long enough", "exactly twenty chars"],
         "empty": [],
     }
@@ -60,23 +66,32 @@ def data_dir(tmp_path):
     sts = tmp_path / "stsbenchmark"
     sts.mkdir()
     rows = {
-        "train": ["main-captions\tMSRvid\t2012test\t0001\t5.000\tA plane is taking off now.\tAn air plane is taking off now.",
-                  'main-news\theadlines\t2013\t0002\t1.500\tHe said "no" twice to them.\tShe said yes once to him today.\tsrc1\tsrc2'],
+        "train": [
+            "main-captions\tMSRvid\t2012test\t0001\t5.000\tA plane is taking off now.\tAn air plane is taking off now.",
+            'main-news\theadlines\t2013\t0002\t1.500\tHe said "no" twice to them.\t'
+            "She said yes once to him today.\tsrc1\tsrc2",
+        ],
         "dev": ["main-forums\tx\t2014\t0003\t3.200\tA dev sentence for checking.\tAnother dev sentence for checking."],
-        "test": ["main-forums\tx\t2015\t0004\t0.400\tThe test sentence that leaks here.\tA second test sentence right here."],
+        "test": [
+            "main-forums\tx\t2015\t0004\t0.400\tThe test sentence that leaks here.\tA second test sentence right here."
+        ],
     }
     for split, lines in rows.items():
         (sts / f"sts-{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     nli = tmp_path / "nli" / "snli_dev"
     nli.mkdir(parents=True)
     with open(nli / "dev.jsonl", "w") as fh:
-        for p, h, l in [("A man plays a guitar on stage tonight.", "A person makes music for a crowd.", "entailment"),
-                        ("The test sentence that leaks here.", "Nothing leaks from this one here.", "neutral")]:
+        for p, h, l in [
+            ("A man plays a guitar on stage tonight.", "A person makes music for a crowd.", "entailment"),
+            ("The test sentence that leaks here.", "Nothing leaks from this one here.", "neutral"),
+        ]:
             fh.write(json.dumps({"premise": p, "hypothesis": h, "label": l}) + "\n")
     mrpc = tmp_path / "mrpc"
     mrpc.mkdir()
     head = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n"
-    (mrpc / "msr_paraphrase_train.txt").write_text(head + "1\t1\t2\tThe company said profits rose.\tProfits rose, the company said.\r\n", encoding="utf-8")
+    (mrpc / "msr_paraphrase_train.txt").write_text(
+        head + "1\t1\t2\tThe company said profits rose.\tProfits rose, the company said.\r\n", encoding="utf-8"
+    )
     (mrpc / "msr_paraphrase_test.txt").write_text(head, encoding="utf-8")
     beir = tmp_path / "beir" / "toy"
     demo_retrieval(n_docs=20, n_queries=5).save(beir)
@@ -94,10 +109,15 @@ def test_stsb_local_parser_quote_none_and_extra_columns(data_dir):
 
 def test_local_sources_and_leakage(data_dir, tmp_path):
     assert "The company said profits rose." in training_sentences("local:mrpc", data_dir)
-    cfg = DataConfig(train_sources=["local:nli", "local:mrpc", "local:stsb"], stsb="local:stsb",
-                     retrieval=["local:toy"], nli="local:nli", data_dir=str(data_dir))
+    cfg = DataConfig(
+        train_sources=["local:nli", "local:mrpc", "local:stsb"],
+        stsb="local:stsb",
+        retrieval=["local:toy"],
+        nli="local:nli",
+        data_dir=str(data_dir),
+    )
     out = tmp_path / "out"
-    stats = prepare_data(cfg, out, log=lambda s: None)
+    stats = prepare_data(cfg, out)
     sents = pd.read_parquet(out / "sentences.parquet")["sentence"].tolist()
     assert "The test sentence that leaks here." not in sents
     assert "A man plays a guitar on stage tonight." in sents
@@ -131,7 +151,7 @@ def test_beir_local_loader_feeds_beir_evaluator(data_dir):
 )
 def test_bad_sources_one_clear_message(tmp_path, cfg, needle):
     with pytest.raises(LeapError, match=needle.replace("(", r"\(")):
-        prepare_data(cfg, tmp_path / "o", log=lambda s: None)
+        prepare_data(cfg, tmp_path / "o")
     assert not (tmp_path / "o" / "sentences.parquet").exists()
 
 
@@ -148,14 +168,16 @@ def test_hub_revisions_pinned_are_used_unpinned_offline_fail_before_work(tmp_pat
     refs = ["hub:snli", "hub:qqp", "hub:mrpc", "hub:stsb", "hub:scifact", "local:nli"]
     assert hub_repos(refs) == ["stanfordnlp/snli", "nyu-mll/glue", "sentence-transformers/stsb"]
     pinned = {"stanfordnlp/snli": "a" * 40, "nyu-mll/glue": "b" * 40}
-    assert resolve_revisions(["nyu-mll/glue", "stanfordnlp/snli"], pinned) == {"nyu-mll/glue": "b" * 40,
-                                                                              "stanfordnlp/snli": "a" * 40}
+    assert resolve_revisions(["nyu-mll/glue", "stanfordnlp/snli"], pinned) == {
+        "nyu-mll/glue": "b" * 40,
+        "stanfordnlp/snli": "a" * 40,
+    }
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(LeapError, match="'sentence-transformers/stsb'.*data_dir"):
         resolve_revisions(["nyu-mll/glue", "sentence-transformers/stsb"], pinned)
     cfg = DataConfig(train_sources=["hub:snli"], stsb="demo:pairs")
     with pytest.raises(LeapError, match="stanfordnlp/snli"):
-        prepare_data(cfg, tmp_path / "o", log=lambda s: None)
+        prepare_data(cfg, tmp_path / "o")
     assert not (tmp_path / "o").exists()  # nothing written
 
 
@@ -164,7 +186,7 @@ def test_demo_qqp_pairs_binary_and_stats_record_no_hub(tmp_path):
 
     q = qqp_pairs("demo:qqp")
     assert set(q["score"]) == {0.0, 1.0} and set(q["split"]) == {"test"} and 0.2 < q["score"].mean() < 0.5
-    stats = prepare_data(DataConfig(qqp="demo:qqp", demo_size=300), tmp_path / "o", log=lambda s: None)
+    stats = prepare_data(DataConfig(qqp="demo:qqp", demo_size=300), tmp_path / "o")
     assert stats["hub_revisions"] == {} and (tmp_path / "o" / "qqp.parquet").exists()
     sents = set(pd.read_parquet(tmp_path / "o" / "sentences.parquet")["sentence"])
     assert not sents & (set(q["sentence1"]) | set(q["sentence2"]))  # QQP sentences are evaluation data

@@ -1,4 +1,4 @@
-"""Evaluation functions on hand-computed inputs and tiny models; tables, figures, claims."""
+"""Evaluation functions on hand-computed inputs and tiny models; tables and figures from them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leap.config import ExitConfig
 from leap.data import demo_pairs, demo_retrieval
-from leap.early_exit import EarlyExitEncoder, ExitConfig
-from leap.evaluate import entropy_exit, evaluate_beir, evaluate_stsb, layer_analysis, seed_summary, spearman
+from leap.evaluate import entropy_exit, evaluate_beir, evaluate_exit_heads, evaluate_pairs, layer_analysis, spearman
+from leap.exit_model import load_exit_model
+from leap.results import seed_summary
 
 
 def test_spearman_of_monotone_map_is_one():
@@ -19,127 +21,202 @@ def test_spearman_of_monotone_map_is_one():
     assert spearman(x, -x) == pytest.approx(-1.0)
 
 
-def test_bootstrap_ci_of_identical_seeds_has_zero_width():
-    s = seed_summary([0.75, 0.75, 0.75])
-    assert s["mean"] == s["ci_low"] == s["ci_high"] == pytest.approx(0.75)
-    w = seed_summary([0.70, 0.75, 0.80])
-    assert w["ci_low"] < 0.75 < w["ci_high"]
+def test_seed_interval_is_a_t_interval_not_the_min_max():
+    from scipy import stats
+
+    s = seed_summary([0.70, 0.75, 0.80])
+    half = stats.t.ppf(0.975, 2) * np.std([0.70, 0.75, 0.80], ddof=1) / np.sqrt(3)
+    assert s["ci_low"] == pytest.approx(0.75 - half) and s["ci_high"] == pytest.approx(0.75 + half)
+    assert s["ci_low"] < 0.70 and s["ci_high"] > 0.80  # wider than the seeds' range with 3 seeds
+    assert s["values"] == [0.70, 0.75, 0.80] and s["interval"] == "t"
+    assert seed_summary([0.7])["ci_low"] is None  # one seed: no interval
+    same = seed_summary([0.75, 0.75, 0.75])
+    assert same["ci_low"] == same["ci_high"] == pytest.approx(0.75)
 
 
-def test_entropy_exit_first_layer_below_threshold():
+def test_entropy_exit_takes_the_first_layer_below_threshold_from_l_min():
     ent = np.array([[0.9, 0.2, 0.9], [0.4, 0.1, 0.9], [0.1, 0.1, 0.9]])  # [L=3, P=3]
     assert entropy_exit(ent, 0.5).tolist() == [2, 1, 3]
+    assert entropy_exit(ent, 0.5, min_layer=2).tolist() == [2, 2, 3]
 
 
 @pytest.fixture(scope="module")
-def enc(tiny_models):
-    return EarlyExitEncoder.from_pretrained(tiny_models["bert"], exit=ExitConfig(strategy="none"), device="cpu")
+def model(tiny_models):
+    return load_exit_model(tiny_models["bert"], exit=ExitConfig(strategy="none"), device="cpu")
 
 
-def test_stsb_exit_score_equals_fast_path(enc):
+def test_pair_scores_equal_the_fast_path(model):
     pairs = demo_pairs(60)
     cfg = ExitConfig(theta=0.9, min_layer=2)
-    res = evaluate_stsb(enc, pairs, cfg, thetas=(0.9,))
+    res = evaluate_pairs(model, pairs, cfg, thetas=(0.9,), pabee=((0.99, 3),))
     test = res["splits"]["test"]
     df = pairs[pairs["split"] == "test"]
-    enc.exit = cfg
-    a = enc.encode(df["sentence1"].tolist(), batch_size=7)
-    b = enc.encode(df["sentence2"].tolist(), batch_size=7)
-    fast = spearman((a * b).sum(-1), df["score"].to_numpy())
-    assert test["spearman_exit"] == pytest.approx(fast, abs=1e-6)
-    assert test["theta_sweep"][0]["spearman"] == pytest.approx(test["spearman_exit"])
+    a, _ = model.encode_with_exit_layers(df["sentence1"].tolist(), batch_size=7, exit=cfg)
+    b, _ = model.encode_with_exit_layers(df["sentence2"].tolist(), batch_size=7, exit=cfg)
+    assert test["spearman_exit"] == pytest.approx(spearman((a * b).sum(-1), df["score"].to_numpy()), abs=1e-6)
     assert test["spearman_full"] == test["spearman_per_layer"][-1]
     assert sum(test["exit_distribution"]) == pytest.approx(1.0)
-    enc.exit = ExitConfig(strategy="none")
+    lo, hi = test["spearman_exit_pair_ci95"]
+    assert lo <= test["spearman_exit"] <= hi
+    fr = test["frontier"]
+    assert [p["setting"] for p in fr["truncation"]] == [1, 2, 3, 4, 5, 6]
+    assert [p["quality"] for p in fr["truncation"]] == pytest.approx(test["spearman_per_layer"])
+    assert fr["at_config"]["quality"] == pytest.approx(test["spearman_exit"])
+    assert [p["rule"] for p in fr["sweep"]] == ["convergence", "pabee"]
 
 
-def test_layer_analysis_keys(enc):
-    res = layer_analysis(enc, demo_pairs(40)["sentence1"].tolist(), ExitConfig(min_layer=2))
+def test_layer_analysis_keys_and_threshold_sweep(model):
+    res = layer_analysis(model, demo_pairs(40)["sentence1"].tolist(), ExitConfig(min_layer=2), thetas=(-1.0, 1.0))
     assert res["similarity_to_final"][-1] == pytest.approx(1.0)
     assert res["nn_at_10"][-1] == pytest.approx(1.0) and res["nn_failure_rate"][-1] == 0.0
     assert res["stability"][0] is None and len(res["anisotropy"]) == 6
+    everyone, nobody = res["theta_sweep"]
+    assert everyone["exit_rate"] == 1.0 and everyone["expected_exit_layer"] == 2.0
+    assert nobody["exit_rate"] == 0.0 and nobody["nn_at_10"] == pytest.approx(1.0) and nobody["nn10_failure"] == 0.0
 
 
-def test_beir_ndcg_matches_beir_own_model(tiny_models, enc):
+def test_beir_ndcg_matches_beir_own_search(tiny_models, model):
     from beir.retrieval.evaluation import EvaluateRetrieval
     from beir.retrieval.models import SentenceBERT
     from beir.retrieval.search.dense import DenseRetrievalExactSearch
 
-    ds = demo_retrieval(n_docs=40, n_queries=8)
-    ours = evaluate_beir(enc, ds, ExitConfig(min_layer=2))
+    ds = demo_retrieval(n_docs=40, n_queries=8, n_dev=4)
+    ours = evaluate_beir(model, ds, ExitConfig(min_layer=2), thetas=(0.9,), pabee=())
     search = DenseRetrievalExactSearch(SentenceBERT(tiny_models["bert"]), batch_size=16)
     retriever = EvaluateRetrieval(search, score_function="cos_sim", k_values=[1, 3, 5, 10])
     ndcg, *_ = retriever.evaluate(ds.qrels, retriever.retrieve(ds.corpus, ds.queries), [1, 3, 5, 10])
     for k in ("NDCG@1", "NDCG@10"):
         assert ours["full"][k] == pytest.approx(ndcg[k], abs=1e-4)
     assert sum(ours["exit"]["corpus_exit"]["exit_distribution"]) == pytest.approx(1.0)
+    assert ours["frontier"]["truncation"][-1]["quality"] == pytest.approx(ours["full"]["NDCG@10"], abs=1e-9)
+
+
+def test_deebert_heads_exit_at_the_calibrated_depth(model):
+    """The entropy threshold is chosen on dev so that the pairs leave, on average, near the
+    target layer: the heads exit (unlike a threshold matched to a model that never exits)."""
+    pairs = demo_pairs(200)
+    nli = pairs.assign(label=(pairs["score"] * 2.99).astype(int).clip(0, 2)).head(150)
+    res = evaluate_exit_heads(model, nli, pairs, target_mean_layer=4.0, min_layer=2)
+    assert res["dev"]["exit_rate"] > 0 and abs(res["dev"]["expected_exit_layer"] - 4.0) < 1.0
+    fallback = evaluate_exit_heads(model, nli, pairs, target_mean_layer=6.0, min_layer=2)  # a reference without exits
+    assert fallback["target_mean_layer"] == 4.0 and fallback["test"]["exit_rate"] > 0
+    assert len(res["frontier"]["sweep"]) == 12 and res["decision"].startswith("per pair")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model):
+    """Evaluation JSONs of a tiny 'baseline', 'leap' and 'leap_xd' (two seeds) in the results layout."""
+    root = tmp_path_factory.mktemp("results")
+    pairs = demo_pairs(80)
+    paths = []
+    for v, theta in (("baseline", 1.0), ("leap", 0.9), ("leap_xd", -1.0)):
+        for seed in (0, 1):
+            res = evaluate_pairs(model, pairs, ExitConfig(theta=theta, min_layer=2), thetas=(0.8, 0.9), pabee=())
+            res["splits"]["test"]["spearman_exit"] += 0.01 * seed
+            p = root / v / f"seed{seed}" / "eval" / "stsb.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps(res))
+            paths.append(p)
+    return root, paths
+
+
+def test_tables_from_eval_jsons(tmp_path, run_dir):
+    from leap.tables import build_tables
+
+    _, paths = run_dir
+    status = build_tables(paths, tmp_path / "tables")
+    assert status["table1_main"] == "written" and status["table3_layerwise"].startswith("skipped")
+    t1 = pd.read_csv(tmp_path / "tables/table1_main.csv")
+    assert t1["Model"].tolist() == ["baseline", "leap", "leap_xd"]  # an extra exit objective right after LEAP
+    assert t1["Exit rate"].iloc[0] == 0.0 and t1["Exit rate"].iloc[2] == 1.0
+    assert "[" in t1["STS-B (exit)"].iloc[1] and len(t1["STS-B (exit), seeds"].iloc[1].split(" / ")) == 2
+    md = (tmp_path / "tables/table1_main.md").read_text()
+    assert md.startswith("| Model") and "nan" not in md and "None" not in md  # no latency run: cell left empty
+    t5 = pd.read_csv(tmp_path / "tables/table5_pareto.csv")
+    assert t5["theta"].tolist() == [0.8, 0.9] and "Exit advantage" in t5
+
+
+def test_frontier_tables_and_figures(tmp_path, run_dir):
+    from leap.figures import build_frontier_figures
+    from leap.tables import build_frontier_tables
+
+    _, paths = run_dir
+    assert build_frontier_tables(paths, tmp_path / "tables") == {"frontier": "written", "frontier_summary": "written"}
+    f = pd.read_csv(tmp_path / "tables/frontier.csv")
+    cols = [
+        "model",
+        "benchmark",
+        "theta",
+        "exit_rate",
+        "mean_exit_layer",
+        "layer_reduction",
+        "quality",
+        "truncation_quality_at_same_depth",
+        "exit_advantage",
+    ]
+    assert set(cols) <= set(f.columns)
+    xd = f[(f["model"] == "leap_xd") & f["at_config"]].iloc[0]
+    # theta -1 exits every sentence at l_min: the point IS truncation at layer 2, advantage 0
+    assert xd["mean_exit_layer"] == 2.0 and xd["exit_advantage"] == pytest.approx(0.0, abs=1e-9)
+    s = pd.read_csv(tmp_path / "tables/frontier_summary.csv").set_index("model")
+    assert s.loc["baseline", "exit_rate_at_config"] == 0.0
+    figs = build_frontier_figures(paths, tmp_path / "figures")
+    assert figs == {"fig3_frontier_sts_b": "written"}
+    assert (tmp_path / "figures/fig3_frontier_sts_b.png").stat().st_size > 10_000
 
 
 def test_tables_figures_claims_skip_missing(tmp_path):
     from leap.figures import build_figures
     from leap.report import CLAIMS, build_claims, write_report
+    from leap.results import FIGURE_NAMES, TABLE_NAMES
     from leap.tables import build_tables
 
-    status = build_tables([], tmp_path / "tables", log=lambda s: None)
-    assert all(v.startswith("skipped") for v in status.values()) and len(status) == 16
-    assert not list((tmp_path / "tables").glob("*.csv"))
-    figs = build_figures([], tmp_path / "figures", log=lambda s: None)
-    assert all(v.startswith("skipped") for v in figs.values())
+    status = build_tables([], tmp_path / "tables")
+    assert all(v.startswith("skipped") for v in status.values()) and set(status) == set(TABLE_NAMES)
+    for name in TABLE_NAMES:  # every table exists (the report lists it) and says it was not run
+        assert pd.read_csv(tmp_path / f"tables/{name}.csv")["note"][0].startswith("not run in this configuration")
+    figs = build_figures([], tmp_path / "figures")
+    assert all(v.startswith("skipped") for v in figs.values()) and set(figs) == set(FIGURE_NAMES)
+    assert all((tmp_path / f"figures/{n}.png").exists() for n in FIGURE_NAMES)
     claims = build_claims([])
     assert len(claims) == len(CLAIMS) and set(claims["verdict"]) == {"not measured"}
-    assert claims["note"].str.len().min() > 0
+    assert claims["reason"].str.len().min() > 0
     write_report(tmp_path / "report.md", claims, tmp_path / "tables", tmp_path / "figures", True, "x")
     head = (tmp_path / "report.md").read_text().splitlines()[:4]
     assert any("Synthetic data" in l and "not comparable to the paper" in l for l in head)
 
 
-def test_tables_from_eval_jsons(tmp_path):
-    from leap.tables import build_tables
-
-    def stsb(rate, el):
-        split = {"spearman_exit": 0.7, "spearman_full": 0.72, "spearman_per_layer": [0.5, 0.72], "exit_rate": rate,
-                 "exit_distribution": [rate, 1 - rate], "cumulative_exit": [rate, 1.0], "expected_exit_layer": el,
-                 "layer_reduction": 2 / el, "theta_sweep": [{"theta": 0.95, "spearman": 0.7, "exit_rate": rate,
-                                                               "expected_exit_layer": el, "layer_reduction": 2 / el}],
-                 "pabee": {"spearman": 0.69, "exit_rate": 0.0, "layer_reduction": 1.0}}
-        return {"num_layers": 2, "splits": {"test": split}}
-
-    paths = []
-    for v, rate in (("baseline", 0.0), ("leap", 0.5), ("leap_fix", 0.8)):
-        for seed in (0, 1):
-            p = tmp_path / v / f"seed{seed}" / "eval" / "stsb.json"
-            p.parent.mkdir(parents=True)
-            p.write_text(json.dumps(stsb(rate, 2 - rate)))
-            paths.append(p)
-    status = build_tables(paths, tmp_path / "tables", log=lambda s: None)
-    assert status["table1_main"] == "written" and status["table3_layerwise"].startswith("skipped")
-    t1 = pd.read_csv(tmp_path / "tables/table1_main.csv")
-    # an extra exit objective (not a paper row) is reported right after LEAP
-    assert t1["Model"].tolist() == ["baseline", "leap", "leap_fix"] and t1["Exit rate"].tolist() == [0.0, 0.5, 0.8]
-    assert t1["STS-B (exit)"].iloc[1] == "0.700 [0.700, 0.700]"
-    md = (tmp_path / "tables/table1_main.md").read_text()
-    assert md.startswith("| Model |") and "nan" not in md and "None" not in md  # no latency run: cell left empty
-
-    from leap.report import build_claims
-
-    claims = build_claims(paths).set_index("claim")
-    rate = "baseline exit rate"
-    assert claims.loc[rate, "measured"] == 0.0 and pd.isna(claims.loc[rate, "measured (leap_fix)"])  # not a LEAP claim
-    el = "expected exit layer / layer reduction"
-    assert claims.loc[el, "measured"] == "1.50 / 1.33x" and claims.loc[el, "measured (leap_fix)"] == "1.20 / 1.67x"
+def _stsb_json(rate: float) -> dict:
+    return {
+        "num_layers": 2,
+        "splits": {
+            "test": {
+                "spearman_exit": 0.7,
+                "spearman_full": 0.72,
+                "exit_rate": rate,
+                "expected_exit_layer": 2 - rate,
+                "layer_reduction": 2 / (2 - rate),
+            }
+        },
+    }
 
 
 def test_table11_full_leap_row_from_leap_runs_when_abl_exit_not_trained():
     from leap.tables import table11_ablation
 
-    def stsb(rate):
-        return {"num_layers": 2, "splits": {"test": {"spearman_exit": 0.7, "spearman_full": 0.72, "exit_rate": rate,
-                                                      "expected_exit_layer": 2 - rate, "layer_reduction": 2 / (2 - rate)}}}
-
-    res = {"abl_final": {0: {"stsb": stsb(0.0)}}, "leap": {0: {"stsb": stsb(0.5)}, 1: {"stsb": stsb(0.3)}}}
+    res = {
+        "abl_final": {0: {"stsb": _stsb_json(0.0)}},
+        "leap": {0: {"stsb": _stsb_json(0.5)}, 1: {"stsb": _stsb_json(0.3)}},
+    }
     t = table11_ablation(res)
     assert t["Configuration"].tolist() == ["L_final", "+ L_exit (full LEAP)"]
     assert t["Variant"].tolist() == ["abl_final", "leap"] and t["Exit rate"].iloc[1] == 0.4
-    res["abl_exit"] = {0: {"stsb": stsb(0.9)}}  # trained separately: its own runs are used
-    t = table11_ablation(res)
-    assert t["Variant"].tolist() == ["abl_final", "abl_exit"] and t["Exit rate"].iloc[1] == 0.9
+    res["abl_exit"] = {0: {"stsb": _stsb_json(0.9)}}  # trained separately: its own runs are used
+    assert table11_ablation(res)["Variant"].tolist() == ["abl_final", "abl_exit"]
+
+
+def test_table11_row_three_says_it_is_the_baseline():
+    from leap.tables import table11_ablation
+
+    t = table11_ablation({"abl_contrast": {0: {"stsb": _stsb_json(0.0)}}})
+    assert t["Configuration"].tolist() == ["+ L_contrast (= the baseline)"]

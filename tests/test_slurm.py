@@ -39,8 +39,15 @@ def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
         pytest.skip(why)
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     profile.pop("software-deployment-method")  # no conda on this machine
-    profile |= {"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 2,
-                "slurm-logdir": str(tmp_path / "slurm-logs"), "slurm-keep-successful-logs": True, "latency-wait": 5, "retries": 0, "jobs": 4}
+    profile |= {
+        "slurm-status-command": "squeue",
+        "slurm-init-seconds-before-status-checks": 2,
+        "slurm-logdir": str(tmp_path / "slurm-logs"),
+        "slurm-keep-successful-logs": True,
+        "latency-wait": 5,
+        "retries": 0,
+        "jobs": 4,
+    }
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
 
@@ -51,8 +58,21 @@ def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
     cfg["latency"]["variants"] = ["leap"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
 
-    cmd = ["timeout", "-k", "10", "900", *SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--workflow-profile", str(tmp_path / "profile"), "--configfile", str(tmp_path / "config.yaml")]
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        "900",
+        *SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--workflow-profile",
+        str(tmp_path / "profile"),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     out = proc.stdout + proc.stderr

@@ -1,8 +1,10 @@
-"""Training: outputs, determinism, resume, NaN stop, variants, bad configs, DDP (gloo)."""
+"""Training: outputs, determinism, resume, NaN stop, variants, a new objective in one file,
+bad configs, DDP (gloo)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,25 +15,62 @@ import torch
 from safetensors.torch import load_file
 
 from leap.errors import LeapError
+from leap.losses.layerskip import LayerDropout
 from leap.teacher import TeacherCache, build_cache
-from leap.train import VARIANTS, LayerDropout, make_train_config, train
+from leap.training import train
+from leap.variants import VARIANTS, make_train_config
 
-SENTS = [f"the {a} {b} is near the {c} today" for a in ("man", "dog", "cat", "child") for b in ("runs", "sleeps", "plays")
-         for c in ("water", "house", "stage", "park")]  # 48 sentences
+SENTS = [
+    f"the {a} {b} is near the {c} today"
+    for a in ("man", "dog", "cat", "child")
+    for b in ("runs", "sleeps", "plays")
+    for c in ("water", "house", "stage", "park")
+]  # 48 sentences
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("train")
     teacher = tiny_models["mpnet"]
-    build_cache(teacher, SENTS, root / "cache", layers=[1, 2, 3, 4, 5, 6], shard_size=20, progress=False, log=lambda s: None)
+    build_cache(teacher, SENTS, root / "cache", layers=[1, 2, 3, 4, 5, 6], shard_size=20, progress=False)
     return {"root": root, "teacher": teacher, "student": tiny_models["bert"], "cache": root / "cache"}
 
 
 def cfg(setup, variant="leap", seed=0, **over):
-    base = {"student": setup["student"], "batch_size": 8, "epochs": 1, "max_seq_length": 16, "log_steps": 2,
-            "lr": 1e-3, "loss": {"min_layer": 3}}
+    base = {
+        "student": setup["student"],
+        "batch_size": 8,
+        "epochs": 1,
+        "max_seq_length": 16,
+        "log_steps": 2,
+        "lr": 1e-3,
+        "loss": {"focus_layer": 3},
+    }
     return make_train_config(base, variant, seed, variant_overrides=over)
+
+
+class caplog_at:
+    """Collect the messages of leap's loggers inside a ``with`` block."""
+
+    def __init__(self, level: int) -> None:
+        self.level, self.messages = level, []
+
+    def __enter__(self) -> list[str]:
+        outer = self
+
+        class H(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                outer.messages.append(record.getMessage())
+
+        self.handler, self.logger = H(level=self.level), logging.getLogger("leap")
+        self.old = self.logger.level
+        self.logger.setLevel(self.level)
+        self.logger.addHandler(self.handler)
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.old)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -43,23 +82,26 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def run(setup, name, c, **kw):
-    return train(c, SENTS, setup["cache"], setup["root"] / name, teacher=setup["teacher"], progress_bar=False,
-                 log=lambda s: None, **kw)
+    return train(c, SENTS, setup["cache"], setup["root"] / name, teacher=setup["teacher"], progress_bar=False, **kw)
 
 
 def test_outputs_load_and_log(setup):
     from sentence_transformers import SentenceTransformer
 
-    from leap.early_exit import EarlyExitEncoder, ExitConfig
+    from leap.config import ExitConfig
+    from leap.exit_model import ExitSentenceTransformer
 
-    model = run(setup, "out", cfg(setup))
+    model = run(setup, "out", cfg(setup), exit=ExitConfig(theta=0.9))
     out = model.parent
     served = SentenceTransformer(str(model), device="cpu")
     assert served.encode(["a test"]).shape == (1, 32)
     init_len = SentenceTransformer(str(setup["student"]), device="cpu").max_seq_length
     assert served.max_seq_length == max(init_len, 16)  # trained at 16 tokens, served at the init's length
-    enc = EarlyExitEncoder.from_pretrained(str(model), exit=ExitConfig(min_layer=3), device="cpu")
-    assert enc.encode(["a test"]).shape == (1, 32)
+    exiting = ExitSentenceTransformer(str(model), device="cpu")
+    assert exiting.exit_config == ExitConfig(theta=0.9, min_layer=3)  # saved with the model, l_min from depth
+    assert exiting.encode(["a test"]).shape == (1, 32)
+    card = (model / "README.md").read_text()
+    assert "library_name: sentence-transformers" in card and "theta 0.9" in card and "label" not in card
     assert load_file(str(out / "projection.safetensors"))["weight"].shape == (32, 32)
     conf = json.loads((out / "train_config.json").read_text())
     assert conf["loss"]["terms"] == list(VARIANTS["leap"]["loss"]["terms"]) and conf["steps"] == 6
@@ -90,7 +132,9 @@ def test_resume_after_kill_matches_uninterrupted(setup):
     resumed = weights(run(setup, "killed", c))
     assert all(torch.allclose(full[k], resumed[k], atol=1e-6) for k in full)
     rows = [json.loads(l)["step"] for l in (setup["root"] / "killed" / "train_log.jsonl").read_text().splitlines()]
-    full_rows = [json.loads(l)["step"] for l in (setup["root"] / "uninterrupted" / "train_log.jsonl").read_text().splitlines()]
+    full_rows = [
+        json.loads(l)["step"] for l in (setup["root"] / "uninterrupted" / "train_log.jsonl").read_text().splitlines()
+    ]
     assert rows == full_rows  # the log before the checkpoint came back from the checkpoint, no duplicates
     assert not (setup["root"] / "killed" / "checkpoints").exists()  # a completed run leaves no checkpoints
 
@@ -102,9 +146,8 @@ def test_checkpoints_of_another_config_are_discarded_not_resumed(setup):
     new = cfg(setup, checkpoint_steps=2, epochs=2, lr=5e-4)
     run(setup, "stale", old, stop_after_steps=4)
     assert (setup["root"] / "stale" / "checkpoints" / "checkpoint-4").exists()
-    messages: list[str] = []
-    model = train(new, SENTS, setup["cache"], setup["root"] / "stale", teacher=setup["teacher"],
-                  progress_bar=False, log=messages.append)
+    with caplog_at(logging.INFO) as messages:
+        model = train(new, SENTS, setup["cache"], setup["root"] / "stale", teacher=setup["teacher"], progress_bar=False)
     assert any("discarding checkpoints" in m and "config.lr" in m for m in messages), messages
     fresh = weights(run(setup, "fresh", new))
     got = weights(model)
@@ -119,9 +162,10 @@ def test_incomplete_checkpoint_is_skipped(setup):
     run(setup, "half_saved", c, stop_after_steps=4)
     ckpts = setup["root"] / "half_saved" / "checkpoints"
     (ckpts / "checkpoint-4" / "leap_run.json").unlink()  # killed while writing checkpoint-4
-    messages: list[str] = []
-    got = weights(train(c, SENTS, setup["cache"], setup["root"] / "half_saved", teacher=setup["teacher"],
-                        progress_bar=False, log=messages.append))
+    with caplog_at(logging.INFO) as messages:
+        got = weights(
+            train(c, SENTS, setup["cache"], setup["root"] / "half_saved", teacher=setup["teacher"], progress_bar=False)
+        )
     assert any("incomplete checkpoint" in m for m in messages) and any("checkpoint-2" in m for m in messages)
     assert all(torch.allclose(full[k], got[k], atol=1e-6) for k in full)
 
@@ -139,18 +183,81 @@ def test_nan_stops_with_step_and_term(setup, monkeypatch):
         run(setup, "nan", c)
 
 
-@pytest.mark.parametrize("variant", ["baseline", "fixed_depth", "adaptive_layer", "layerskip", "abl_final", "beta0.2", "leap_fix"])
-def test_every_variant_trains(setup, variant):
+@pytest.mark.parametrize(
+    "variant", ["baseline", "fixed_depth", "adaptive_layer", "layerskip", "abl_final", "beta0.2", "leap_fix", "leap_xd"]
+)
+def test_every_variant_trains_its_own_terms(setup, variant):
+    """Each variant moves the weights, logs exactly its terms as non-zero, and saves what it
+    promises (a shallower student, trained per-layer maps)."""
+    from leap.layer_maps import LayerMaps
+
     over = {"n_layers": 4} if variant == "fixed_depth" else {}
     model = run(setup, f"v-{variant}", cfg(setup, variant, max_steps=2, projection_lr=1e-2, **over))
     conf = json.loads((model.parent / "train_config.json").read_text())
     assert conf["steps"] == 2
+    trained, init = weights(model), weights(setup["student"])
+    moved = [
+        k for k in trained if k in init and trained[k].shape == init[k].shape and not torch.equal(trained[k], init[k])
+    ]
+    assert moved, "training changed no weight"
+    last = [json.loads(l) for l in (model.parent / "train_log.jsonl").read_text().splitlines()][-1]
+    terms = conf["loss"]["terms"]
+    if conf["objective"] in ("leap", "layerskip"):
+        for t in ("final", "inter", "exit", "contrast", "late", "depth", "cross"):
+            assert (last[t] != 0.0) == (t in terms), (t, last[t])
+    if variant == "layerskip":
+        assert last["layerskip"] > 0
     if variant == "fixed_depth":
         assert conf["student_layers"] == 4
+    maps = LayerMaps.load(model)
+    assert (maps is not None) == (variant == "leap_xd")
+    if maps is not None:
+        assert bool(maps.fitted[:-1].all()) and not bool(maps.fitted[-1])
+        assert not torch.allclose(maps.weight[2], torch.eye(32))  # trained away from the identity init
+
+
+def test_lstsq_layer_maps_are_fitted_after_training(setup):
+    from leap.layer_maps import LayerMaps
+
+    model = run(setup, "lstsq-maps", cfg(setup, "baseline", max_steps=2, layer_maps="lstsq", layer_maps_fit=40))
+    maps = LayerMaps.load(model)
+    assert maps is not None and bool(maps.fitted[:-1].all())
+
+
+def test_a_new_objective_is_one_class_and_one_registry_entry(setup):
+    """The registry is the only place that knows objective names: a toy objective (final
+    layer distillation only) trains after one ``register`` call."""
+    import torch.nn.functional as F
+
+    from leap.losses.base import DistillationLoss, pooled_layers
+    from leap.objectives import OBJECTIVES, register
+
+    class ToyLoss(DistillationLoss):
+        def forward(self, sentence_features, labels):
+            student = pooled_layers(self.model, list(sentence_features)[0])[-1].float()
+            t = self.targets(labels, [self.cache.num_teacher_layers], student.device)[self.cache.num_teacher_layers]
+            loss = (1 - F.cosine_similarity(self.projection(student), t, dim=-1)).mean()
+            self.last_terms = {"total": float(loss.detach())}
+            return loss
+
+    register("toy", ToyLoss)
+    try:
+        model = run(
+            setup,
+            "toy",
+            make_train_config(
+                {"student": setup["student"], "batch_size": 8, "max_steps": 2, "objective": "toy"}, "leap", 0
+            ),
+        )
+        assert json.loads((model.parent / "train_config.json").read_text())["objective"] == "toy"
+    finally:
+        del OBJECTIVES["toy"]
+    with pytest.raises(LeapError, match="unknown objective 'toy'"):
+        make_train_config({"objective": "toy"}, "leap", 0)
 
 
 def test_layer_dropout_only_in_training(tiny_models):
-    from leap.train import hf_model, load_student
+    from leap.training.student import hf_model, load_student
 
     st = load_student(make_train_config({"student": tiny_models["bert"]}, "layerskip", 0))
     m = hf_model(st)
@@ -170,24 +277,31 @@ def test_layer_dropout_only_in_training(tiny_models):
     "make, needle",
     [
         (lambda s: make_train_config({"student": s["student"]}, "nope", 0), "unknown variant 'nope'"),
-        (lambda s: make_train_config({"student": s["student"], "lr_typo": 1}, "leap", 0), r"unknown training keys \['lr_typo'\]"),
+        (
+            lambda s: make_train_config({"student": s["student"], "lr_typo": 1}, "leap", 0),
+            r"unknown keys \['lr_typo'\]",
+        ),
         (lambda s: make_train_config({"student": s["student"], "loss": {"beta": -1}}, "leap", 0), "beta must be >= 0"),
-        (lambda s: make_train_config({"student": s["student"], "loss": {"tau": 1.5}}, "leap", 0), r"tau must lie in \(0, 1\]"),
+        (
+            lambda s: make_train_config({"student": s["student"], "loss": {"tau": 1.5}}, "leap", 0),
+            r"tau must lie in \(0, 1\]",
+        ),
     ],
+    ids=["unknown_variant", "unknown_key", "negative_beta", "tau_above_1"],
 )
-def test_bad_config_messages(setup, make, needle):
+def test_bad_config_messages_name_the_problem(setup, make, needle):
     with pytest.raises(LeapError, match=needle):
         make(setup)
 
 
 def test_bad_layer_map_and_cache_mismatch_before_training(setup):
-    c = cfg(setup, loss={"min_layer": 3, "layer_map": [1, 2, 3, 4, 5, 9]})
+    c = cfg(setup, loss={"focus_layer": 3, "layer_map": [1, 2, 3, 4, 5, 9]})
     with pytest.raises(LeapError, match=r"lacks teacher layers \[9\]|outside the teacher"):
         run(setup, "badmap", c)
     with pytest.raises(LeapError, match="other sentences"):
-        train(cfg(setup), SENTS[:-1], setup["cache"], setup["root"] / "mismatch", teacher=setup["teacher"], log=lambda s: None)
+        train(cfg(setup), SENTS[:-1], setup["cache"], setup["root"] / "mismatch", teacher=setup["teacher"])
     with pytest.raises(LeapError, match="built with teacher"):
-        train(cfg(setup), SENTS, setup["cache"], setup["root"] / "mismatch", teacher="other/teacher", log=lambda s: None)
+        train(cfg(setup), SENTS, setup["cache"], setup["root"] / "mismatch", teacher="other/teacher")
     assert not (setup["root"] / "badmap" / "checkpoints").exists()
 
 
@@ -195,9 +309,26 @@ def test_bad_layer_map_and_cache_mismatch_before_training(setup):
 def test_torchrun_two_processes_gloo(setup, tmp_path):
     script = Path(__file__).with_name("ddp_train.py")
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                           str(script), setup["student"], setup["teacher"], str(setup["cache"]), str(tmp_path / "ddp")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            str(script),
+            setup["student"],
+            setup["teacher"],
+            str(setup["cache"]),
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     conf = json.loads((tmp_path / "ddp" / "train_config.json").read_text())
     assert conf["steps"] == 3  # 48 sentences / (8 x 2 processes)

@@ -21,7 +21,10 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return subprocess.run(
         [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(cwd), *args],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
 
 
@@ -30,20 +33,40 @@ def tiny_cfg(tiny_models) -> dict:
     return {
         "experiment": "tiny",
         "threads": 1,
-        "data": {"train_sources": ["demo:sentences"], "stsb": "demo:pairs", "qqp": "demo:qqp", "retrieval": ["demo:retrieval"],
-                 "nli": "demo:pairs", "max_sentences": 96, "demo_size": 300},
+        "data": {
+            "train_sources": ["demo:sentences"],
+            "stsb": "demo:pairs",
+            "qqp": "demo:qqp",
+            "retrieval": ["demo:retrieval"],
+            "nli": "demo:pairs",
+            "max_sentences": 96,
+            "demo_size": 300,
+        },
         "teacher": {"model": tiny_models["mpnet"], "shard_size": 64},
-        "training": {"student": tiny_models["bert"], "n_layers": 4, "epochs": 1, "batch_size": 16,
-                     "max_seq_length": 24, "log_steps": 2, "loss": {"min_layer": 2}},
+        "training": {
+            "student": tiny_models["bert"],
+            "n_layers": 4,
+            "epochs": 1,
+            "batch_size": 16,
+            "max_seq_length": 24,
+            "log_steps": 2,
+            "loss": {"focus_layer": 2},
+        },
         "seeds": [0],
-        "variants": {"main": ["baseline", "leap"], "ablation": ["abl_final"], "sweep": ["beta0.2"],
-                     "comparisons": ["fixed_depth", "adaptive_layer", "layerskip", "deebert"]},
+        "variants": {
+            "main": ["baseline", "leap", "leap_xd"],
+            "ablation": ["abl_final"],
+            "sweep": ["beta0.2"],
+            "comparisons": ["fixed_depth", "adaptive_layer", "layerskip", "deebert"],
+        },
         "variant_overrides": {"fixed_depth": {"n_layers": 3}},
         "sweep": {"max_samples": 48},
-        "evaluation": {"exit": {"min_layer": 2}, "layer_sentences": 60, "heads_epochs": 1},
+        "evaluation": {"exit": {"min_layer": 2}, "layer_sentences": 60, "retrieval_variants": ["baseline", "leap_xd"]},
         "latency": {"batch_sizes": [1, 4], "warmup": 1, "iters": 3},
-        "published_models": [{"name": "tiny-bert", "model": tiny_models["bert"]},
-                             {"name": "tiny-mpnet", "model": tiny_models["mpnet"]}],
+        "published_models": [
+            {"name": "tiny-bert", "model": tiny_models["bert"]},
+            {"name": "tiny-mpnet", "model": tiny_models["mpnet"]},
+        ],
         "diagnostic": {"theta": 0.95, "patience": 1, "min_layer": 3, "overhead_iters": 2},
     }
 
@@ -84,7 +107,14 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
         assert (run_dir / "model" / "modules.json").exists()
         assert json.loads((run_dir / "eval/stsb.json").read_text())["splits"]["test"]["n_pairs"] > 0
         assert (run_dir / "eval/layers.json").exists() and (run_dir / "train_log.jsonl").read_text()
-    assert json.loads((res / "leap/seed0/eval/beir_retrieval.json").read_text())["full"]["NDCG@10"] >= 0
+    assert json.loads((res / "leap_xd/seed0/eval/beir_retrieval.json").read_text())["full"]["NDCG@10"] >= 0
+    assert (res / "leap_xd/seed0/model/layer_maps.safetensors").exists()
+    assert json.loads((res / "published/tiny-mpnet/eval/stsb.json").read_text())["splits"]["test"]["frontier"]
+    frontier = pd.read_csv(res / "tables/frontier.csv")
+    assert {"published:tiny-bert", "leap_xd", "fixed_depth"} <= set(frontier["model"])
+    assert {"STS-B", "retrieval"} <= set(frontier["benchmark"])
+    assert (res / "figures/fig3_frontier_sts_b.png").exists() and (res / "figures/fig3_frontier_retrieval.png").exists()
+    assert "exit advantage" in (res / "leap/seed0/model_card.md").read_text().lower()
     qqp = json.loads((res / "baseline/seed0/eval/qqp.json").read_text())["splits"]["test"]
     assert 0 <= qqp["ap_full"] <= 1 and not (res / "abl_final/seed0/eval/qqp.json").exists()  # main models only
     assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
@@ -97,11 +127,31 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
             assert not pd.read_csv(res / f"tables/{name}.csv").empty
     assert (res / "figures/fig1_layer_dynamics.png").stat().st_size > 1000
     claims = pd.read_csv(res / "claims.csv")
-    assert list(claims.columns[:5]) == ["claim", "paper", "measured", "unit", "verdict"] and len(claims) == 25
-    assert "Synthetic data" in (res / "report.md").read_text().splitlines()[2]
+    assert list(claims.columns[:5]) == ["claim", "paper", "measured", "unit", "verdict"]
+    assert set(claims["variant"].dropna()) == {"leap", "leap_xd"}  # LEAP claims repeated for the extra objective
+    report = (res / "report.md").read_text()
+    assert "Synthetic data" in report.splitlines()[2] and report.index("## The frontier") < report.index("## Claims")
     assert (res / "logs/train/leap/seed0.log").exists() and (res / "benchmarks/train/leap/seed0.tsv").exists()
     again = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # Snakemake's own HTML report holds every table and figure of the run, captioned
+    html = run(["--configfile", str(tiny_config), "--report", str(tmp_path / "report.html")], tmp_path)
+    assert html.returncode == 0, html.stderr[-3000:]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8", errors="replace")
+    from leap.results import FIGURE_NAMES, TABLE_NAMES
+
+    for name in [
+        *TABLE_NAMES,
+        *FIGURE_NAMES,
+        "frontier.csv",
+        "frontier_summary.csv",
+        "fig3_frontier_sts_b",
+        "claims.csv",
+        "model_card.md",
+    ]:
+        assert name in page, name
+    assert "Frontier" in page and "Layer analyses" in page and "Read the frontier first" in page
 
     # change one variant's parameter: only that variant's chain (and the report) reruns
     cfg = yaml.safe_load(tiny_config.read_text())
@@ -110,8 +160,8 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     changed = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
     counts = jobs(changed)
     assert counts.get("train_student") == 1, changed.stdout[-3000:]
-    assert counts.get("eval_pairs") == 1 and counts.get("eval_layers") == 1
-    assert "teacher_cache" not in counts and "extract_data" not in counts
+    assert counts.get("eval_stsb") == 1 and "eval_qqp" not in counts  # layerskip is not a main variant
+    assert "teacher_cache" not in counts and "extract_data" not in counts and "diagnose_published" not in counts
     assert "layerskip" in changed.stdout + changed.stderr
 
     # a new variant of the same shape (init, depth, layer map) trains without rebuilding the cache
@@ -119,6 +169,19 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     tiny_config.write_text(yaml.safe_dump(cfg))
     counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
     assert counts.get("train_student") == 2 and "teacher_cache" not in counts
+
+    # an edit of leap/teacher.py reruns the cache and what reads it, nothing else (Snakemake
+    # compares input checksums, so the edit is a real one, undone at once)
+    teacher_py = ROOT / "leap" / "teacher.py"
+    original = teacher_py.read_bytes()
+    try:
+        teacher_py.write_bytes(original + b"# edited by test_workflow\n")
+        counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
+    finally:
+        teacher_py.write_bytes(original)
+    assert counts.get("teacher_cache") == 1 and counts.get("train_student") == 9  # every trained variant
+    assert "extract_data" not in counts and "diagnose_published" not in counts
+    assert counts.get("eval_stsb") == 9 and counts.get("eval_qqp") == 3  # not the published checkpoints
 
 
 @pytest.mark.slow
@@ -138,8 +201,18 @@ def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
     config.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "results/tiny/leap/seed0"
     target = "results/tiny/leap/seed0/train_config.json"
-    args = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), target, "--cores", "1",
-            "--configfile", str(config)]
+    args = [
+        *SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        target,
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+    ]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -175,23 +248,56 @@ def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
         ({"variants": {"main": ["baseline", "leapp"]}}, "unknown variant 'leapp'"),
         ({"data": {"train_sources": ["local:nli"]}}, "data_dir is not set"),
         ({"data": {"train_sources": ["local:nli"]}, "data_dir": "/no/such/dir"}, "is not a folder"),
+        ({"training": {"loss": {"min_layer": 3}}}, "config key training.loss"),
+    ],
+    ids=[
+        "unknown_key",
+        "wrong_type",
+        "out_of_range",
+        "unknown_variant",
+        "no_data_dir",
+        "missing_data_dir",
+        "renamed_key",
     ],
 )
-def test_bad_config_rejected_by_schema(tmp_path, tiny_config, patch, message):
+def test_bad_config_rejected_in_a_few_lines(tmp_path, tiny_config, patch, message):
     cfg = yaml.safe_load(tiny_config.read_text()) | patch
     tiny_config.write_text(yaml.safe_dump(cfg))
     proc = run(["--cores", "1", "--configfile", str(tiny_config), "-n"], tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr + proc.stdout
+    assert len((proc.stderr + proc.stdout).splitlines()) < 30  # the offending key, not a schema dump
     assert not (tmp_path / "results").exists()
+
+
+def test_committed_schema_is_generated_from_the_dataclasses():
+    from leap.config import workflow_schema
+
+    committed = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+    assert committed == workflow_schema(), "run `python -m leap.config > config/schema.yaml`"
+
+
+def test_rules_list_exactly_the_modules_their_scripts_import():
+    from leap.dependencies import code_inputs
+
+    teacher = {Path(p).name for p in code_inputs(ROOT, ROOT / "workflow_scripts/teacher_cache.py")}
+    assert "teacher.py" in teacher and "run.py" not in teacher and "leap_loss.py" not in teacher
+    train = {
+        str(Path(p).relative_to(ROOT))
+        for p in code_inputs(ROOT, ROOT / "workflow_scripts/train.py", "leap.losses.layerskip")
+    }
+    assert {"leap/teacher.py", "leap/training/run.py", "leap/losses/layerskip.py"} <= train
+    assert "leap/evaluate.py" not in train and "leap/report.py" not in train
 
 
 def test_paper_config_resolves_offline(tmp_path):
     proc = run(["-n", "--configfile", str(ROOT / "config/config.yaml")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = jobs(proc)
-    assert counts["train_student"] == 18 and counts["eval_beir"] == 30 and counts["claims_report"] == 1
-    assert counts["eval_pairs"] == 24  # STS-B on 18 runs, QQP on the main models: (baseline, leap) x 3 seeds
+    assert counts["train_student"] == 18 and counts["claims_report"] == 1 and counts["frontier"] == 1
+    assert counts["eval_beir"] == 30 + 4 * 5  # (baseline, leap) x 3 seeds, and every published checkpoint, x 5 sets
+    # STS-B on 18 runs and 4 published checkpoints, QQP on the main models: (baseline, leap) x 3 seeds
+    assert counts["eval_stsb"] == 18 + 4 and counts["eval_qqp"] == 6
 
 
 def test_cpu_config_resolves(tmp_path):
@@ -202,12 +308,18 @@ def test_cpu_config_resolves(tmp_path):
     config_line = next(l for l in (proc.stdout + proc.stderr).splitlines() if "Config file(s)" in l)
     assert "cpu.yaml" in config_line and "demo.yaml" not in config_line  # replaced, not merged into the demo's
     counts = jobs(proc)
-    assert counts["train_student"] == 18  # (baseline, leap, leap_fix) x 3 seeds + 9 single-seed runs
-    assert counts["eval_beir"] == 3 and counts["latency_bench"] == 3  # retrieval_seeds 1, latency seeds 1
+    assert counts["train_student"] == 23  # (baseline, leap, leap_fix, self_xd) x 3 seeds + 11 single-seed runs
+    assert counts["teacher_cache"] == 2  # all-mpnet-base-v2, and all-MiniLM-L6-v2 for self-distillation
+    assert counts["eval_beir"] == 6 + 2  # retrieval_seeds 1, and the 2 published checkpoints
+    assert counts["latency_bench"] == 5  # latency seeds 1
 
 
 def test_lint_and_format():
-    lint = subprocess.run([*SNAKEMAKE, "--lint", "-s", str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT)
+    lint = subprocess.run(
+        [*SNAKEMAKE, "--lint", "-s", str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], capture_output=True, text=True, cwd=ROOT)
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], capture_output=True, text=True, cwd=ROOT
+    )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -1,4 +1,4 @@
-"""BEIR retrieval, full and early exit (adapter for leap.evaluate)."""
+"""BEIR retrieval, full and early exit, with its frontier (adapter for leap.evaluate)."""
 
 from pathlib import Path
 
@@ -9,5 +9,12 @@ _bootstrap.setup(snakemake)  # noqa: F821
 from leap.evaluate import run_beir  # noqa: E402
 
 p = snakemake.params  # noqa: F821
-run_beir(snakemake.input.model, Path(snakemake.input.corpus).parent, snakemake.output.json, p.exit,  # noqa: F821
-         batch_size=p.batch_size, threads=snakemake.threads)  # noqa: F821
+run_beir(
+    p.model,
+    Path(snakemake.input.corpus).parent,
+    snakemake.output.json,
+    p.exit,  # noqa: F821
+    batch_size=p.batch_size,
+    threads=snakemake.threads,
+    device=p.device,
+)  # noqa: F821

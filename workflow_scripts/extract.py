@@ -6,6 +6,7 @@ _bootstrap.setup(snakemake)  # noqa: F821
 
 from pathlib import Path  # noqa: E402
 
-from leap.data import DataConfig, prepare_data  # noqa: E402
+from leap.config import DataConfig, from_dict  # noqa: E402
+from leap.data import prepare_data  # noqa: E402
 
-prepare_data(DataConfig(**snakemake.params.data), Path(snakemake.output.sentences).parent)  # noqa: F821
+prepare_data(from_dict(DataConfig, snakemake.params.data, "data"), Path(snakemake.output.sentences).parent)  # noqa: F821

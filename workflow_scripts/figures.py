@@ -1,12 +1,15 @@
 """Every figure whose runs exist (adapter for leap.figures)."""
 
+from pathlib import Path
+
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
 from leap.figures import build_figures  # noqa: E402
 
-from pathlib import Path  # noqa: E402
-
-build_figures(snakemake.input.evals, Path(snakemake.output.index).parent,  # noqa: F821
-              theta=snakemake.params.theta)  # noqa: F821
+build_figures(
+    snakemake.input.evals,
+    Path(snakemake.output.index).parent,  # noqa: F821
+    theta=snakemake.params.theta,
+)  # noqa: F821

@@ -1,4 +1,4 @@
-"""Table 7 latency of one student (adapter for leap.latency)."""
+"""Table 7 latency of one student, truncation depths beside (adapter for leap.latency)."""
 
 import _bootstrap
 

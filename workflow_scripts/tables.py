@@ -9,6 +9,9 @@ _bootstrap.setup(snakemake)  # noqa: F821
 from leap.tables import build_tables  # noqa: E402
 
 i, p = snakemake.input, snakemake.params  # noqa: F821
-build_tables(i.evals, Path(snakemake.output.index).parent,  # noqa: F821
-             train_configs=dict(zip(p.variants, i.configs)),
-             diagnostics=dict(zip(p.names, i.diagnostics)))
+build_tables(
+    i.evals,
+    Path(snakemake.output.index).parent,  # noqa: F821
+    train_configs=dict(zip(p.variants, i.configs)),
+    diagnostics=dict(zip(p.names, i.diagnostics)),
+)

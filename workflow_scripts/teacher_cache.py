@@ -21,5 +21,6 @@ build_cache(
     shard_size=t["shard_size"],
     max_seq_length=t["max_seq_length"],
     dtype=t["dtype"],
+    device=t["device"],
     threads=snakemake.threads,  # noqa: F821
 )

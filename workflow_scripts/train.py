@@ -1,4 +1,4 @@
-"""Training stage: one student (adapter for leap.train)."""
+"""Training stage: one student (adapter for leap.training)."""
 
 import _bootstrap
 
@@ -6,15 +6,18 @@ _bootstrap.setup(snakemake)  # noqa: F821
 
 from pathlib import Path  # noqa: E402
 
+from leap.config import ExitConfig, TrainConfig  # noqa: E402
 from leap.data import read_sentences  # noqa: E402
-from leap.train import train, train_config_from_dict  # noqa: E402
+from leap.training import train  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 train(
-    train_config_from_dict(p.train),
+    TrainConfig.from_dict(p.train),
     read_sentences(snakemake.input.sentences),  # noqa: F821
     Path(snakemake.input.manifest).parent,  # noqa: F821
     Path(snakemake.output.config).parent,  # noqa: F821
     teacher=p.teacher,
+    exit=ExitConfig.from_dict(p.exit),
     threads=snakemake.threads,  # noqa: F821
+    progress_bar=False,
 )

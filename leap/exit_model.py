@@ -1,0 +1,482 @@
+"""An exit-enabled model is a SentenceTransformer (issue "sentence-transformers module").
+
+:class:`ExitTransformer` is a sentence-transformers ``Transformer`` whose ``forward`` runs
+the layers with the exit rule of Algorithm 1 (:func:`leap.early_exit.exit_forward`) and
+hands each row's exit-layer token states to the standard ``Pooling`` and ``Normalize``
+modules, with the exit layer of every row as the output feature ``exit_layer``.
+
+:class:`ExitSentenceTransformer` loads a model folder (or hub id) with that module swapped
+in, through public API only, so early exit comes with everything
+``SentenceTransformer.encode`` has: prompts, precision, ``truncate_dim``,
+``encode_query`` / ``encode_document``, ``similarity``, the multi-process pool, progress
+bars, devices. The saved folder keeps the standard ``Transformer`` type in
+``modules.json`` (plain ``SentenceTransformer(folder)`` loads it at full depth, no
+``trust_remote_code``) and holds two files of its own beside the weights:
+
+* ``leap_exit.json``: the exit rule (:class:`leap.early_exit.ExitConfig`), plus any
+  calibration record;
+* ``layer_maps.safetensors`` (optional): per-layer maps into the last layer's space
+  (:mod:`leap.layer_maps`), applied to a row's states when it exits.
+
+Example:
+    >>> from leap import ExitSentenceTransformer
+    >>> model = ExitSentenceTransformer("path/to/student")          # exit rule from leap_exit.json
+    >>> emb = model.encode(["A man plays a guitar."])                # early exit, as any ST model
+    >>> model.encode(["a b c"], output_value=None)[0]["exit_layer"]  # the layer it left at
+    >>> model.encode(["a b c"], exit=ExitConfig(strategy="none"))    # full depth for this call only
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules.transformer import Transformer
+from torch import Tensor
+
+from leap.early_exit import ExitConfig, adapter_for, exit_forward, layers_forward
+from leap.errors import LeapError
+from leap.layer_maps import LayerMaps
+
+STANDARD_TRANSFORMER = f"{Transformer.__module__}.{Transformer.__name__}"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ExitTransformer(Transformer):
+    """``Transformer`` module with per-row early exit inside ``forward``.
+
+    ``forward(features, exit=None)``: with the rule's strategy ``none`` (or in training
+    mode) this is exactly ``Transformer.forward``; otherwise the exit loop runs and
+    ``features`` gains ``token_embeddings [B, T, d]`` (each row's states at its exit layer,
+    mapped when the model has per-layer maps) and ``exit_layer [B]`` (1-based). ``exit``
+    overrides the module's rule for one call without touching shared state, so concurrent
+    calls with different rules do not interfere.
+    """
+
+    forward_kwargs = {"exit"}
+
+    @classmethod
+    def from_transformer(
+        cls, module: Transformer, exit: ExitConfig, layer_maps: LayerMaps | None = None
+    ) -> ExitTransformer:
+        """Wrap a loaded ``Transformer`` (its weights and tokenizer are shared, not copied)."""
+        new = cls.__new__(cls)
+        new.__dict__.update(module.__dict__)
+        new.num_layers = len(adapter_for(new.model, "model").layers(new.model))
+        new.exit_config = exit.resolve(new.num_layers)
+        if layer_maps is not None and (
+            layer_maps.num_layers != new.num_layers or layer_maps.dim != new.get_embedding_dimension()
+        ):
+            raise LeapError(
+                f"layer maps are for {layer_maps.num_layers} layers of width {layer_maps.dim}; the model has "
+                f"{new.num_layers} of width {new.get_embedding_dimension()}"
+            )
+        new.layer_maps = layer_maps
+        return new
+
+    def resolve(self, exit: ExitConfig | dict | None) -> ExitConfig:
+        if exit is None:
+            return self.exit_config
+        if isinstance(exit, dict):
+            exit = ExitConfig.from_dict(exit)
+        return exit.resolve(self.num_layers)
+
+    def forward(self, features: dict[str, Any], exit: ExitConfig | dict | None = None, **kwargs) -> dict[str, Any]:
+        cfg = self.resolve(exit)
+        if self.training or (cfg.strategy == "none" and not cfg.monitor_only):
+            features = super().forward(features, **kwargs)
+            ids = features["attention_mask"]
+            features["exit_layer"] = torch.full((ids.shape[0],), self.num_layers, dtype=torch.long, device=ids.device)
+            return features
+        out = exit_forward(
+            self.model,
+            features["input_ids"],
+            features["attention_mask"],
+            cfg,
+            maps=self.layer_maps,
+            right_padded=getattr(self.tokenizer, "padding_side", "right") == "right",
+        )
+        features["token_embeddings"] = out.token_embeddings
+        features["exit_layer"] = out.exit_layers
+        return features
+
+    def save(self, output_path: str, *args, **kwargs) -> None:
+        super().save(output_path, *args, **kwargs)
+        self.exit_config.save(output_path)
+        if self.layer_maps is not None:
+            self.layer_maps.save(output_path)
+
+
+def _pooling_mode(module: Any) -> str:
+    cfg = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
+    if "pooling_mode" in cfg:
+        mode = cfg["pooling_mode"]
+        return "+".join(mode) if isinstance(mode, (list, tuple)) else str(mode)
+    modes = [
+        k.removeprefix("pooling_mode_").removesuffix("_tokens")
+        for k, v in cfg.items()
+        if k.startswith("pooling_mode_") and v
+    ]
+    return "+".join(modes) if modes else "unknown"
+
+
+def check_servable(model: SentenceTransformer, name: str) -> None:
+    """Transformer -> mean Pooling (-> Normalize) and a supported architecture, or a :class:`LeapError`."""
+    modules = list(model)
+    kinds = [type(m).__name__ for m in modules]
+    if not modules or not isinstance(modules[0], Transformer):
+        raise LeapError(f"{name}: expected a Transformer as the first module, found {kinds}")
+    if len(modules) < 2 or kinds[1] != "Pooling":
+        raise LeapError(f"{name}: expected a Pooling module after the Transformer, found {kinds}")
+    mode = _pooling_mode(modules[1])
+    if mode != "mean":
+        raise LeapError(
+            f"{name}: pooling mode {mode!r} is not supported; early exit pools every layer with "
+            "attention-mask-aware mean pooling (SPEC p_l), so only pooling_mode 'mean' models can be served"
+        )
+    rest = [k for k in kinds[2:] if k != "Normalize"]
+    if rest:
+        raise LeapError(
+            f"{name}: modules after pooling ({rest}) are not supported; the exit embedding is the "
+            "(normalised) mean-pooled layer output"
+        )
+    adapter_for(modules[0].model, name)
+
+
+def resolve_source(path_or_id: str | os.PathLike) -> str:
+    """A model reference -> what ``SentenceTransformer`` loads: ``packaged:all-MiniLM-L6-v2``
+    is resolved, a local folder is checked, anything else must look like a hub id."""
+    from leap.models import resolve_model_ref
+
+    ref = resolve_model_ref(str(path_or_id))
+    p = Path(os.path.expanduser(ref))
+    if p.exists():
+        if not p.is_dir():
+            raise LeapError(f"model path {str(path_or_id)!r} is a file; pass the model's folder")
+        if not (p / "config.json").exists() and not (p / "modules.json").exists():
+            raise LeapError(
+                f"{str(path_or_id)!r} is not a model folder (no modules.json or config.json); pass a "
+                "SentenceTransformer or transformers folder, or a Hugging Face Hub id"
+            )
+        return str(p)
+    if not _HUB_ID.match(ref) or ref.startswith((".", "/", "~")):
+        raise LeapError(f"model folder {str(path_or_id)!r} does not exist; pass an existing folder or a hub id")
+    return ref
+
+
+def load_sentence_transformer(
+    path_or_id: str | os.PathLike, device: str | None = None, cls: type = SentenceTransformer, **kwargs: Any
+) -> Any:
+    """``cls(source)`` with a one-line :class:`LeapError` when the folder or hub id cannot be loaded."""
+    source = resolve_source(path_or_id)
+    try:
+        return cls(source, device=device, **kwargs)
+    except LeapError:
+        raise
+    except (OSError, ValueError, RuntimeError) as err:  # hub unreachable, unknown repo, bad files
+        local = Path(source).exists()
+        where = "the local folder" if local else "the Hugging Face Hub"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = (
+            " No local folder of that name exists either; pass a local model folder, or allow network "
+            "access (HF_HUB_OFFLINE is set)"
+            if os.environ.get("HF_HUB_OFFLINE") == "1" and not local
+            else ""
+        )
+        raise LeapError(f"could not load model {str(path_or_id)!r} from {where}: {first}.{hint}") from None
+
+
+class ExitSentenceTransformer(SentenceTransformer):
+    """A ``SentenceTransformer`` that serves early exit (paper Algorithm 1).
+
+    Args:
+        model_name_or_path: a SentenceTransformer folder (exit-enabled or not), a plain
+            transformers folder (mean pooling), a hub id, or ``packaged:all-MiniLM-L6-v2``.
+        exit: the exit rule (an :class:`ExitConfig` or its dict); default: the folder's
+            ``leap_exit.json``, else ``ExitConfig()`` (theta 0.95, k 1, l_min from the depth).
+        layer_maps: per-layer maps; default: the folder's ``layer_maps.safetensors``, if any.
+        **kwargs: anything ``SentenceTransformer`` takes (``device``, ``model_kwargs``, ...).
+            ``trust_remote_code`` is refused: a model that needs it cannot be served here.
+
+    Every ``encode``-family call accepts ``exit=`` (an :class:`ExitConfig` or dict) for that
+    call only. ``encode(..., output_value=None)`` gives each row's ``exit_layer``;
+    :meth:`encode_with_exit_layers` gives embeddings and exit layers as two arrays.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike | None = None,
+        *args: Any,
+        exit: ExitConfig | dict | None = None,
+        layer_maps: LayerMaps | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("trust_remote_code"):
+            raise LeapError("trust_remote_code is not supported: LEAP serves only models that load without it")
+        if model_name_or_path is None:
+            raise LeapError("ExitSentenceTransformer needs a model folder or hub id")
+        source = resolve_source(model_name_or_path)
+        super().__init__(source, *args, **kwargs)
+        name = str(model_name_or_path)
+        check_servable(self, name)
+        local = Path(source) if Path(source).is_dir() else None
+        if isinstance(exit, dict):
+            exit = ExitConfig.from_dict(exit)
+        cfg = exit or (ExitConfig.load(local) if local else None) or ExitConfig()
+        maps = layer_maps if layer_maps is not None else (LayerMaps.load(local) if local else None)
+        self[0] = ExitTransformer.from_transformer(self[0], cfg, maps)
+        self.source = name
+        self.monitor = None  # a leap.deploy.ExitMonitor: exit statistics, shadow check, fallback
+        if not self.model_card_data.model_name:  # what MTEB's ModelMeta reads as the model's name
+            hub_like = "/" in name and not Path(name).exists()
+            self.model_card_data.model_name = name if hub_like else f"leap-exit/{Path(source).name}"
+        self.eval()  # inference model: no dropout (encode() does the same)
+
+    # -- the exit rule --------------------------------------------------------------------
+    @property
+    def exit_module(self) -> ExitTransformer:
+        return self[0]
+
+    @property
+    def exit_config(self) -> ExitConfig:
+        """The model's default rule (resolved against its depth)."""
+        return self.exit_module.exit_config
+
+    def with_exit(self, exit: ExitConfig | dict) -> ExitSentenceTransformer:
+        """Set the model's default rule (returns ``self``); per-call ``exit=`` is the thread-safe way."""
+        self.exit_module.exit_config = self.exit_module.resolve(exit)
+        return self
+
+    @property
+    def layer_maps(self) -> LayerMaps | None:
+        return self.exit_module.layer_maps
+
+    @property
+    def num_layers(self) -> int:
+        return self.exit_module.num_layers
+
+    # -- serving with a monitor ------------------------------------------------------------
+    def forward(self, input: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """``SentenceTransformer.forward``; with a :class:`leap.deploy.ExitMonitor` attached it
+        also counts exit layers, re-encodes a sampled share of batches the other way (shadow
+        check), and during a fallback serves the monitor's fallback rule."""
+        mon = self.monitor
+        if mon is None or self.training:
+            return super().forward(input, **kwargs)
+        if mon.fallback_active and "exit" not in kwargs:
+            kwargs["exit"] = mon.cfg.fallback_exit
+        shadow = mon.wants_shadow()
+        original = dict(input) if shadow else None  # the modules add keys to the dict they get
+        out = super().forward(input, **kwargs)
+        mon.observe(out["exit_layer"].cpu().numpy())
+        if shadow:
+            other_rule = self.exit_config if mon.fallback_active else ExitConfig(strategy="none")
+            other = super().forward(original, exit=other_rule)["sentence_embedding"].float().cpu().numpy()
+            served = out["sentence_embedding"].float().cpu().numpy()
+            exit_emb, full_emb = (other, served) if mon.fallback_active else (served, other)
+            mon.shadow(exit_emb, full_emb)
+        return out
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:
+        """Save as a standard SentenceTransformer folder plus ``leap_exit.json`` (and maps):
+        ``modules.json`` names the standard ``Transformer``, so plain
+        ``SentenceTransformer(path)`` loads it at full depth."""
+        super().save(path, *args, **kwargs)
+        standardise_modules_json(path)
+
+    # -- encoding with exit layers --------------------------------------------------------
+    def encode_with_exit_layers(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 32,
+        exit: ExitConfig | dict | None = None,
+        prompt: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(embeddings [N, d] float32, exit_layers [N])`` through the same ``forward`` as
+        ``encode`` (batches sorted by length, as sentence-transformers does)."""
+        sents = _check_texts(sentences)
+        dim = self.get_embedding_dimension()
+        if not sents:
+            return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        if batch_size < 1:
+            raise LeapError(f"batch_size must be >= 1, got {batch_size}")
+        kw = {} if exit is None else {"exit": self.exit_module.resolve(exit)}  # none: the model's own (or a fallback)
+        self.eval()
+        emb = np.zeros((len(sents), dim), dtype=np.float32)
+        layers = np.zeros(len(sents), dtype=np.int64)
+        batches = self.length_batches(sents, batch_size)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="encode", unit="batch")
+        with torch.inference_mode():
+            for idx in batches:
+                feats = self.features([sents[i] for i in idx], prompt=prompt)
+                out = self.forward(feats, **kw)
+                emb[idx] = out["sentence_embedding"].float().cpu().numpy()
+                layers[idx] = out["exit_layer"].cpu().numpy()
+        return emb, layers
+
+    def layer_embeddings(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 32,
+        layers: Sequence[int] | None = None,
+        on_batch: Any = None,
+    ) -> Tensor:
+        """``[L, N, d]`` pooled (not normalised, not mapped) vectors of every layer on one full pass.
+
+        ``layers`` (1-based) keeps only those layers (``[len(layers), N, d]``); ``on_batch(n)``
+        is called after each batch of ``n`` sentences (progress bars).
+        """
+        sents = _check_texts(sentences)
+        self.eval()
+        sel = torch.as_tensor([l - 1 for l in layers]) if layers is not None else torch.arange(self.num_layers)
+        out = torch.zeros(len(sel), len(sents), self.get_embedding_dimension())
+        for idx in self.length_batches(sents, batch_size) if sents else []:
+            feats = self.features([sents[i] for i in idx])
+            v = layers_forward(self.exit_module.model, feats["input_ids"], feats["attention_mask"])
+            out[:, torch.as_tensor(idx)] = v[sel.to(v.device)].float().cpu()
+            if on_batch is not None:
+                on_batch(len(idx))
+        return out
+
+    def embed_vectors(self, layer_vectors: Tensor) -> Tensor:
+        """``[L, N, d]`` -> what a sample stopped at each layer returns (before normalisation):
+        the per-layer maps' images when the model has maps, else the vectors themselves."""
+        maps = self.layer_maps
+        return layer_vectors if maps is None else maps.apply_all(layer_vectors.float())
+
+    def features(self, sentences: Sequence[str], prompt: str | None = None) -> dict[str, Any]:
+        """Tokenised features of ``sentences`` on the model's device (for timing and tests)."""
+        from sentence_transformers.util import batch_to_device
+
+        return batch_to_device(self.preprocess(list(sentences), prompt=prompt), self.device)
+
+    @staticmethod
+    def length_batches(sents: Sequence[str], batch_size: int) -> list[np.ndarray]:
+        """Index batches, longest texts first (as sentence-transformers sorts), so padding is small."""
+        order = np.argsort([-len(s) for s in sents], kind="stable")
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _check_texts(sentences: Iterable[str]) -> list[str]:
+    if isinstance(sentences, str):
+        raise LeapError("sentences must be a list of str, not a single str; wrap it in a list")
+    out = list(sentences)
+    for i, s in enumerate(out):
+        if not isinstance(s, str):
+            raise LeapError(f"sentences[{i}] is {type(s).__name__}, expected str")
+    return out
+
+
+def standardise_modules_json(path: str | os.PathLike) -> None:
+    """Point ``modules.json``'s first module at the standard ``Transformer`` class."""
+    from leap.files import write_text
+
+    mj = Path(path) / "modules.json"
+    modules = json.loads(mj.read_text(encoding="utf-8"))
+    for m in modules:
+        if m["type"].endswith(".ExitTransformer"):
+            m["type"] = STANDARD_TRANSFORMER
+    write_text(mj, json.dumps(modules, indent=2))
+
+
+def load_exit_model(
+    path_or_id: str | os.PathLike,
+    exit: ExitConfig | dict | None = None,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> ExitSentenceTransformer:
+    """:class:`ExitSentenceTransformer` with one-line errors; ``dtype`` ``float16`` /
+    ``bfloat16`` is for GPUs (refused on CPU)."""
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_sentence_transformer(path_or_id, device=dev, cls=ExitSentenceTransformer, exit=exit)
+    if dtype is not None:
+        torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if torch_dtype in (torch.float16, torch.bfloat16) and torch.device(dev).type == "cpu":
+            raise LeapError(f"dtype {dtype} is for GPU inference; use float32 on CPU")
+        model = model.to(torch_dtype)
+    return model
+
+
+def convert(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    exit: ExitConfig | None = None,
+    fit_maps_on: Sequence[str] | None = None,
+    device: str | None = "cpu",
+) -> Path:
+    """Exit-enable a mean-pooling SentenceTransformer (folder or hub id) into ``output``.
+
+    Writes the model as a standard SentenceTransformer folder with ``leap_exit.json`` (the
+    rule, ``min_layer`` resolved from the depth) and, with ``fit_maps_on`` sentences,
+    least-squares per-layer maps (:func:`leap.layer_maps.fit_layer_maps`). The folder is
+    written beside ``output`` and renamed onto it when complete.
+    """
+    import shutil
+    import tempfile
+
+    from leap.layer_maps import fit_layer_maps
+
+    model = load_exit_model(source, exit=exit or ExitConfig(), device=device)
+    if fit_maps_on:
+        maps = fit_layer_maps(model.layer_embeddings(list(fit_maps_on), batch_size=64))
+        model.exit_module.layer_maps = maps
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        model.save(str(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class ExitRetrievalModel:
+    """BEIR's model interface (``encode_queries`` / ``encode_corpus``) over an exit model.
+
+    One object per evaluation: it keeps the exit layers of every call (BEIR encodes the
+    corpus in chunks of ``corpus_chunk_size`` documents) in ``query_exit_layers`` and
+    ``corpus_exit_layers``, and never changes the model.
+    """
+
+    def __init__(self, model: ExitSentenceTransformer, exit: ExitConfig | dict | None = None) -> None:
+        self.model = model
+        self.exit = model.exit_module.resolve(exit)
+        self.query_exit_layers: list[np.ndarray] = []
+        self.corpus_exit_layers: list[np.ndarray] = []
+
+    def encode_queries(self, queries: list[str], batch_size: int = 32, **kwargs: Any) -> np.ndarray:
+        emb, layers = self.model.encode_with_exit_layers(queries, batch_size=batch_size, exit=self.exit)
+        self.query_exit_layers.append(layers)
+        return emb
+
+    def encode_corpus(
+        self, corpus: list[dict[str, str]] | dict[str, list], batch_size: int = 32, **kwargs: Any
+    ) -> np.ndarray:
+        """``title + " " + text`` per document, as BEIR's SentenceBERT does."""
+        if isinstance(corpus, dict):
+            titles, texts = corpus.get("title", [""] * len(corpus["text"])), corpus["text"]
+            docs = [(t + " " + x).strip() for t, x in zip(titles, texts)]
+        else:
+            docs = [(d.get("title", "") + " " + d.get("text", "")).strip() for d in corpus]
+        emb, layers = self.model.encode_with_exit_layers(docs, batch_size=batch_size, exit=self.exit)
+        self.corpus_exit_layers.append(layers)
+        return emb
+
+    def exit_layers(self, which: str) -> np.ndarray:
+        parts = self.query_exit_layers if which == "query" else self.corpus_exit_layers
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

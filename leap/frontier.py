@@ -1,0 +1,253 @@
+"""The speed-quality frontier: dynamic exit against static truncation of the same model.
+
+Early exit only pays if it beats the trivial alternative a user has: cut the model at a
+fixed layer. Everything here works on the pooled vectors of one full pass
+(``[L, N, d]``, :meth:`leap.early_exit.EarlyExitEncoder.layer_embeddings`), so a theta
+sweep and every truncation depth cost no re-encoding (SPEC "Metrics", Frontier).
+
+* Static truncation at layer ``l``: every sample returns ``e^(l)`` (E[l] = l).
+* Dynamic exit: the exit rule's decisions (:func:`leap.early_exit.simulate_exit`), each
+  sample returning the vector of its own exit layer.
+* Exit advantage: exited quality minus the same model's truncation quality at the same
+  E[l], linear between neighbouring layers (:func:`truncation_quality_at`). A model that
+  carries per-layer maps (:class:`leap.layer_maps.LayerMaps`) is compared with its own
+  mapped truncation: the same maps are applied on both sides.
+
+Quality is any function of the ``[N, d]`` embeddings (``quality_fn``): STS Spearman of
+pair cosines (:func:`pair_spearman`), retrieval NDCG@10 (:func:`retrieval_ndcg`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from leap import metrics
+from leap.early_exit import ExitConfig, simulate_exit
+
+QualityFn = Callable[[np.ndarray], float]
+
+THETA_SWEEP = (0.80, 0.83, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
+"""The frontier's default theta sweep (issue: at least 8 values from 0.80 to 0.99)."""
+PABEE_SWEEP = ((0.95, 2), (0.97, 2), (0.98, 2), (0.99, 2), (0.95, 3), (0.97, 3), (0.99, 3))
+"""PABEE (pabee_theta, pabee_patience) pairs swept on the frontier."""
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One operating point of one model on one benchmark.
+
+    Attributes:
+        rule: ``truncation``, ``convergence`` or ``pabee``.
+        setting: the layer (truncation), theta (convergence) or ``"theta/patience"`` (PABEE).
+        exit_rate: fraction of samples with exit layer ``< L`` (truncation: 1 below ``L``).
+        mean_exit_layer: ``E[l]``.
+        layer_reduction: ``L / E[l]``.
+        quality: the benchmark's score on the embeddings of that point.
+    """
+
+    rule: str
+    setting: float | int | str
+    exit_rate: float
+    mean_exit_layer: float
+    layer_reduction: float
+    quality: float
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "setting": self.setting,
+            "exit_rate": self.exit_rate,
+            "mean_exit_layer": self.mean_exit_layer,
+            "layer_reduction": self.layer_reduction,
+            "quality": self.quality,
+        }
+
+
+def _unit(v: Tensor) -> Tensor:
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def truncation_points(embed_vectors: Tensor, quality_fn: QualityFn) -> list[FrontierPoint]:
+    """Quality of static truncation at every layer ``l = 1..L`` (every sample stops at ``l``).
+
+    Args:
+        embed_vectors: ``[L, N, d]`` vectors whose layer-``l`` slice is what a sample
+            stopped at ``l`` returns (pooled vectors, or their per-layer mapped images).
+        quality_fn: ``[N, d]`` L2-normalised embeddings -> score.
+    """
+    v = _unit(embed_vectors.float())
+    n_layers = v.shape[0]
+    out = []
+    for l in range(1, n_layers + 1):
+        out.append(
+            FrontierPoint(
+                rule="truncation",
+                setting=l,
+                exit_rate=1.0 if l < n_layers else 0.0,
+                mean_exit_layer=float(l),
+                layer_reduction=n_layers / l,
+                quality=float(quality_fn(v[l - 1].numpy())),
+            )
+        )
+    return out
+
+
+def exit_point(
+    rule_vectors: Tensor,
+    embed_vectors: Tensor,
+    config: ExitConfig,
+    quality_fn: QualityFn,
+    setting: float | int | str | None = None,
+) -> tuple[FrontierPoint, np.ndarray]:
+    """One dynamic-exit operating point and the ``[N]`` exit layers behind it.
+
+    ``rule_vectors`` (``[L, N, d]``) are what the exit rule reads; each sample then returns
+    its exit layer's slice of ``embed_vectors`` (the same tensor unless per-layer maps are
+    applied to the returned embedding only).
+    """
+    _, layers = simulate_exit(rule_vectors, config)
+    n_layers = rule_vectors.shape[0]
+    rows = torch.arange(rule_vectors.shape[1])
+    emb = _unit(embed_vectors.float()[torch.as_tensor(layers) - 1, rows]).numpy()
+    if setting is None:
+        setting = config.theta if config.strategy == "convergence" else f"{config.pabee_theta}/{config.pabee_patience}"
+    point = FrontierPoint(
+        rule=config.strategy,
+        setting=setting,
+        exit_rate=metrics.exit_rate(layers, n_layers),
+        mean_exit_layer=metrics.expected_exit_layer(layers),
+        layer_reduction=metrics.layer_reduction(layers, n_layers),
+        quality=float(quality_fn(emb)),
+    )
+    return point, layers
+
+
+def sweep_points(
+    rule_vectors: Tensor,
+    embed_vectors: Tensor,
+    base: ExitConfig,
+    quality_fn: QualityFn,
+    thetas: Iterable[float] = THETA_SWEEP,
+    pabee: Iterable[tuple[float, int]] = PABEE_SWEEP,
+) -> list[FrontierPoint]:
+    """Convergence exit over ``thetas`` and PABEE over ``pabee`` (``base`` gives l_min, k)."""
+    pts = [
+        exit_point(rule_vectors, embed_vectors, replace(base, strategy="convergence", theta=float(t)), quality_fn)[0]
+        for t in thetas
+    ]
+    for th, pat in pabee:
+        cfg = replace(base, strategy="pabee", pabee_theta=float(th), pabee_patience=int(pat))
+        pts.append(exit_point(rule_vectors, embed_vectors, cfg, quality_fn)[0])
+    return pts
+
+
+def decompose_advantage(
+    rule_vectors: Tensor,
+    embed_vectors: Tensor,
+    config: ExitConfig,
+    quality_fn: QualityFn,
+    truncation: Sequence[FrontierPoint],
+    n_shuffles: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Split an exit point's advantage into what the rule's choice of *which* samples exit
+    buys and what mixing depths costs.
+
+    ``random`` is the quality when the same exit layers are dealt to samples at random
+    (mean of ``n_shuffles`` shuffles): the same mean depth and layer mix, no selection. Then
+    ``selection_gain = quality - random`` (the rule picked the right samples) and
+    ``mixing = random - truncation_at_same_depth`` (a mix of depths against one depth for
+    all: cross-depth comparisons and the shape of the truncation curve), and
+    ``exit_advantage = selection_gain + mixing``.
+    """
+    point, layers = exit_point(rule_vectors, embed_vectors, config, quality_fn)
+    v = _unit(embed_vectors.float())
+    rows = torch.arange(v.shape[1])
+    rng = np.random.default_rng(seed)
+    shuffled = [
+        float(quality_fn(v[torch.as_tensor(rng.permutation(layers)) - 1, rows].numpy())) for _ in range(n_shuffles)
+    ]
+    random_q = float(np.mean(shuffled))
+    trunc_q = truncation_quality_at(point.mean_exit_layer, truncation)
+    return {
+        "quality": point.quality,
+        "random_same_layers": random_q,
+        "truncation_at_same_depth": trunc_q,
+        "selection_gain": point.quality - random_q,
+        "mixing": random_q - trunc_q,
+        "exit_advantage": point.quality - trunc_q,
+    }
+
+
+def truncation_quality_at(mean_exit_layer: float, truncation: Sequence[FrontierPoint]) -> float:
+    """Truncation quality at a fractional depth: linear between neighbouring layers.
+
+    ``truncation`` holds the points of layers ``1..L`` (:func:`truncation_points`). Depths
+    outside ``[1, L]`` are clamped to the end points.
+    """
+    layers = np.asarray([p.mean_exit_layer for p in truncation], dtype=float)
+    quality = np.asarray([p.quality for p in truncation], dtype=float)
+    order = np.argsort(layers)
+    return float(np.interp(mean_exit_layer, layers[order], quality[order]))
+
+
+def exit_advantage(point: FrontierPoint, truncation: Sequence[FrontierPoint]) -> float:
+    """Exited quality minus truncation quality at the same E[l] (> 0: exit pays)."""
+    return point.quality - truncation_quality_at(point.mean_exit_layer, truncation)
+
+
+# -- quality functions ------------------------------------------------------------------------
+def pair_spearman(i1: np.ndarray, i2: np.ndarray, gold: np.ndarray) -> QualityFn:
+    """STS quality: Spearman between the cosine of pairs ``(i1[k], i2[k])`` and ``gold``."""
+    from scipy.stats import spearmanr
+
+    def score(emb: np.ndarray) -> float:
+        cos = (emb[i1] * emb[i2]).sum(-1)
+        return float(spearmanr(cos, gold).statistic)
+
+    return score
+
+
+def retrieval_scores(
+    query_rows: np.ndarray,
+    doc_rows: np.ndarray,
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    qrels: dict[str, dict[str, int]],
+    k_values: Sequence[int] = (1, 3, 5, 10),
+) -> Callable[[np.ndarray], dict[str, float]]:
+    """Exact cosine search scored by beir's evaluator (``NDCG@k`` and ``Recall@k``, identical
+    ids ignored). The embeddings passed to the returned function hold queries and documents
+    together; ``query_rows`` and ``doc_rows`` say which row is which."""
+    from beir.retrieval.evaluation import EvaluateRetrieval
+
+    qids, dids = list(query_ids), list(doc_ids)
+    top_k = max(k_values) + 1  # one spare: a document with the query's own id is dropped
+
+    def score(emb: np.ndarray) -> dict[str, float]:
+        sims = emb[query_rows] @ emb[doc_rows].T  # [Q, D]
+        k = min(top_k, sims.shape[1])
+        top = np.argpartition(-sims, kth=k - 1, axis=1)[:, :k]
+        results = {qid: {dids[j]: float(sims[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+        ndcg, _map, recall, _p = EvaluateRetrieval.evaluate(qrels, results, list(k_values), ignore_identical_ids=True)
+        return {**{k: float(v) for k, v in ndcg.items()}, **{k: float(v) for k, v in recall.items()}}
+
+    return score
+
+
+def retrieval_ndcg(
+    query_rows: np.ndarray,
+    doc_rows: np.ndarray,
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    qrels: dict[str, dict[str, int]],
+    k: int = 10,
+) -> QualityFn:
+    """Retrieval quality for the frontier: NDCG@k of :func:`retrieval_scores`."""
+    scores = retrieval_scores(query_rows, doc_rows, query_ids, doc_ids, qrels, k_values=(k,))
+    return lambda emb: scores(emb)[f"NDCG@{k}"]

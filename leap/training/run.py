@@ -1,0 +1,193 @@
+"""One training run on sentence-transformers' ``SentenceTransformerTrainer`` (paper sec 4.1,
+B.2, G; SPEC "Training setup").
+
+The dataset has two columns, ``sentence`` and ``label`` (the sentence's row in the teacher
+cache); the objective (:mod:`leap.objectives`) looks the teacher targets up in the cache,
+so the teacher never runs during training.
+
+Output in ``out_dir``: ``model/`` (an exit-enabled SentenceTransformer folder: safetensors
+weights, ``leap_exit.json``, per-layer maps when the variant has them, a model card),
+``projection.safetensors`` (``P``, not part of the inference model), ``train_config.json``
+(the resolved config) and ``train_log.jsonl`` (every loss term, ``beta_s``, ``lr`` and
+``step``). Checkpoints go to ``out_dir/checkpoints`` (:mod:`leap.training.resume`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from leap.config import ExitConfig, TrainConfig
+from leap.errors import LeapError
+from leap.files import atomic_path, write_json
+from leap.objectives import get_objective
+from leap.training.callbacks import progress_callback
+from leap.training.heads import TrainableLayerMaps, fit_student_maps, init_projection
+from leap.training.resume import last_checkpoint, run_fingerprint
+from leap.training.student import hf_model, load_student
+
+log = logging.getLogger(__name__)
+
+
+def _sync_grad_hook(param: nn.Parameter) -> None:
+    """Average a head's gradient across processes (the heads live in the loss, outside DDP)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            g = grad.clone()
+            dist.all_reduce(g)
+            return g / dist.get_world_size()
+
+        param.register_hook(hook)
+
+
+def train(
+    cfg: TrainConfig,
+    sentences: Sequence[str],
+    cache_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    teacher: str | None = None,
+    exit: ExitConfig | None = None,
+    progress_bar: bool = True,
+    stop_after_steps: int | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Train one student; returns the ``model/`` folder.
+
+    Checks the cache against the sentences, the teacher and the layer map before training.
+    ``exit`` is the rule saved with the model (default :class:`ExitConfig`, ``l_min`` from
+    the depth). ``stop_after_steps`` ends the run after that many steps without writing the
+    final model (tests of the resume path use it).
+    """
+    from datasets import Dataset
+    from safetensors.torch import save_file
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from leap.early_exit import num_layers
+    from leap.model_card import write_model_card
+    from leap.teacher import TeacherCache
+
+    if threads:
+        torch.set_num_threads(threads)
+    if teacher is None and cfg.teacher == "self":
+        teacher = cfg.student  # self-distillation: the cache was built with the student's own init
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    if cfg.precision != "fp32" and not cuda:
+        raise LeapError(f"precision {cfg.precision} needs a GPU; use precision fp32 on CPU")
+    objective = get_objective(cfg.objective)
+    cache = TeacherCache.open(cache_dir, sentences=sentences, teacher=teacher, verify=True)
+    st = load_student(cfg, device="cuda" if cuda else "cpu")
+    n_s = num_layers(hf_model(st))
+    if cfg.loss.layer_map is not None and len(cfg.loss.layer_map) != n_s:
+        raise LeapError(f"layer_map has {len(cfg.loss.layer_map)} entries for a {n_s}-layer student")
+    cfg.loss.weights(n_s), cfg.loss.late(n_s)  # validate against the depth
+    needed = objective.teacher_layers(cfg, n_s, cache.num_teacher_layers)
+    cache.require(needed)
+    rule = (exit or ExitConfig()).resolve(n_s)
+    n = len(sentences) if cfg.max_samples is None else min(cfg.max_samples, len(sentences))
+    ds = Dataset.from_dict({"sentence": list(sentences[:n]), "label": list(range(n))})
+
+    torch.manual_seed(cfg.seed)
+    hf_model(st).config.output_hidden_states = True  # all_layer_embeddings in the ST forward
+    projection = init_projection(st, cache, sentences, np.arange(min(n, 2048)), cfg.projection_init, cfg.seed)
+    heads = nn.ModuleDict({"projection": projection.to(st.device)})
+    if cfg.layer_maps == "trained":
+        heads["layer_maps"] = TrainableLayerMaps(n_s, st.get_embedding_dimension()).to(st.device)
+    loss = objective(st, cache, cfg, heads)
+    for param in heads.parameters():
+        _sync_grad_hook(param)
+
+    ckpt_dir = out / "checkpoints"
+    log_path = out / "train_log.jsonl"
+    fingerprint = run_fingerprint(cfg, teacher, cache.manifest["sentences_sha256"], n)
+    resume = last_checkpoint(ckpt_dir, fingerprint)
+    callback, restore = progress_callback(loss, log_path, cfg.log_steps, heads, fingerprint, stop_after_steps)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+        restore(resume)
+    elif log_path.exists():
+        log_path.unlink()
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        fp16=cfg.precision == "fp16",
+        bf16=cfg.precision == "bf16",
+        save_strategy="steps" if cfg.checkpoint_steps else "no",
+        save_steps=cfg.checkpoint_steps or 500,
+        save_total_limit=2,
+        logging_steps=cfg.log_steps,
+        report_to="none",
+        disable_tqdm=not progress_bar,
+        use_cpu=not cuda,
+        dataloader_drop_last=False,
+        # the heads (P, trained maps) sit in the loss module under heads.*
+        learning_rate_mapping={r"(^|\.)heads\.": cfg.projection_lr} if cfg.projection_lr else {},
+    )
+    trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss, callbacks=[callback])
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if stop_after_steps is not None and trainer.state.global_step < trainer.state.max_steps:
+        log.info("stopped at step %d of %d (stop_after_steps)", trainer.state.global_step, trainer.state.max_steps)
+        return out / "model"
+    if not trainer.is_world_process_zero():
+        return out / "model"
+
+    loss.finish()
+    hf_model(st).config.output_hidden_states = False
+    st.max_seq_length = st.leap_served_max_seq_length  # serve at the init's length, not the training budget
+    maps = None
+    if "layer_maps" in heads:
+        maps = heads["layer_maps"].export()
+    elif cfg.layer_maps == "lstsq":
+        maps = fit_student_maps(st, sentences[: min(n, cfg.layer_maps_fit)])
+    target = out / "model"
+    tmp = out / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    st.save(str(tmp), safe_serialization=True)
+    rule.save(tmp)
+    if maps is not None:
+        maps.save(tmp)
+    info = {
+        **cfg.to_dict(),
+        "teacher": teacher,
+        "n_train": n,
+        "steps": trainer.state.global_step,
+        "student_layers": n_s,
+        "teacher_layers_read": needed,
+        "exit": rule.to_dict(),
+        "layer_maps_saved": maps is not None,
+    }
+    write_model_card(tmp, info)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    with atomic_path(out / "projection.safetensors", suffix=".safetensors") as p:
+        save_file({"weight": projection.weight.detach().cpu().contiguous()}, str(p))
+    write_json(out / "train_config.json", info)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is complete: nothing left to resume
+    log.info(
+        "trained %s (%s) for %d steps -> %s",
+        cfg.objective,
+        ", ".join(cfg.loss.terms),
+        trainer.state.global_step,
+        target,
+    )
+    return target

@@ -1,0 +1,92 @@
+"""The frontier: truncation from one full pass equals encoding with every sample stopped at
+the layer, the interpolation of truncation quality, and the exit advantage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from leap.config import ExitConfig
+from leap.frontier import (
+    FrontierPoint,
+    exit_advantage,
+    exit_point,
+    pair_spearman,
+    sweep_points,
+    truncation_points,
+    truncation_quality_at,
+)
+
+
+def trunc(qualities: list[float]) -> list[FrontierPoint]:
+    L = len(qualities)
+    return [FrontierPoint("truncation", l, 1.0, float(l), L / l, q) for l, q in enumerate(qualities, start=1)]
+
+
+def test_truncation_quality_is_linear_between_neighbouring_layers():
+    t = trunc([0.2, 0.4, 0.5, 0.9])
+    assert truncation_quality_at(2.0, t) == pytest.approx(0.4)
+    assert truncation_quality_at(2.5, t) == pytest.approx(0.45)
+    assert truncation_quality_at(3.25, t) == pytest.approx(0.6)
+    assert truncation_quality_at(0.5, t) == pytest.approx(0.2)  # clamped at the ends
+    assert truncation_quality_at(9.0, t) == pytest.approx(0.9)
+
+
+def test_exit_advantage_is_quality_minus_truncation_at_the_same_depth():
+    t = trunc([0.2, 0.4, 0.5, 0.9])
+    p = FrontierPoint("convergence", 0.9, 0.5, 3.5, 4 / 3.5, 0.75)
+    assert exit_advantage(p, t) == pytest.approx(0.75 - 0.7)
+    worse = FrontierPoint("convergence", 0.9, 0.5, 3.5, 4 / 3.5, 0.6)
+    assert exit_advantage(worse, t) == pytest.approx(-0.1)
+
+
+def test_truncation_from_one_pass_equals_encoding_stopped_at_each_layer(tiny_models):
+    """The frontier's truncation points (from the pooled vectors of one full pass) are the
+    scores of the model served with every sample stopped at layer l."""
+    from leap.data import demo_pairs
+    from leap.evaluate import pair_index
+    from leap.exit_model import load_exit_model
+
+    model = load_exit_model(tiny_models["mpnet"], exit=ExitConfig(strategy="none"), device="cpu")
+    df = demo_pairs(40)
+    sents, i1, i2 = pair_index(df)
+    q = pair_spearman(i1, i2, df["score"].to_numpy(float))
+    points = truncation_points(model.layer_embeddings(sents), q)
+    for p in points[:-1]:
+        emb, layers = model.encode_with_exit_layers(sents, exit=ExitConfig(strategy="truncate", min_layer=p.setting))
+        assert (layers == p.setting).all()
+        assert p.quality == pytest.approx(q(emb), abs=1e-6)
+    assert points[-1].quality == pytest.approx(q(model.encode(sents)), abs=1e-6)
+
+
+def test_exit_point_at_theta_minus_one_is_truncation_at_l_min():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(4, 30, 8, generator=g)
+    gold = np.random.default_rng(0).random(15)
+    q = pair_spearman(np.arange(0, 30, 2), np.arange(1, 30, 2), gold)
+    t = truncation_points(v, q)
+    p, layers = exit_point(v, v, ExitConfig(theta=-1.0, min_layer=2), q)
+    assert (layers == 2).all() and p.exit_rate == 1.0 and p.mean_exit_layer == 2.0
+    assert exit_advantage(p, t) == pytest.approx(0.0, abs=1e-12)
+    pts = sweep_points(v, v, ExitConfig(min_layer=2), q, thetas=(-1.0, 1.0), pabee=((0.99, 2),))
+    assert [p.rule for p in pts] == ["convergence", "convergence", "pabee"]
+    assert pts[1].exit_rate == 0.0 and pts[1].quality == pytest.approx(t[-1].quality)
+
+
+def test_advantage_is_selection_gain_plus_mixing():
+    from leap.frontier import decompose_advantage
+
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(5, 40, 8, generator=g)
+    gold = np.random.default_rng(1).random(20)
+    q = pair_spearman(np.arange(0, 40, 2), np.arange(1, 40, 2), gold)
+    t = truncation_points(v, q)
+    theta = float(torch.nn.functional.cosine_similarity(v[2], v[1], dim=-1).median())
+    d = decompose_advantage(v, v, ExitConfig(theta=theta, min_layer=3), q, t)
+    assert d["selection_gain"] + d["mixing"] == pytest.approx(d["exit_advantage"])
+    p, _ = exit_point(v, v, ExitConfig(theta=theta, min_layer=3), q)
+    assert d["exit_advantage"] == pytest.approx(exit_advantage(p, t))
+    # with every sample at one layer there is nothing to select or mix
+    flat = decompose_advantage(v, v, ExitConfig(theta=-1.0, min_layer=3), q, t)
+    assert flat["selection_gain"] == pytest.approx(0.0) and flat["mixing"] == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,112 @@
+"""Claims versus measured: each verdict rule pinned with the cases that went wrong before
+(no exits, a far miss, one benchmark of five, another device) and the paper-layer mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from leap.report import (
+    CLAIMS,
+    MIN_EXIT_RATE,
+    VERDICTS,
+    Measured,
+    at_depth,
+    paper_layer_to_student,
+    verdict,
+)
+
+BY_NAME = {c.claim: c for c in CLAIMS}
+EXIT_CLAIM = BY_NAME["STS-B, LEAP early exit, theta 0.95, 3 seeds"]
+
+
+def res_with_baseline(full: float) -> dict:
+    return {
+        "baseline": {
+            0: {"stsb": {"splits": {"test": {"spearman_full": full, "spearman_exit": full, "exit_rate": 0.0}}}}
+        }
+    }
+
+
+def test_an_exit_score_with_almost_no_exits_cannot_hold():
+    """0.04% of sentences exiting: the score is a full-depth score (the old report called it
+    'direction holds')."""
+    m = Measured((0.819,), "0.819", exit_rate=0.0004)
+    v, why = verdict(EXIT_CLAIM, m, res_with_baseline(0.819), "leap")
+    assert v == "differs" and "full-depth score" in why
+
+
+def test_a_heads_row_without_exits_cannot_hold():
+    heads = BY_NAME["STS-B, DeeBERT-style learned exit heads"]
+    v, _ = verdict(heads, Measured((0.8158,), exit_rate=0.0), {}, "leap")
+    assert v == "differs"
+
+
+def test_exit_with_a_small_cost_and_most_exiting_is_direction_holds():
+    m = Measured((0.790,), exit_rate=0.85)
+    v, why = verdict(EXIT_CLAIM, m, res_with_baseline(0.819), "leap")
+    assert v == "direction holds" and "gap" in why
+
+
+def test_exit_that_loses_too_much_differs():
+    m = Measured((0.675,), exit_rate=0.5)
+    assert verdict(EXIT_CLAIM, m, res_with_baseline(0.819), "leap")[0] == "differs"
+
+
+def test_within_tolerance_is_reproduced():
+    m = Measured((0.763,), exit_rate=0.9)
+    assert verdict(EXIT_CLAIM, m, res_with_baseline(0.777), "leap")[0] == "reproduced"
+
+
+def test_far_misses_of_text_claims_differ():
+    cum = BY_NAME["cumulative exit by L6 / L7 (LEAP, theta 0.95)"]
+    assert verdict(cum, Measured((0.0, 0.0), exit_rate=0.0), {}, "leap")[0] == "differs"
+    assert verdict(cum, Measured((0.39, 0.90), exit_rate=0.9), {}, "leap")[0] == "reproduced"
+    el = BY_NAME["expected exit layer / layer reduction"]
+    assert verdict(el, Measured((12.0, 1.0), exit_rate=0.01), {}, "leap")[0] == "differs"
+    beta = BY_NAME["beta sweep {0.1,0.2,0.4,0.6,0.8} (50K samples, 2 epochs)"]
+    assert verdict(beta, Measured((0.0, 1.0, 1.0), exit_rate=0.0), {}, "leap")[0] == "differs"
+
+
+def test_a_slower_exit_is_a_miss_not_a_note():
+    sp = BY_NAME["wall-clock speedup batch 1 / 8 / 32 (L4, fp16)"]
+    v, why = verdict(sp, Measured((0.94, 0.95, 1.0), exit_rate=0.5), {}, "leap")
+    assert v == "differs" and "0.94x" in why
+
+
+def test_another_device_is_not_comparable():
+    sp = BY_NAME["wall-clock speedup batch 1 / 8 / 32 (L4, fp16)"]
+    m = Measured((1.1, 1.0, 1.0), exit_rate=0.5, not_comparable="timed on a CPU; the paper's is an L4 GPU in fp16")
+    assert verdict(sp, m, {}, "leap")[0] == "not comparable"
+
+
+def test_one_benchmark_of_five_is_not_comparable():
+    from leap.report import m_beir_delta
+
+    def beir(v):
+        return {"dataset": "scifact", "full": {"NDCG@10": v, "NDCG@5": v, "NDCG@1": v, "NDCG@3": v}}
+
+    res = {"baseline": {0: {"beir_scifact": beir(0.6)}}, "leap": {0: {"beir_scifact": beir(0.6006)}}}
+    claim = BY_NAME["BEIR NDCG@10, LEAP full vs baseline full, mean over 5 tasks"]
+    m = m_beir_delta((10,))(res, {}, "leap")
+    v, why = verdict(claim, m, res, "leap")
+    assert v == "not comparable" and "1 of the paper's 5" in why
+
+
+def test_not_measured_says_what_is_missing():
+    v, why = verdict(EXIT_CLAIM, Measured(None, note="variant leap not run"), {}, "leap")
+    assert v == "not measured" and why == "variant leap not run"
+
+
+def test_every_verdict_is_from_the_vocabulary():
+    from leap.report import build_claims
+
+    assert set(build_claims([])["verdict"]) <= set(VERDICTS)
+    assert 0 < MIN_EXIT_RATE < 0.1
+
+
+def test_paper_layers_map_by_relative_depth_without_duplicates():
+    assert [paper_layer_to_student(l, 6) for l in (6, 7, 8)] == [3.0, 3.5, 4.0]
+    assert [paper_layer_to_student(l, 12) for l in (6, 7, 8)] == [6.0, 7.0, 8.0]
+    vals = [0.1, 0.2, 0.3, 0.5, 0.8, 1.0]
+    assert at_depth(vals, 3.5) == pytest.approx(0.4)  # between layers 3 and 4
+    assert at_depth(vals, 3.0) == pytest.approx(0.3)
