@@ -217,6 +217,106 @@ def teacher_geometry(config: str, every: int = 10) -> dict:
     }
 
 
+def _one_depth(p: dict) -> bool:
+    """Every sample at (nearly) one layer: static truncation in disguise, advantage ~0 by construction."""
+    return p["exit_rate"] >= 0.99 and abs(p["mean_exit_layer"] - round(p["mean_exit_layer"])) < 0.05
+
+
+def _best(sweep: list[dict], bar: bool) -> dict | None:
+    pts = [
+        p
+        for p in sweep
+        if p["exit_rate"] >= 0.05
+        and not _one_depth(p)
+        and (not bar or (p["exit_rate"] >= 0.8 and p["layer_reduction"] >= 1.4))
+    ]
+    return max(pts, key=lambda p: p["advantage"]) if pts else None
+
+
+def frontier_table(out: Path) -> pd.DataFrame:
+    """One row per exploration run with a frontier: full-depth and truncation quality, and the
+    best exit advantage (overall, and at the bar: >= 80% exits, >= 1.4x) on STS-B dev and a
+    SciFact dev split, with the served maps (own, or least squares fitted after the fact)."""
+    rows = []
+    for p in sorted(out.glob("*.json")):
+        r = json.loads(p.read_text())
+        if "stsb_raw_truncation" not in r:
+            continue
+        maps = "own" if "stsb_own_truncation" in r else ("lstsq" if "stsb_lstsq_truncation" in r else "raw")
+        row = {
+            "run": r["name"],
+            "variant": r["variant"],
+            "overrides": r["overrides"],
+            "steps": r["steps"],
+            "maps": maps,
+            "stsb_full": round(r["spearman_full"], 3),
+        }
+        for bench in ("stsb", "scifact"):
+            trunc = r.get(f"{bench}_{maps}_truncation")
+            if trunc is None:
+                continue
+            L = len(trunc)
+            row[f"{bench}_trunc_L{L // 2}..L{L - 1}"] = " / ".join(f"{q:.3f}" for q in trunc[L // 2 - 1 : L - 1])
+            for bar in (False, True):
+                b = _best(r[f"{bench}_{maps}_sweep"], bar)
+                key = f"{bench}_best{'_at_bar' if bar else ''}"
+                row[key] = (
+                    ""
+                    if b is None
+                    else (
+                        f"{b['advantage']:+.3f} (theta {b['setting']:.2f}, "
+                        f"{100 * b['exit_rate']:.0f}% exit, {b['layer_reduction']:.2f}x)"
+                    )
+                )
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.to_csv(out.parent / "frontier_exploration.csv", index=False)
+    (out.parent / "frontier_exploration.md").write_text(df.to_markdown(index=False) + "\n")
+    return df
+
+
+def mixing(model: str, config: str, thetas: tuple[float, ...] = (0.86, 0.88, 0.90, 0.92), seed: int = 0) -> dict:
+    """Why exit loses on STS-B dev: least-squares maps fitted on training sentences, then
+    (a) the cost of mixing depths at random (half the sentences at layer l, half at the last)
+    against the mean of the two truncations, and (b) the rule's exits against the same exit
+    layers dealt at random (the value of *which* sentences exit)."""
+    import torch
+
+    from leap.config import ExitConfig
+    from leap.frontier import decompose_advantage, pair_spearman, truncation_points
+    from leap.layer_maps import fit_layer_maps
+
+    cfg_yaml = yaml.safe_load((ROOT / config).read_text())
+    res = ROOT / "results" / cfg_yaml["experiment"]
+    m = load_model(model)
+    pairs = pd.read_parquet(res / "data" / "stsb.parquet")
+    df = pairs[pairs["split"] == "dev"]
+    sents, i1, i2 = pair_index(df)
+    q = pair_spearman(i1, i2, df["score"].to_numpy(float))
+    v = m.layer_embeddings(sents, batch_size=64)
+    fit = read_sentences(res / "data" / "sentences.parquet")[-4000:]
+    ev = fit_layer_maps(m.layer_embeddings(fit, batch_size=64)).apply_all(v)
+    L, N = v.shape[0], v.shape[1]
+    trunc = truncation_points(ev, q)
+    rng = np.random.default_rng(seed)
+    unit = torch.nn.functional.normalize(ev.float(), dim=-1)
+    mix = {}
+    for l in range(L // 2, L):
+        pick = torch.as_tensor(rng.random(N) < 0.5)[:, None]
+        mixed = q(torch.where(pick, unit[l - 1], unit[-1]).numpy())
+        mix[f"L{l}+L{L}"] = round(mixed - 0.5 * (trunc[l - 1].quality + trunc[-1].quality), 4)
+    parts = {}
+    for th in thetas:
+        d = decompose_advantage(v, ev, ExitConfig(theta=th, min_layer=L // 2), q, trunc)
+        parts[str(th)] = {k: round(x, 4) for k, x in d.items()}
+    return {
+        "model": model,
+        "truncation": [round(p.quality, 4) for p in trunc],
+        "random_half_mix_vs_mean_of_truncations": mix,
+        "decomposition": parts,
+    }
+
+
 def table(out: Path) -> pd.DataFrame:
     rows = []
     for p in sorted(out.glob("*.json")):
@@ -264,6 +364,8 @@ def main() -> None:
         "--scifact", action="store_true", help="also the frontier on a SciFact dev split (training queries)"
     )
     ap.add_argument("--cache", help="teacher cache folder (default: the config's)")
+    ap.add_argument("--frontier-table", action="store_true", help="assemble the frontier runs into a table")
+    ap.add_argument("--mixing", metavar="MODEL", help="mixing cost and selection gain of MODEL on STS-B dev")
     ap.add_argument("--teacher-model", help="the teacher that cache was built with (default: the config's)")
     args = ap.parse_args()
     out = Path(args.out)
@@ -274,6 +376,17 @@ def main() -> None:
         return
     if args.table:
         print(table(out).to_string(index=False))
+        return
+    if args.frontier_table:
+        print(frontier_table(out).to_string(index=False))
+        return
+    if args.mixing:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        res_ = mixing(args.mixing, args.config)
+        write_json(out / f"mixing_{args.name or Path(args.mixing).name}.json", res_)
+        print(json.dumps(res_, indent=1))
         return
     if args.model:
         cfg_yaml = yaml.safe_load((ROOT / args.config).read_text())

@@ -198,13 +198,24 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if not args.output.endswith(".npy"):
         raise LeapError(f"--output must end in .npy, got {args.output!r}")
     sentences = _read_lines(args.input)
-    model = _load(args)
+    if args.backend == "torch":
+        model = _load(args)
+    else:
+        from leap.config import ExitConfig
+        from leap.onnx_runtime import OnnxExitModel
+
+        rule = ExitConfig.load(args.model) or ExitConfig()
+        over = _overrides(args)
+        model = OnnxExitModel(
+            args.model, exit=dataclasses.replace(rule, **over) if over else None, int8=args.backend == "onnx-int8"
+        )
     emb, layers = model.encode_with_exit_layers(sentences, batch_size=args.batch_size, show_progress_bar=not args.json)
     files.save_npy(args.output, emb)
     if args.exit_layers:
         files.save_npy(args.exit_layers, layers.astype(np.int64))
     summary = {
         "model": args.model,
+        "backend": args.backend,
         "num_sentences": len(sentences),
         "dim": int(emb.shape[1]),
         "output": args.output,
@@ -333,6 +344,20 @@ def cmd_amortize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from leap.onnx_runtime import export_onnx
+
+    m = export_onnx(args.model, int8=args.int8, truncations=args.truncations or ())
+    if args.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(
+            f"exported {len(m['segments']) - 1} segments (the first ends at layer {m['first_segment_end']}) and a "
+            f"full-depth graph to {Path(args.model) / 'onnx'}{' with int8 copies' if args.int8 else ''}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leap", description="Early-exit embeddings (LEAP, ACL 2026): diagnose, benchmark, encode, convert."
@@ -367,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", required=True, help="embeddings, .npy [N, d] float32")
     e.add_argument("--exit-layers", help="also write the 1-based exit layers, .npy [N]")
     e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="torch (default), or ONNX Runtime on the `leap export` segments (fp32 or int8)",
+    )
     _exit_args(e)
     e.set_defaults(func=cmd_encode)
 
@@ -404,6 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--train-devices", type=int, default=1, help="devices the training job held (default 1)")
     a.add_argument("--json", action="store_true", help="print JSON instead of a sentence")
     a.set_defaults(func=cmd_amortize)
+
+    x = sub.add_parser("export", help="ONNX Runtime depth segments (and int8 copies) into the model folder")
+    x.add_argument("model", help="an exit-enabled model folder (leap convert makes one)")
+    x.add_argument("--int8", action="store_true", help="also dynamically quantised int8 segments")
+    x.add_argument(
+        "--truncations",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="also one graph of layers 1..K for each K (static truncation, strategy truncate)",
+    )
+    x.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    x.set_defaults(func=cmd_export)
     return parser
 
 

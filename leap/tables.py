@@ -647,7 +647,10 @@ def frontier_summary(res: Results) -> pd.DataFrame | None:
                 for k in parts:
                     parts[k] = [r["at_config"].get(k) for r in recs]
         s = seed_summary(seeds_adv)
-        sweep = g[~g["at_config"]]
+        # a point with every input at (nearly) one layer is static truncation in disguise
+        # (advantage ~0 by construction): it cannot be the best exit point
+        one_depth = (g["exit_rate"] >= 0.99) & ((g["mean_exit_layer"] - g["mean_exit_layer"].round()).abs() < 0.05)
+        sweep = g[~g["at_config"] & ~one_depth & (g["exit_rate"] > 0)]
         best = sweep.loc[sweep["exit_advantage"].idxmax()] if len(sweep) else None
         ok = sweep[(sweep["layer_reduction"] >= BAR_REDUCTION) & (sweep["exit_rate"] >= BAR_EXIT_RATE)]
         best_ok = ok.loc[ok["exit_advantage"].idxmax()] if len(ok) else None

@@ -1,0 +1,104 @@
+"""Early exit on ONNX Runtime: the exported depth segments give every sentence the exit layer
+of the torch path and an embedding within 1e-4 (fp32), for BERT, MPNet and DistilBERT;
+int8 runs and reports its shift; a stale or incompatible export is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch.nn.functional as F
+
+pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e .[onnx]")
+
+from leap.builtin import builtin_sentences  # noqa: E402
+from leap.config import ExitConfig  # noqa: E402
+from leap.errors import LeapError  # noqa: E402
+from leap.exit_model import convert, load_exit_model  # noqa: E402
+from leap.onnx_runtime import OnnxExitModel, export_onnx  # noqa: E402
+
+
+def split_theta(model, sentences, layer):
+    """A theta in the widest gap of the adjacent cosines at ``layer``: a mix of exits, no ties."""
+    v = model.layer_embeddings(sentences)
+    vals = np.sort(F.cosine_similarity(v[layer - 1], v[layer - 2], dim=-1).numpy())
+    n = len(vals)
+    i = max(range(n // 4, 3 * n // 4), key=lambda j: vals[j] - vals[j - 1])
+    return float((vals[i] + vals[i - 1]) / 2)
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet", "distilbert"])
+def test_onnx_segments_equal_the_torch_path(tmp_path, tiny_models, arch):
+    sents = builtin_sentences()[:60]
+    torch_model = load_exit_model(tiny_models[arch], exit=ExitConfig(strategy="none"), device="cpu")
+    rule = ExitConfig(theta=split_theta(torch_model, sents, 3), min_layer=3)
+    folder = convert(tiny_models[arch], tmp_path / "m", exit=rule, fit_maps_on=sents)
+    manifest = export_onnx(folder, int8=True)
+    assert manifest["first_segment_end"] == 2 and len(manifest["segments"]) == 1 + 1 + 4  # full, 1..2, 3, 4, 5, 6
+    served = load_exit_model(str(folder), device="cpu")
+    want_e, want_l = served.encode_with_exit_layers(sents, batch_size=7)
+    ort = OnnxExitModel(folder, threads=1)
+    got_e, got_l = ort.encode_with_exit_layers(sents, batch_size=7)
+    assert len(set(want_l.tolist())) > 1 and (got_l == want_l).all()
+    assert np.abs(got_e - want_e).max() < 1e-4
+    full_t = served.encode(sents, exit=ExitConfig(strategy="none"))
+    assert np.abs(ort.encode(sents, exit=ExitConfig(strategy="none")) - full_t).max() < 1e-4
+    q8 = OnnxExitModel(folder, int8=True, threads=1)
+    e8, l8 = q8.encode_with_exit_layers(sents)
+    assert np.isfinite(e8).all() and ((l8 >= 3) & (l8 <= 6)).all()
+
+
+def test_stale_or_incompatible_exports_are_refused(tmp_path, tiny_models):
+    folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(min_layer=4))
+    export_onnx(folder)
+    with pytest.raises(LeapError, match="first segment ends at layer 3"):
+        OnnxExitModel(folder, exit=ExitConfig(min_layer=2))
+    with pytest.raises(LeapError, match="no int8 export"):
+        OnnxExitModel(folder, int8=True)
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes() + b"\0")
+    with pytest.raises(LeapError, match="other weights"):
+        OnnxExitModel(folder)
+
+
+def test_truncation_graph_serves_the_truncate_rule_like_torch(tmp_path, tiny_models):
+    sents = builtin_sentences()[:20]
+    folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(min_layer=4), fit_maps_on=sents)
+    manifest = export_onnx(folder, truncations=[2])
+    assert manifest["truncations"] == {"2": "truncated_02.onnx"}
+    cut = ExitConfig(strategy="truncate", min_layer=2)  # before the first segment's end: the single graph serves it
+    want_e, want_l = load_exit_model(str(folder), device="cpu").encode_with_exit_layers(sents, exit=cut)
+    got_e, got_l = OnnxExitModel(folder, threads=1).encode_with_exit_layers(sents, exit=cut)
+    assert (got_l == 2).all() and (want_l == 2).all()
+    assert np.abs(got_e - want_e).max() < 1e-4
+    with pytest.raises(LeapError, match="outside 1..6"):
+        export_onnx(folder, truncations=[7])
+
+
+def test_cli_exports_and_encodes_on_onnx_runtime(tmp_path, tiny_models):
+    from leap.cli import main
+
+    sents = builtin_sentences()[:12]
+    folder = convert(tiny_models["distilbert"], tmp_path / "m", exit=ExitConfig(theta=0.5, min_layer=3))
+    (tmp_path / "in.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
+    assert main(["export", str(folder), "--truncations", "3"]) == 0
+    assert (folder / "onnx" / "truncated_03.onnx").exists() and not (folder / "onnx.tmp").exists()
+    out, lay = tmp_path / "e.npy", tmp_path / "l.npy"
+    assert (
+        main(
+            [
+                "encode",
+                str(folder),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(out),
+                "--exit-layers",
+                str(lay),
+                "--backend",
+                "onnx",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    want_e, want_l = load_exit_model(str(folder), device="cpu").encode_with_exit_layers(sents)
+    assert (np.load(lay) == want_l).all() and np.abs(np.load(out) - want_e).max() < 1e-4
