@@ -202,12 +202,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
         model = _load(args)
     else:
         from leap.config import ExitConfig
-        from leap.onnx_runtime import OnnxExitModel
+        from leap.exit_model import load_exit_model
 
         rule = ExitConfig.load(args.model) or ExitConfig()
         over = _overrides(args)
-        model = OnnxExitModel(
-            args.model, exit=dataclasses.replace(rule, **over) if over else None, int8=args.backend == "onnx-int8"
+        model = load_exit_model(
+            args.model, exit=dataclasses.replace(rule, **over) if over else None, backend=args.backend
         )
     emb, layers = model.encode_with_exit_layers(sentences, batch_size=args.batch_size, show_progress_bar=not args.json)
     files.save_npy(args.output, emb)

@@ -472,6 +472,13 @@ class PublishedModel:
 
     name: str = setting(doc="short name used in paths and tables", pattern="^[A-Za-z0-9_.-]+$")
     model: str = setting(doc="hub id, local folder, or packaged:all-MiniLM-L6-v2")
+    fit_maps: int = setting(
+        0,
+        "exit-enable the checkpoint with least-squares per-layer maps fitted on this many training "
+        "sentences (leap convert --fit-maps; results/{experiment}/published/{name}/model); 0 serves it as "
+        "published (and runs its exit diagnostic)",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

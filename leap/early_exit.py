@@ -256,11 +256,15 @@ class ExitOutput:
             layer's map, when the model has per-layer maps); padding positions hold 0.
         embeddings: ``[B, d]`` float32, L2-normalised mean pools of ``token_embeddings``.
         exit_layers: ``[B]`` long, 1-based.
+        layer_stack: with ``keep_layers``: ``[B, L, d]`` float32, each row's normalised (and
+            mapped) pooled vector at every layer it reached from the first one the rule
+            reads; zeros elsewhere (:mod:`leap.common_depth`). Otherwise ``None``.
     """
 
     token_embeddings: Tensor
     embeddings: Tensor
     exit_layers: Tensor
+    layer_stack: Tensor | None = None
 
 
 @torch.inference_mode()
@@ -272,6 +276,7 @@ def exit_forward(
     maps: Any = None,
     compact: bool = True,
     right_padded: bool = True,
+    keep_layers: bool = False,
 ) -> ExitOutput:
     """One pre-tokenised batch through the exit loop (Algorithm 1, batched).
 
@@ -283,6 +288,8 @@ def exit_forward(
         compact: drop exited rows from the running batch (results are identical).
         right_padded: the tokenizer pads on the right (then padding columns no running
             row needs are trimmed after a compaction).
+        keep_layers: also return each row's layer stack (``ExitOutput.layer_stack``) for
+            common-depth scoring; costs one map per pooled layer, nothing else.
     """
     ad = adapter_for(model)
     layers = ad.layers(model)
@@ -302,12 +309,19 @@ def exit_forward(
     extra = ad.extra(model, hidden)
     tokens = torch.zeros(bsz, seq, hidden.shape[-1], dtype=hidden.dtype, device=dev)
     out = torch.zeros(bsz, hidden.shape[-1], dtype=torch.float32, device=dev)
+    stack = torch.zeros(bsz, n_layers, hidden.shape[-1], dtype=torch.float32, device=dev) if keep_layers else None
+
+    def kept(layer: int, pooled: Tensor, unit: Tensor) -> Tensor:
+        """What a row stopped at ``layer`` returns: ``unit``, or its map's normalised image."""
+        if maps is not None and layer < n_layers:
+            return F.normalize(maps.apply(layer, pooled.float()), dim=-1)
+        return unit
 
     def emit(idx: Tensor, layer: int, h: Tensor, pooled: Tensor, unit: Tensor) -> None:
         """Rows ``idx`` leave at ``layer`` with states ``h [b, t, d]``."""
         if maps is not None and layer < n_layers:
             h = maps.apply(layer, h)
-            unit = F.normalize(maps.apply(layer, pooled.float()), dim=-1)
+        unit = kept(layer, pooled, unit)
         tokens[idx, : h.shape[1]] = h
         out[idx] = unit
         exit_layer[idx] = layer
@@ -318,6 +332,9 @@ def exit_forward(
             continue
         pooled = pool_with(weights, hidden)  # p_l: [b, d]
         exits, unit = state.step(l, pooled)  # [b] bool, e_l [b, d]
+        if stack is not None:
+            live = ~done[rows]
+            stack[rows[live], l - 1] = kept(l, pooled[live], unit[live])
         if exits is None:
             continue
         if not compact:
@@ -326,7 +343,7 @@ def exit_forward(
             continue
         if compact and bool(exits.all()):  # every running row exits here
             emit(rows, l, hidden, pooled, unit)
-            return ExitOutput(tokens, out, exit_layer)
+            return ExitOutput(tokens, out, exit_layer, stack)
         idx = rows[exits]
         emit(idx, l, hidden[exits], pooled[exits], unit[exits])
         done[idx] = True
@@ -342,12 +359,14 @@ def exit_forward(
             mask4d = _bidirectional_mask(model, hidden, mask2d)
             extra = ad.extra(model, hidden)
         elif bool(done.all()):
-            return ExitOutput(tokens, out, exit_layer)
+            return ExitOutput(tokens, out, exit_layer, stack)
     last = ~done[rows]
     h_last = hidden[last]
     tokens[rows[last], : h_last.shape[1]] = h_last
     out[rows[last]] = F.normalize(pool_with(weights[last], h_last).float(), dim=-1)
-    return ExitOutput(tokens, out, exit_layer)
+    if stack is not None:
+        stack[rows[last], n_layers - 1] = out[rows[last]]
+    return ExitOutput(tokens, out, exit_layer, stack)
 
 
 @torch.inference_mode()

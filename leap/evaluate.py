@@ -103,9 +103,11 @@ def frontier_record(
     quality: frontier.QualityFn,
     thetas: Sequence[float] = frontier.THETA_SWEEP,
     pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
+    common_quality: frontier.StackQualityFn | None = None,
 ) -> dict:
-    """Truncation at every layer, the rule at the config's setting, and both sweeps, each
-    exit point with its exit advantage over truncation at the same E[l]."""
+    """Truncation at every layer, the rule at the config's setting, and both sweeps (and the
+    theta sweep under common-depth scoring, given ``common_quality``), each exit point with
+    its exit advantage over truncation at the same E[l]."""
     trunc = frontier.truncation_points(embed_vectors, quality)
     at, _ = frontier.exit_point(rule_vectors, embed_vectors, exit, quality)
 
@@ -113,6 +115,8 @@ def frontier_record(
         return {**p.to_dict(), "exit_advantage": frontier.exit_advantage(p, trunc)}
 
     sweep = frontier.sweep_points(rule_vectors, embed_vectors, exit, quality, thetas=thetas, pabee=pabee)
+    if common_quality is not None:
+        sweep += frontier.common_depth_points(rule_vectors, embed_vectors, exit, common_quality, thetas=thetas)
     parts = frontier.decompose_advantage(rule_vectors, embed_vectors, exit, quality, trunc)
     return {
         "truncation": [p.to_dict() for p in trunc],
@@ -178,7 +182,8 @@ def evaluate_pairs(
 
             res["ap_exit"] = float(average_precision_score(gold, cos_exit))
             res["ap_full"] = float(average_precision_score(gold, pair_cos(served[-1], i1, i2)))
-        res["frontier"] = frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee)
+        common = frontier.pair_spearman_common_depth(i1, i2, gold)
+        res["frontier"] = frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee, common_quality=common)
         out["splits"][split] = res
     if not out["splits"]:
         raise LeapError(f"no pairs for splits {list(splits)}")
@@ -287,6 +292,7 @@ def evaluate_beir(
     emb, layers = simulate_exit(v, exit, embed_vectors=ev)
     exited = ndcg(emb)
     quality = frontier.retrieval_ndcg(qrows, drows, qids, dids, dataset.qrels, k=10)
+    common = frontier.retrieval_ndcg_common_depth(qrows, drows, qids, dids, dataset.qrels, k=10)
     return {
         "dataset": dataset.name,
         "synthetic": dataset.synthetic,
@@ -304,7 +310,7 @@ def evaluate_beir(
             "query_exit": exit_summary(layers[qrows], L),
             **exit_summary(layers, L),
         },
-        "frontier": frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee),
+        "frontier": frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee, common_quality=common),
     }
 
 

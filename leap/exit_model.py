@@ -28,7 +28,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -45,6 +47,8 @@ from leap.early_exit import ExitConfig, adapter_for, exit_forward, layers_forwar
 from leap.errors import LeapError
 from leap.layer_maps import LayerMaps
 
+log = logging.getLogger(__name__)
+
 STANDARD_TRANSFORMER = f"{Transformer.__module__}.{Transformer.__name__}"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -60,7 +64,7 @@ class ExitTransformer(Transformer):
     calls with different rules do not interfere.
     """
 
-    forward_kwargs = {"exit"}
+    forward_kwargs = {"exit", "keep_layers"}
 
     @classmethod
     def from_transformer(
@@ -88,9 +92,13 @@ class ExitTransformer(Transformer):
             exit = ExitConfig.from_dict(exit)
         return exit.resolve(self.num_layers)
 
-    def forward(self, features: dict[str, Any], exit: ExitConfig | dict | None = None, **kwargs) -> dict[str, Any]:
+    def forward(
+        self, features: dict[str, Any], exit: ExitConfig | dict | None = None, keep_layers: bool = False, **kwargs
+    ) -> dict[str, Any]:
+        """Run the layers with the exit rule; ``keep_layers`` adds ``layer_stack [B, L, d]``
+        (:mod:`leap.common_depth`)."""
         cfg = self.resolve(exit)
-        if self.training or (cfg.strategy == "none" and not cfg.monitor_only):
+        if self.training or (cfg.strategy == "none" and not cfg.monitor_only and not keep_layers):
             features = super().forward(features, **kwargs)
             ids = features["attention_mask"]
             features["exit_layer"] = torch.full((ids.shape[0],), self.num_layers, dtype=torch.long, device=ids.device)
@@ -102,9 +110,12 @@ class ExitTransformer(Transformer):
             cfg,
             maps=self.layer_maps,
             right_padded=getattr(self.tokenizer, "padding_side", "right") == "right",
+            keep_layers=keep_layers,
         )
         features["token_embeddings"] = out.token_embeddings
         features["exit_layer"] = out.exit_layers
+        if keep_layers:
+            features["layer_stack"] = out.layer_stack
         return features
 
     def save(self, output_path: str, *args, **kwargs) -> None:
@@ -326,6 +337,45 @@ class ExitSentenceTransformer(SentenceTransformer):
                 layers[idx] = out["exit_layer"].cpu().numpy()
         return emb, layers
 
+    def encode_with_layer_stack(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 32,
+        exit: ExitConfig | dict | None = None,
+        prompt: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring
+        (:mod:`leap.common_depth`): each row's normalised (mapped) vector at every layer it
+        reached from the first one the rule reads, zeros elsewhere; the row's embedding is
+        ``stack[i, exit_layers[i] - 1]``. Same exits and cost as :meth:`encode`.
+
+        A corpus to be met at any depth (documents encoded offline at full depth) keeps every
+        layer with ``exit=ExitConfig(..., monitor_only=True)``: the rule reads every layer
+        from ``l_min - k``, nobody exits.
+        """
+        sents = _check_texts(sentences)
+        dim = self.get_embedding_dimension()
+        if batch_size < 1:
+            raise LeapError(f"batch_size must be >= 1, got {batch_size}")
+        kw: dict[str, Any] = {"keep_layers": True}
+        if exit is not None:
+            kw["exit"] = self.exit_module.resolve(exit)
+        self.eval()
+        stack = np.zeros((len(sents), self.num_layers, dim), dtype=np.float32)
+        layers = np.zeros(len(sents), dtype=np.int64)
+        batches = self.length_batches(sents, batch_size) if sents else []
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="encode", unit="batch")
+        with torch.inference_mode():
+            for idx in batches:
+                out = self.forward(self.features([sents[i] for i in idx], prompt=prompt), **kw)
+                stack[idx] = out["layer_stack"].float().cpu().numpy()
+                layers[idx] = out["exit_layer"].cpu().numpy()
+        return stack, layers
+
     def layer_embeddings(
         self,
         sentences: Sequence[str],
@@ -396,9 +446,22 @@ def load_exit_model(
     exit: ExitConfig | dict | None = None,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
+    backend: str = "torch",
 ) -> ExitSentenceTransformer:
     """:class:`ExitSentenceTransformer` with one-line errors; ``dtype`` ``float16`` /
-    ``bfloat16`` is for GPUs (refused on CPU)."""
+    ``bfloat16`` is for GPUs (refused on CPU).
+
+    ``backend="onnx"`` (or ``"onnx-int8"``) serves the same rule on ONNX Runtime over the
+    folder's ``leap export`` segments instead: a :class:`leap.onnx_runtime.OnnxExitModel`
+    (``encode``, ``encode_with_exit_layers``; CPU).
+    """
+    if backend in ("onnx", "onnx-int8"):
+        # imported by name: the optional ONNX backend is no dependency of the torch path
+        onnx_runtime = importlib.import_module("leap.onnx_runtime")
+        rule = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
+        return onnx_runtime.OnnxExitModel(resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8")
+    if backend != "torch":
+        raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_sentence_transformer(path_or_id, device=dev, cls=ExitSentenceTransformer, exit=exit)
     if dtype is not None:
@@ -443,6 +506,27 @@ def convert(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def exit_enable_with_maps(
+    source: str,
+    output: str | os.PathLike,
+    sentences: Sequence[str],
+    n: int,
+    seed: int = 0,
+    exit: ExitConfig | dict | None = None,
+    device: str | None = "cpu",
+) -> Path:
+    """:func:`convert` with least-squares maps fitted on ``n`` sentences drawn (seeded) from
+    ``sentences`` (the workflow's ``exit_enable_published`` rule)."""
+    import random
+
+    if n < 1 or not sentences:
+        raise LeapError(f"fitting maps needs sentences and n >= 1 (got {len(sentences)} sentences, n={n})")
+    sample = random.Random(seed).sample(list(sentences), min(n, len(sentences)))
+    rule = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
+    log.info("fitting per-layer maps of %s on %d training sentences", source, len(sample))
+    return convert(source, output, exit=rule, fit_maps_on=sample, device=device)
 
 
 class ExitRetrievalModel:

@@ -13,8 +13,14 @@ sweep and every truncation depth cost no re-encoding (SPEC "Metrics", Frontier).
   carries per-layer maps (:class:`leap.layer_maps.LayerMaps`) is compared with its own
   mapped truncation: the same maps are applied on both sides.
 
+* Common-depth scoring (rule ``common_depth``, not in the paper): convergence exit over
+  the same thetas, but two inputs are compared at the depth both reached
+  (:mod:`leap.common_depth`), so no cross-depth cosine enters the score.
+
 Quality is any function of the ``[N, d]`` embeddings (``quality_fn``): STS Spearman of
-pair cosines (:func:`pair_spearman`), retrieval NDCG@10 (:func:`retrieval_ndcg`).
+pair cosines (:func:`pair_spearman`), retrieval NDCG@10 (:func:`retrieval_ndcg`); for
+common-depth scoring a function of the ``[L, N, d]`` normalised vectors and the exit layers
+(:func:`pair_spearman_common_depth`, :func:`retrieval_ndcg_common_depth`).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from leap import metrics
+from leap import common_depth, metrics
 from leap.early_exit import ExitConfig, simulate_exit
 
 QualityFn = Callable[[np.ndarray], float]
+StackQualityFn = Callable[[np.ndarray, np.ndarray], float]
+"""``(unit vectors [L, N, d], exit layers [N]) -> score``: quality under common-depth scoring."""
 
 THETA_SWEEP = (0.80, 0.83, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 """The frontier's default theta sweep (issue: at least 8 values from 0.80 to 0.99)."""
@@ -42,7 +50,8 @@ class FrontierPoint:
     """One operating point of one model on one benchmark.
 
     Attributes:
-        rule: ``truncation``, ``convergence`` or ``pabee``.
+        rule: ``truncation``, ``convergence``, ``pabee`` or ``common_depth`` (convergence
+            exit, pairs compared at their common depth).
         setting: the layer (truncation), theta (convergence) or ``"theta/patience"`` (PABEE).
         exit_rate: fraction of samples with exit layer ``< L`` (truncation: 1 below ``L``).
         mean_exit_layer: ``E[l]``.
@@ -146,6 +155,33 @@ def sweep_points(
     return pts
 
 
+def common_depth_points(
+    rule_vectors: Tensor,
+    embed_vectors: Tensor,
+    base: ExitConfig,
+    quality_fn: StackQualityFn,
+    thetas: Iterable[float] = THETA_SWEEP,
+) -> list[FrontierPoint]:
+    """Convergence exit over ``thetas`` scored at common depth (:mod:`leap.common_depth`):
+    the same exits as :func:`sweep_points`, only the comparison differs."""
+    unit = _unit(embed_vectors.float()).numpy()  # [L, N, d]
+    n_layers = unit.shape[0]
+    out = []
+    for t in thetas:
+        _, layers = simulate_exit(rule_vectors, replace(base, strategy="convergence", theta=float(t)))
+        out.append(
+            FrontierPoint(
+                rule="common_depth",
+                setting=float(t),
+                exit_rate=metrics.exit_rate(layers, n_layers),
+                mean_exit_layer=metrics.expected_exit_layer(layers),
+                layer_reduction=metrics.layer_reduction(layers, n_layers),
+                quality=float(quality_fn(unit, layers)),
+            )
+        )
+    return out
+
+
 def decompose_advantage(
     rule_vectors: Tensor,
     embed_vectors: Tensor,
@@ -213,6 +249,41 @@ def pair_spearman(i1: np.ndarray, i2: np.ndarray, gold: np.ndarray) -> QualityFn
     return score
 
 
+def pair_spearman_common_depth(i1: np.ndarray, i2: np.ndarray, gold: np.ndarray) -> StackQualityFn:
+    """STS quality under common-depth scoring: Spearman of each pair's cosine at
+    ``min(l_a, l_b)`` (:func:`leap.common_depth.pair_similarity`)."""
+    from scipy.stats import spearmanr
+
+    def score(unit: np.ndarray, layers: np.ndarray) -> float:
+        stack = np.transpose(unit, (1, 0, 2))  # [N, L, d] view
+        return float(spearmanr(common_depth.pair_similarity(stack, layers, i1, i2), gold).statistic)
+
+    return score
+
+
+def ranked_scores(
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    qrels: dict[str, dict[str, int]],
+    k_values: Sequence[int] = (1, 3, 5, 10),
+) -> Callable[[np.ndarray], dict[str, float]]:
+    """``sims [Q, D] -> {NDCG@k, Recall@k}``: the top documents of each query scored by beir's
+    evaluator (identical ids ignored)."""
+    from beir.retrieval.evaluation import EvaluateRetrieval
+
+    qids, dids = list(query_ids), list(doc_ids)
+    top_k = max(k_values) + 1  # one spare: a document with the query's own id is dropped
+
+    def score(sims: np.ndarray) -> dict[str, float]:
+        k = min(top_k, sims.shape[1])
+        top = np.argpartition(-sims, kth=k - 1, axis=1)[:, :k]
+        results = {qid: {dids[j]: float(sims[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+        ndcg, _map, recall, _p = EvaluateRetrieval.evaluate(qrels, results, list(k_values), ignore_identical_ids=True)
+        return {**{k: float(v) for k, v in ndcg.items()}, **{k: float(v) for k, v in recall.items()}}
+
+    return score
+
+
 def retrieval_scores(
     query_rows: np.ndarray,
     doc_rows: np.ndarray,
@@ -224,18 +295,26 @@ def retrieval_scores(
     """Exact cosine search scored by beir's evaluator (``NDCG@k`` and ``Recall@k``, identical
     ids ignored). The embeddings passed to the returned function hold queries and documents
     together; ``query_rows`` and ``doc_rows`` say which row is which."""
-    from beir.retrieval.evaluation import EvaluateRetrieval
+    ranked = ranked_scores(query_ids, doc_ids, qrels, k_values)
+    return lambda emb: ranked(emb[query_rows] @ emb[doc_rows].T)  # [Q, D]
 
-    qids, dids = list(query_ids), list(doc_ids)
-    top_k = max(k_values) + 1  # one spare: a document with the query's own id is dropped
 
-    def score(emb: np.ndarray) -> dict[str, float]:
-        sims = emb[query_rows] @ emb[doc_rows].T  # [Q, D]
-        k = min(top_k, sims.shape[1])
-        top = np.argpartition(-sims, kth=k - 1, axis=1)[:, :k]
-        results = {qid: {dids[j]: float(sims[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
-        ndcg, _map, recall, _p = EvaluateRetrieval.evaluate(qrels, results, list(k_values), ignore_identical_ids=True)
-        return {**{k: float(v) for k, v in ndcg.items()}, **{k: float(v) for k, v in recall.items()}}
+def retrieval_ndcg_common_depth(
+    query_rows: np.ndarray,
+    doc_rows: np.ndarray,
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    qrels: dict[str, dict[str, int]],
+    k: int = 10,
+) -> StackQualityFn:
+    """NDCG@k when each query meets each document at their common depth
+    (:func:`leap.common_depth.similarity`)."""
+    ranked = ranked_scores(query_ids, doc_ids, qrels, k_values=(k,))
+
+    def score(unit: np.ndarray, layers: np.ndarray) -> float:
+        stack = np.transpose(unit, (1, 0, 2))  # [N, L, d] view
+        sims = common_depth.similarity(stack[query_rows], layers[query_rows], stack[doc_rows], layers[doc_rows])
+        return ranked(sims)[f"NDCG@{k}"]
 
     return score
 

@@ -38,6 +38,12 @@ def code(script, *modules):
 
 
 PUBLISHED = {m.name: m.model for m in CFG.published_models}
+FIT_MAPS = {
+    m.name: m.fit_maps for m in CFG.published_models if m.fit_maps
+}  # exit-enabled here
+DIAGNOSED = [
+    n for n in PUBLISHED if n not in FIT_MAPS
+]  # Table 2: checkpoints as published
 LOCAL = [r for r in CFG.data.refs() if r.startswith("local:")]
 RETRIEVAL = [ref.split(":", 1)[1] for ref in CFG.data.retrieval]
 if LOCAL and not CFG.data_dir:
@@ -167,7 +173,7 @@ ALL_EVALS = sorted(
     set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS + PUBLISHED_EVALS)
 )
 DIAGNOSTICS = expand(
-    f"{RESULTS}/published/{{name}}/eval/diagnostic.json", name=list(PUBLISHED)
+    f"{RESULTS}/published/{{name}}/eval/diagnostic.json", name=DIAGNOSED
 )
 MODEL_CARDS = [
     f"{RESULTS}/{v}/seed{s}/model_card.md"
@@ -298,15 +304,18 @@ BENCHMARKS = ["STS-B", *RETRIEVAL]
 
 
 def model_of(wc):
-    """The model a {run} evaluates: a trained student's folder or a published checkpoint."""
-    if wc.run.startswith("published/"):
+    """The model a {run} evaluates: a trained student's folder, a published checkpoint, or
+    a published checkpoint exit-enabled here with fitted maps."""
+    if wc.run.startswith("published/") and wc.run.split("/", 1)[1] not in FIT_MAPS:
         return PUBLISHED[wc.run.split("/", 1)[1]]
     return f"{RESULTS}/{wc.run}/model"
 
 
 def model_input(wc):
-    """A trained student's folder is an input (a published checkpoint is not a file here)."""
-    return [] if wc.run.startswith("published/") else [f"{RESULTS}/{wc.run}/model"]
+    """A model folder made by the workflow is an input (a published checkpoint is not a file here)."""
+    if wc.run.startswith("published/") and wc.run.split("/", 1)[1] not in FIT_MAPS:
+        return []
+    return [f"{RESULTS}/{wc.run}/model"]
 
 
 def train_code(wc):

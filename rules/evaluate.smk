@@ -31,6 +31,35 @@ rule diagnose_published:
         "../workflow_scripts/diagnose.py"
 
 
+# A published checkpoint exit-enabled with least-squares per-layer maps fitted on a sample of
+# the training sentences (published_models[].fit_maps), evaluated like any other run.
+rule exit_enable_published:
+    input:
+        sentences=f"{DATA}/sentences.parquet",
+        code=code("exit_enable.py"),
+    output:
+        model=directory(f"{RESULTS}/published/{{name}}/model"),
+    log:
+        f"{RESULTS}/logs/exit_enable_published/{{name}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/exit_enable_published/{{name}}.tsv"
+    conda:
+        ENV
+    threads: CFG.threads
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        model=lambda wc: PUBLISHED[wc.name],
+        n=lambda wc: FIT_MAPS[wc.name],
+        seed=CFG.data.seed,
+        exit=EXIT,
+        device=EVAL.device,
+    script:
+        "../workflow_scripts/exit_enable.py"
+
+
 # STS-B with its frontier, and the layer analyses from the same full pass (one job, one
 # model load); QQP for the main models where configured.
 rule eval_stsb:

@@ -21,7 +21,7 @@ rule tables:
     conda:
         ENV
     params:
-        names=list(PUBLISHED),
+        names=DIAGNOSED,
         variants=TRAINED,
     script:
         "../workflow_scripts/tables.py"
@@ -92,7 +92,7 @@ rule claims_report:
     conda:
         ENV
     params:
-        names=list(PUBLISHED),
+        names=DIAGNOSED,
         experiment=EXPERIMENT,
     script:
         "../workflow_scripts/report.py"

@@ -8,9 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leap import common_depth
 from leap.config import ExitConfig
 from leap.data import demo_pairs, demo_retrieval
-from leap.evaluate import entropy_exit, evaluate_beir, evaluate_exit_heads, evaluate_pairs, layer_analysis, spearman
+from leap.evaluate import (
+    entropy_exit,
+    evaluate_beir,
+    evaluate_exit_heads,
+    evaluate_pairs,
+    layer_analysis,
+    pair_index,
+    spearman,
+)
 from leap.exit_model import load_exit_model
 from leap.results import seed_summary
 
@@ -62,7 +71,12 @@ def test_pair_scores_equal_the_fast_path(model):
     assert [p["setting"] for p in fr["truncation"]] == [1, 2, 3, 4, 5, 6]
     assert [p["quality"] for p in fr["truncation"]] == pytest.approx(test["spearman_per_layer"])
     assert fr["at_config"]["quality"] == pytest.approx(test["spearman_exit"])
-    assert [p["rule"] for p in fr["sweep"]] == ["convergence", "pabee"]
+    assert [p["rule"] for p in fr["sweep"]] == ["convergence", "pabee", "common_depth"]
+    common = fr["sweep"][2]  # the same exits as the convergence point, pairs met at their common depth
+    sents, i1, i2 = pair_index(df)
+    stack, layers = model.encode_with_layer_stack(sents, batch_size=7, exit=cfg)
+    want = spearman(common_depth.pair_similarity(stack, layers, i1, i2), df["score"].to_numpy())
+    assert common["exit_rate"] == fr["sweep"][0]["exit_rate"] and common["quality"] == pytest.approx(want, abs=1e-6)
 
 
 def test_layer_analysis_keys_and_threshold_sweep(model):
@@ -89,6 +103,17 @@ def test_beir_ndcg_matches_beir_own_search(tiny_models, model):
         assert ours["full"][k] == pytest.approx(ndcg[k], abs=1e-4)
     assert sum(ours["exit"]["corpus_exit"]["exit_distribution"]) == pytest.approx(1.0)
     assert ours["frontier"]["truncation"][-1]["quality"] == pytest.approx(ours["full"]["NDCG@10"], abs=1e-9)
+    # common depth: each query meets each document at min(l_q, l_d), from the served stacks
+    common = next(p for p in ours["frontier"]["sweep"] if p["rule"] == "common_depth")
+    cfg = ExitConfig(theta=0.9, min_layer=2)
+    qids, dids = list(ds.queries), list(ds.corpus)
+    docs = [(ds.corpus[d].get("title", "") + " " + ds.corpus[d]["text"]).strip() for d in dids]
+    sq, lq = model.encode_with_layer_stack([ds.queries[q] for q in qids], exit=cfg)
+    sd, ld = model.encode_with_layer_stack(docs, exit=cfg)
+    sims = common_depth.similarity(sq, lq, sd, ld)
+    top = {q: {dids[j]: float(sims[i, j]) for j in np.argsort(-sims[i])[:11]} for i, q in enumerate(qids)}
+    want, *_ = EvaluateRetrieval.evaluate(ds.qrels, top, [10], ignore_identical_ids=True)
+    assert common["quality"] == pytest.approx(want["NDCG@10"], abs=1e-4)
 
 
 def test_deebert_heads_exit_at_the_calibrated_depth(model):

@@ -102,3 +102,15 @@ def test_cli_exports_and_encodes_on_onnx_runtime(tmp_path, tiny_models):
     )
     want_e, want_l = load_exit_model(str(folder), device="cpu").encode_with_exit_layers(sents)
     assert (np.load(lay) == want_l).all() and np.abs(np.load(out) - want_e).max() < 1e-4
+
+
+def test_load_exit_model_selects_the_onnx_backend(tmp_path, tiny_models):
+    sents = builtin_sentences()[:10]
+    folder = convert(tiny_models["mpnet"], tmp_path / "m", exit=ExitConfig(theta=0.5, min_layer=3))
+    export_onnx(folder)
+    served = load_exit_model(str(folder), backend="onnx")
+    assert isinstance(served, OnnxExitModel)
+    want = load_exit_model(str(folder), device="cpu").encode(sents)
+    assert np.abs(served.encode(sents) - want).max() < 1e-4
+    with pytest.raises(LeapError, match="backend must be"):
+        load_exit_model(str(folder), backend="tensorrt")

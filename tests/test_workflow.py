@@ -66,6 +66,7 @@ def tiny_cfg(tiny_models) -> dict:
         "published_models": [
             {"name": "tiny-bert", "model": tiny_models["bert"]},
             {"name": "tiny-mpnet", "model": tiny_models["mpnet"]},
+            {"name": "tiny-bert-maps", "model": tiny_models["bert"], "fit_maps": 100},
         ],
         "diagnostic": {"theta": 0.95, "patience": 1, "min_layer": 3, "overhead_iters": 2},
     }
@@ -110,8 +111,13 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     assert json.loads((res / "leap_xd/seed0/eval/beir_retrieval.json").read_text())["full"]["NDCG@10"] >= 0
     assert (res / "leap_xd/seed0/model/layer_maps.safetensors").exists()
     assert json.loads((res / "published/tiny-mpnet/eval/stsb.json").read_text())["splits"]["test"]["frontier"]
+    # a published checkpoint exit-enabled with fitted maps: its own folder, evaluated like a run, no diagnostic
+    assert (res / "published/tiny-bert-maps/model/layer_maps.safetensors").exists()
+    assert json.loads((res / "published/tiny-bert-maps/eval/stsb.json").read_text())["layer_maps"] is True
+    assert not (res / "published/tiny-bert-maps/eval/diagnostic.json").exists()
     frontier = pd.read_csv(res / "tables/frontier.csv")
-    assert {"published:tiny-bert", "leap_xd", "fixed_depth"} <= set(frontier["model"])
+    assert {"published:tiny-bert", "published:tiny-bert-maps", "leap_xd", "fixed_depth"} <= set(frontier["model"])
+    assert "common_depth" in set(frontier["rule"])
     assert {"STS-B", "retrieval"} <= set(frontier["benchmark"])
     assert (res / "figures/fig3_frontier_sts_b.png").exists() and (res / "figures/fig3_frontier_retrieval.png").exists()
     assert "exit advantage" in (res / "leap/seed0/model_card.md").read_text().lower()
@@ -310,7 +316,8 @@ def test_cpu_config_resolves(tmp_path):
     counts = jobs(proc)
     assert counts["train_student"] == 23  # (baseline, leap, leap_fix, self_xd) x 3 seeds + 11 single-seed runs
     assert counts["teacher_cache"] == 2  # all-mpnet-base-v2, and all-MiniLM-L6-v2 for self-distillation
-    assert counts["eval_beir"] == 6 + 2  # retrieval_seeds 1, and the 2 published checkpoints
+    assert counts["eval_beir"] == 6 + 4  # retrieval_seeds 1, and 2 published checkpoints, with and without maps
+    assert counts["exit_enable_published"] == 2 and counts["diagnose_published"] == 2
     assert counts["latency_bench"] == 5  # latency seeds 1
 
 
