@@ -8,7 +8,9 @@ rounds), batch 1 and 32, each thread count given. For every model:
 * static truncation at the layer nearest the exit rule's E[l], on ONNX Runtime fp32 and int8
   (one graph of layers 1..k: the trivial alternative, without segment overhead);
 * our early exit on torch (``ExitSentenceTransformer``) and on ONNX Runtime fp32 and int8
-  (``leap.onnx_runtime.OnnxExitModel`` over the depth segments);
+  (``leap.onnx_runtime.OnnxExitModel`` over the depth segments), and the same exits scored
+  at common depth (:mod:`leap.common_depth`: the layer stacks kept, pairs met at the depth
+  both reached);
 
 each with its STS-B dev Spearman, exit rate and E[l] next to its speed. Times include
 tokenisation (every path encodes the same list of strings). The goals of the issue are
@@ -40,6 +42,7 @@ import torch
 from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
+from leap import common_depth
 from leap.config import ExitConfig
 from leap.data import stsb_pairs
 from leap.exit_model import convert, load_exit_model
@@ -59,6 +62,16 @@ def stsb_quality(encode, df: pd.DataFrame) -> float:
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     a, b = e[[pos[s] for s in df["sentence1"]]], e[[pos[s] for s in df["sentence2"]]]
     return float(spearmanr((a * b).sum(1), df["score"].to_numpy(float)).statistic)
+
+
+def stsb_quality_common_depth(encode_stack, df: pd.DataFrame) -> float:
+    """STS-B Spearman x 100 when pairs are compared at their common depth (``encode_stack(list[str])
+    -> (stack [N, L, d], layers [N])``, :mod:`leap.common_depth`)."""
+    sents = sorted(set(df["sentence1"]) | set(df["sentence2"]))
+    pos = {s: i for i, s in enumerate(sents)}
+    stack, layers = encode_stack(sents)
+    i1, i2 = [pos[s] for s in df["sentence1"]], [pos[s] for s in df["sentence2"]]
+    return float(spearmanr(common_depth.pair_similarity(stack, layers, i1, i2), df["score"].to_numpy(float)).statistic)
 
 
 def prepare(models: dict[str, str], theta: float, fit: list[str], work: Path) -> dict[str, Path]:
@@ -125,6 +138,14 @@ def bench_model(
                 "early exit, torch": (lambda s, b: torch_exit.encode(s, batch_size=b), "exit"),
                 "early exit, ONNX Runtime fp32": (lambda s, b: ort32.encode(s, b), "exit_ort32"),
                 "early exit, ONNX Runtime int8": (lambda s, b: ort8.encode(s, b), "exit_ort8"),
+                "early exit + common depth, ONNX Runtime fp32": (
+                    lambda s, b: ort32.encode_with_layer_stack(s, b),
+                    "common_ort32",
+                ),
+                "early exit + common depth, ONNX Runtime int8": (
+                    lambda s, b: ort8.encode_with_layer_stack(s, b),
+                    "common_ort8",
+                ),
             },
             ort32,
             ort8,
@@ -133,6 +154,10 @@ def bench_model(
     paths, ort32, ort8 = rows_for(1)
     quality, depth = {}, {}
     for row, (fn, kind) in paths.items():
+        if isinstance(kind, str) and kind.startswith("common"):
+            quality[row] = stsb_quality_common_depth(lambda s, fn=fn: fn(s, 32), dev)
+            depth[row] = depth[row.replace(" + common depth", "")]
+            continue
         quality[row] = stsb_quality(lambda s, fn=fn: fn(s, 32), dev)
         if kind is None:
             depth[row] = (0.0, float(L))

@@ -243,18 +243,33 @@ class OnnxExitModel:
         return F.normalize(p, dim=-1) if self.normalize else p
 
     def forward_batch(
-        self, ids: np.ndarray, mask: np.ndarray, exit: ExitConfig | None = None
+        self, ids: np.ndarray, mask: np.ndarray, exit: ExitConfig | None = None, stack: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One tokenised batch through the segments: ``(embeddings [B, d], exit layers [B])``."""
+        """One tokenised batch through the segments: ``(embeddings [B, d], exit layers [B])``.
+
+        ``stack``: a zeroed ``[B, L, d]`` array filled with each row's layer stack (normalised,
+        mapped vectors at every layer it reached from the first one the rule reads;
+        :mod:`leap.common_depth`), as the torch path's ``keep_layers``.
+        """
         cfg = (exit or self.exit_config).resolve(self.num_layers)
         self._check(cfg)
         L, bsz = self.num_layers, ids.shape[0]
+
+        def keep(idx: np.ndarray, layer: int, pooled: np.ndarray) -> None:
+            if stack is not None:
+                p = torch.from_numpy(pooled).float()
+                if self.layer_maps is not None and layer < L:
+                    p = self.layer_maps.apply(layer, p)
+                stack[idx, layer - 1] = F.normalize(p, dim=-1).numpy()
+
         if cfg.strategy == "none" and not cfg.monitor_only:
             _, pooled = self._run("full.onnx", ids, mask)
+            keep(np.arange(bsz), L, pooled)
             return self._finish(pooled, L).numpy(), np.full(bsz, L, dtype=np.int64)
         cut = self.manifest.get("truncations", {}).get(str(cfg.min_layer))
         if cfg.strategy == "truncate" and cut is not None:
             _, pooled = self._run(cut, ids, mask)
+            keep(np.arange(bsz), cfg.min_layer, pooled)
             return self._finish(pooled, cfg.min_layer).numpy(), np.full(bsz, cfg.min_layer, dtype=np.int64)
         out = torch.zeros(bsz, self.manifest["hidden_size"])
         exit_layer = np.full(bsz, L, dtype=np.int64)
@@ -267,6 +282,7 @@ class OnnxExitModel:
                 hidden, pooled = self._run(f"segment_{l:02d}.onnx", hidden, mask)
             if l == L or not state.needs_pool(l):
                 continue
+            keep(rows, l, pooled)
             exits, _ = state.step(l, torch.from_numpy(pooled))
             if exits is None or not bool(exits.any()):
                 continue
@@ -275,13 +291,41 @@ class OnnxExitModel:
             exit_layer[rows[ex]] = l
             if ex.all():
                 return out.numpy(), exit_layer
-            keep = np.flatnonzero(~ex)
-            rows, hidden, mask = rows[keep], hidden[keep], mask[keep]
-            state.keep(torch.as_tensor(keep))
+            kept = np.flatnonzero(~ex)
+            rows, hidden, mask = rows[kept], hidden[kept], mask[kept]
+            state.keep(torch.as_tensor(kept))
             t = int(mask.sum(axis=1).max())  # trim padding no running row needs (right padding)
             hidden, mask = np.ascontiguousarray(hidden[:, :t]), np.ascontiguousarray(mask[:, :t])
+        keep(rows, L, pooled)
         out[torch.as_tensor(rows)] = self._finish(pooled, L)
         return out.numpy(), exit_layer
+
+    def encode_with_layer_stack(
+        self, sentences: Sequence[str], batch_size: int = 32, exit: ExitConfig | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring, as
+        :meth:`leap.exit_model.ExitSentenceTransformer.encode_with_layer_stack`."""
+        from leap.exit_model import ExitSentenceTransformer
+
+        sents = self._texts(sentences)
+        stack = np.zeros((len(sents), self.num_layers, self.manifest["hidden_size"]), dtype=np.float32)
+        layers = np.zeros(len(sents), dtype=np.int64)
+        for idx in ExitSentenceTransformer.length_batches(sents, batch_size) if sents else []:
+            ids, mask = self.tokenize([sents[i] for i in idx])
+            part = np.zeros((len(idx), *stack.shape[1:]), dtype=np.float32)
+            _, layers[idx] = self.forward_batch(ids, mask, exit, stack=part)
+            stack[idx] = part
+        return stack, layers
+
+    @staticmethod
+    def _texts(sentences: Sequence[str]) -> list[str]:
+        if isinstance(sentences, str):
+            raise LeapError("sentences must be a list of str, not a single str; wrap it in a list")
+        sents = list(sentences)
+        bad = next((i for i, s in enumerate(sents) if not isinstance(s, str)), None)
+        if bad is not None:
+            raise LeapError(f"sentences[{bad}] is {type(sents[bad]).__name__}, expected str")
+        return sents
 
     def encode_with_exit_layers(
         self,
@@ -295,12 +339,7 @@ class OnnxExitModel:
 
         from leap.exit_model import ExitSentenceTransformer
 
-        if isinstance(sentences, str):
-            raise LeapError("sentences must be a list of str, not a single str; wrap it in a list")
-        sents = list(sentences)
-        bad = next((i for i, s in enumerate(sents) if not isinstance(s, str)), None)
-        if bad is not None:
-            raise LeapError(f"sentences[{bad}] is {type(sents[bad]).__name__}, expected str")
+        sents = self._texts(sentences)
         if not sents:
             return np.zeros((0, self.manifest["hidden_size"]), dtype=np.float32), np.zeros(0, dtype=np.int64)
         emb = np.zeros((len(sents), self.manifest["hidden_size"]), dtype=np.float32)

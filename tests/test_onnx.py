@@ -114,3 +114,15 @@ def test_load_exit_model_selects_the_onnx_backend(tmp_path, tiny_models):
     assert np.abs(served.encode(sents) - want).max() < 1e-4
     with pytest.raises(LeapError, match="backend must be"):
         load_exit_model(str(folder), backend="tensorrt")
+
+
+def test_onnx_layer_stack_equals_the_torch_path(tmp_path, tiny_models):
+    sents = builtin_sentences()[:40]
+    torch_model = load_exit_model(tiny_models["bert"], exit=ExitConfig(strategy="none"), device="cpu")
+    rule = ExitConfig(theta=split_theta(torch_model, sents, 3), min_layer=3)
+    folder = convert(tiny_models["bert"], tmp_path / "m", exit=rule, fit_maps_on=sents)
+    export_onnx(folder)
+    want_s, want_l = load_exit_model(str(folder), device="cpu").encode_with_layer_stack(sents, batch_size=8)
+    got_s, got_l = OnnxExitModel(folder, threads=1).encode_with_layer_stack(sents, batch_size=8)
+    assert (got_l == want_l).all() and len(set(want_l.tolist())) > 1
+    assert np.abs(got_s - want_s).max() < 1e-4
