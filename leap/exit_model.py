@@ -304,6 +304,31 @@ class ExitSentenceTransformer(SentenceTransformer):
         standardise_modules_json(path)
 
     # -- encoding with exit layers --------------------------------------------------------
+    def _batches(
+        self,
+        sents: list[str],
+        batch_size: int,
+        exit: ExitConfig | dict | None,
+        prompt: str | None,
+        show_progress_bar: bool,
+        **forward_kwargs: Any,
+    ) -> Iterable[tuple[np.ndarray, dict[str, Any]]]:
+        """``(row indices, forward output)`` per length-sorted batch, through the same
+        ``forward`` as ``encode`` (exit rule per call, monitor included)."""
+        if batch_size < 1:
+            raise LeapError(f"batch_size must be >= 1, got {batch_size}")
+        if exit is not None:  # none: the model's own rule (or a monitor's fallback)
+            forward_kwargs["exit"] = self.exit_module.resolve(exit)
+        self.eval()
+        batches = self.length_batches(sents, batch_size) if sents else []
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="encode", unit="batch")
+        with torch.inference_mode():
+            for idx in batches:
+                yield idx, self.forward(self.features([sents[i] for i in idx], prompt=prompt), **forward_kwargs)
+
     def encode_with_exit_layers(
         self,
         sentences: Sequence[str],
@@ -315,26 +340,11 @@ class ExitSentenceTransformer(SentenceTransformer):
         """``(embeddings [N, d] float32, exit_layers [N])`` through the same ``forward`` as
         ``encode`` (batches sorted by length, as sentence-transformers does)."""
         sents = _check_texts(sentences)
-        dim = self.get_embedding_dimension()
-        if not sents:
-            return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
-        if batch_size < 1:
-            raise LeapError(f"batch_size must be >= 1, got {batch_size}")
-        kw = {} if exit is None else {"exit": self.exit_module.resolve(exit)}  # none: the model's own (or a fallback)
-        self.eval()
-        emb = np.zeros((len(sents), dim), dtype=np.float32)
+        emb = np.zeros((len(sents), self.get_embedding_dimension()), dtype=np.float32)
         layers = np.zeros(len(sents), dtype=np.int64)
-        batches = self.length_batches(sents, batch_size)
-        if show_progress_bar:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="encode", unit="batch")
-        with torch.inference_mode():
-            for idx in batches:
-                feats = self.features([sents[i] for i in idx], prompt=prompt)
-                out = self.forward(feats, **kw)
-                emb[idx] = out["sentence_embedding"].float().cpu().numpy()
-                layers[idx] = out["exit_layer"].cpu().numpy()
+        for idx, out in self._batches(sents, batch_size, exit, prompt, show_progress_bar):
+            emb[idx] = out["sentence_embedding"].float().cpu().numpy()
+            layers[idx] = out["exit_layer"].cpu().numpy()
         return emb, layers
 
     def encode_with_layer_stack(
@@ -355,25 +365,11 @@ class ExitSentenceTransformer(SentenceTransformer):
         from ``l_min - k``, nobody exits.
         """
         sents = _check_texts(sentences)
-        dim = self.get_embedding_dimension()
-        if batch_size < 1:
-            raise LeapError(f"batch_size must be >= 1, got {batch_size}")
-        kw: dict[str, Any] = {"keep_layers": True}
-        if exit is not None:
-            kw["exit"] = self.exit_module.resolve(exit)
-        self.eval()
-        stack = np.zeros((len(sents), self.num_layers, dim), dtype=np.float32)
+        stack = np.zeros((len(sents), self.num_layers, self.get_embedding_dimension()), dtype=np.float32)
         layers = np.zeros(len(sents), dtype=np.int64)
-        batches = self.length_batches(sents, batch_size) if sents else []
-        if show_progress_bar:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="encode", unit="batch")
-        with torch.inference_mode():
-            for idx in batches:
-                out = self.forward(self.features([sents[i] for i in idx], prompt=prompt), **kw)
-                stack[idx] = out["layer_stack"].float().cpu().numpy()
-                layers[idx] = out["exit_layer"].cpu().numpy()
+        for idx, out in self._batches(sents, batch_size, exit, prompt, show_progress_bar, keep_layers=True):
+            stack[idx] = out["layer_stack"].float().cpu().numpy()
+            layers[idx] = out["exit_layer"].cpu().numpy()
         return stack, layers
 
     def layer_embeddings(
