@@ -7,7 +7,8 @@ neighbours among the test sentences), mean cosine, exit rate, E[l]; beside it, s
 truncation at the depth nearest that E[l] (the same maps), measured the same way.
 
 Models: ``--model NAME=FOLDER`` (repeatable); by default the packaged all-MiniLM-L6-v2 with
-least-squares maps fitted on 4,000 STS-B train sentences, and the CPU-scale students
+least-squares maps (the workflow's ``results/cpu/published/all-MiniLM-L6-v2-maps/model``,
+else fitted here on 4,000 STS-B train sentences), and the CPU-scale students
 ``results/cpu/{self_xd,leap_fix,baseline}/seed0/model`` where they exist.
 
 Usage:
@@ -93,8 +94,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not models:
-            convert(packaged_minilm_path(), tmp / "minilm_maps", fit_maps_on=fit)
-            models = {"all-MiniLM-L6-v2 + least-squares maps": str(tmp / "minilm_maps")}
+            maps = ROOT / "results" / "cpu" / "published" / "all-MiniLM-L6-v2-maps" / "model"
+            if not (maps / "modules.json").exists():
+                convert(packaged_minilm_path(), tmp / "minilm_maps", fit_maps_on=fit)
+                maps = tmp / "minilm_maps"
+            models = {"all-MiniLM-L6-v2 + least-squares maps": str(maps)}
             for v in ("self_xd", "leap_fix", "baseline"):
                 f = ROOT / "results" / "cpu" / v / "seed0" / "model"
                 if (f / "modules.json").exists():

@@ -64,7 +64,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "teacher": "self",
         "layer_maps": "trained",
         "lr": 1e-4,
-        "loss": {"terms": ["final", "depth", "cross"], "depth_weight": 1.0, "cross_weight": 10.0},
+        # its own final layer is the only target: the uniform (identity) map, whatever the config's teacher map
+        "loss": {"terms": ["final", "depth", "cross"], "depth_weight": 1.0, "cross_weight": 10.0, "layer_map": None},
     },
     "adaptive_layer": {"objective": "adaptive_layer", "loss": {"terms": ["final"]}},
     "layerskip": {"objective": "layerskip", "loss": {"terms": list(BASELINE_TERMS)}},

@@ -333,3 +333,23 @@ def test_torchrun_two_processes_gloo(setup, tmp_path):
     conf = json.loads((tmp_path / "ddp" / "train_config.json").read_text())
     assert conf["steps"] == 3  # 48 sentences / (8 x 2 processes)
     assert (tmp_path / "ddp" / "model").is_dir()
+
+
+def test_shipped_configs_give_self_distillation_its_own_layers():
+    """A self-distilled run's teacher is its own init: the config's layer map into another
+    teacher (all-mpnet-base-v2's 12 layers) must not reach its teacher cache."""
+    import yaml
+
+    from leap.teacher import required_layers
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("cpu.yaml", "config.yaml", "demo.yaml"):
+        c = yaml.safe_load((root / "config" / name).read_text())
+        known = set(VARIANTS) | set(c.get("custom_variants") or {})
+        variants = {v for group in c["variants"].values() for v in group} & known  # deebert reuses baseline
+        for v in sorted(variants):
+            cfg = make_train_config(
+                c["training"], v, 0, (c.get("variant_overrides") or {}).get(v), c.get("sweep"), c.get("custom_variants")
+            )
+            if cfg.teacher == "self":
+                assert required_layers([(cfg.n_layers, cfg.loss.layer_map)], cfg.n_layers), (name, v)
