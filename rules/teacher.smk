@@ -13,6 +13,7 @@ rule teacher_cache:
         f"{RESULTS}/logs/teacher_cache/{{teacher}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/teacher_cache/{{teacher}}.tsv"
+    priority: 20  # the head of the longest chain (cache -> training -> evaluation)
     conda:
         ENV
     threads: CFG.threads

@@ -17,6 +17,7 @@ rule train_student:
         f"{RESULTS}/logs/train/{{variant}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{variant}}/seed{{seed}}.tsv"
+    priority: 10
     conda:
         ENV
     threads: CFG.threads
