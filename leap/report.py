@@ -771,7 +771,9 @@ def write_report(
             "",
             "Exit advantage = exited quality minus the same model's static truncation at the same mean exit "
             "layer (linear between layers); below zero, truncation is the better deal. `at_bar`: the best "
-            "point with >= 1.4x fewer layers and >= 80% of inputs exiting. Rules: `convergence` (Eq. 6; each "
+            "point with >= 1.4x fewer layers and >= 80% of inputs exiting, picked on the benchmark itself (an upper "
+            "bound); `dev_chosen_*`: the STS-B point picked at that bar on the dev split and reported on test (the "
+            "honest figure). Rules: `convergence` (Eq. 6; each "
             "input compared at its own exit layer), `common_depth` (the same exits, two inputs compared at the "
             "depth both reached; not in the paper), `pabee`, `deebert`. `published:<name>-maps`: a published "
             "checkpoint exit-enabled with least-squares per-layer maps, no training.",

@@ -90,3 +90,33 @@ def test_advantage_is_selection_gain_plus_mixing():
     # with every sample at one layer there is nothing to select or mix
     flat = decompose_advantage(v, v, ExitConfig(theta=-1.0, min_layer=3), q, t)
     assert flat["selection_gain"] == pytest.approx(0.0) and flat["mixing"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_summary_picks_the_operating_point_on_dev_and_reports_it_on_test():
+    """The dev split chooses (best dev advantage among points at the bar); the test split only
+    reports. Point 1 is best on test but fails the bar on dev; point 2 wins on dev."""
+    from leap.tables import dev_chosen_point
+
+    def point(theta, rate, el, adv, q=0.8):
+        return {
+            "rule": "convergence",
+            "setting": theta,
+            "exit_rate": rate,
+            "mean_exit_layer": el,
+            "layer_reduction": 6 / el,
+            "quality": q,
+            "exit_advantage": adv,
+        }
+
+    def run(dev_sweep, test_sweep):
+        return {
+            "stsb": {"splits": {"dev": {"frontier": {"sweep": dev_sweep}}, "test": {"frontier": {"sweep": test_sweep}}}}
+        }
+
+    dev = [point(0.8, 1.0, 3.0, 0.05), point(0.83, 0.5, 4.0, 0.04), point(0.86, 0.9, 4.0, 0.01)]
+    test = [point(0.8, 1.0, 3.0, 0.0), point(0.83, 0.9, 4.0, 0.03), point(0.86, 0.85, 4.2, -0.01, q=0.7)]
+    res = {"m": {0: run(dev, test), 1: run(dev, test)}}
+    chosen = dev_chosen_point(res, "m")
+    assert chosen["rule"] == "convergence 0.86" and chosen["dev_exit_advantage"] == pytest.approx(0.01)
+    assert chosen["exit_advantage"] == pytest.approx(-0.01) and chosen["quality"] == pytest.approx(0.7)
+    assert dev_chosen_point({"m": {0: run(dev[:2], test[:2])}}, "m") is None  # nothing at the bar on dev
