@@ -479,6 +479,11 @@ class PublishedModel:
         "published (and runs its exit diagnostic)",
         minimum=0,
     )
+    retrieval: bool = setting(
+        True,
+        "evaluate it on the config's BEIR sets (frontier included); false keeps it to STS-B, e.g. a "
+        "12-layer checkpoint on a CPU budget",
+    )
 
 
 @dataclass(frozen=True)

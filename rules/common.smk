@@ -162,9 +162,9 @@ def group_evals(group):
 
 
 PUBLISHED_EVALS = [
-    f"{RESULTS}/published/{n}/eval/{e}.json"
-    for n in PUBLISHED
-    for e in ["stsb", *(f"beir_{r}" for r in RETRIEVAL)]
+    f"{RESULTS}/published/{m.name}/eval/{e}.json"
+    for m in CFG.published_models
+    for e in ["stsb", *(f"beir_{r}" for r in RETRIEVAL if m.retrieval)]
 ]
 LATENCY_RUNS = runs(
     [v for v in LATENCY["variants"] if v in TRAINED], ["latency"], LATENCY["seeds"]
@@ -250,57 +250,6 @@ TABLE_FILES = [f"{RESULTS}/tables/{n}.{e}" for n in TABLE_NAMES for e in ("csv",
 FIGURE_FILES = [
     f"{RESULTS}/figures/{n}.{e}" for n in FIGURE_NAMES for e in ("png", "pdf")
 ]
-
-
-# The report's categories follow the paper (snakemake --report): stage -> what is in it.
-REPORT_GROUPS = {
-    "2 Main results": {
-        "table1_main": "Table 1",
-        "table5_pareto": "Table 5",
-        "table10_strategies": "Table 10",
-    },
-    "3 Layer analyses": {
-        "table3_layerwise": "Table 3",
-        "table4_per_layer": "Table 4",
-        "table8_thresholds": "Table 8",
-        "table9_similarity": "Table 9",
-        "table13_nn_failure": "Table 13",
-        "fig1_layer_dynamics": "Figure 1",
-        "fig2_exit_distribution": "Figure 2",
-        "fig4_contraction": "Figure 4",
-        "fig5_nn_failure": "Figure 5",
-    },
-    "4 Ablation and sweep": {
-        "table11_ablation": "Table 11",
-        "table12_beta": "Table 12",
-    },
-    "5 Comparisons": {"table2_cross_distillation": "Table 2"},
-    "6 Latency": {"table7_latency": "Table 7"},
-    "7 BEIR": {
-        "table6_beir": "Table 6",
-        "table15_beir_ndcg5_10": "Table 15",
-        "table16_beir_ndcg1_3": "Table 16",
-    },
-    "8 Training": {"table14_hyperparameters": "Table 14"},
-}
-REPORT_CATEGORY = {
-    n: (c, label) for c, items in REPORT_GROUPS.items() for n, label in items.items()
-}
-
-
-def reported(path, name, kind):
-    """``report()`` of one table or figure, with its caption and the paper's category."""
-    category, label = REPORT_CATEGORY[name]
-    return report(
-        path,
-        caption=f"../report/{kind}/{name}.rst",
-        category=category,
-        subcategory=label,
-        labels={"item": label, "file": Path(path).name},
-    )
-
-
-BENCHMARKS = ["STS-B", *RETRIEVAL]
 
 
 def model_of(wc):

@@ -316,9 +316,27 @@ def test_cpu_config_resolves(tmp_path):
     counts = jobs(proc)
     assert counts["train_student"] == 23  # (baseline, leap, leap_fix, self_xd) x 3 seeds + 11 single-seed runs
     assert counts["teacher_cache"] == 2  # all-mpnet-base-v2, and all-MiniLM-L6-v2 for self-distillation
-    assert counts["eval_beir"] == 6 + 4  # retrieval_seeds 1, and 2 published checkpoints, with and without maps
+    # retrieval_seeds 1 on five 6-layer students, and all-MiniLM-L6-v2 with and without maps;
+    # the 12-layer checkpoints say retrieval: false (STS-B only)
+    assert counts["eval_beir"] == 5 + 2
+    assert counts["eval_stsb"] == 23 + 4
     assert counts["exit_enable_published"] == 2 and counts["diagnose_published"] == 2
     assert counts["latency_bench"] == 5  # latency seeds 1
+
+
+def test_cpu_frontier_overlay_keeps_the_frontier_and_drops_seeds_and_ablations(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = run(
+        ["-n", "--configfile", str(ROOT / "config/cpu.yaml"), str(ROOT / "config/cpu_frontier.yaml")]
+        + ["--config", f"data_dir={data}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = jobs(proc)
+    assert counts["train_student"] == 8  # baseline, leap, leap_fix, self_xd + 4 comparisons, seed 0
+    assert counts["eval_beir"] == 3 + 2 and counts["latency_bench"] == 4
+    assert counts["frontier"] == 1 and counts["claims_report"] == 1
 
 
 def test_lint_and_format():
