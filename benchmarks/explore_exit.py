@@ -9,6 +9,20 @@ assembles them into ``exploration.csv`` / ``.md``. STS-B test is never read here
     python benchmarks/explore_exit.py --name slope2 --set loss.exit_slope=2 --steps 600
     python benchmarks/explore_exit.py --table
 
+The frontier exploration (issue 15: exit advantage on STS-B dev and the SciFact dev split
+over a theta sweep, with and without maps) writes under ``results/cpu/exploration/frontier_runs``:
+
+    python benchmarks/explore_exit.py --name Y2_xd2_nocross --variant leap_xd --set loss.cross_weight=0 \
+        --steps 400 --scifact --out results/cpu/exploration/frontier_runs
+    python benchmarks/explore_exit.py --model packaged:all-MiniLM-L6-v2 --name untrained_minilm \
+        --scifact --out results/cpu/exploration/frontier_runs
+    # self-distillation runs (Z*): --cache and --teacher-model name the student's own cache
+
+(each JSON records its variant, steps and overrides).
+    python benchmarks/explore_exit.py --mixing packaged:all-MiniLM-L6-v2 --name untrained_minilm \
+        --out results/cpu/exploration/frontier_runs      # mixing cost vs selection gain
+    python benchmarks/explore_exit.py --frontier-table --out results/cpu/exploration/frontier_runs
+
 Needs the cpu run's data and teacher cache (``snakemake ... --until teacher_cache``).
 """
 
