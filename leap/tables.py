@@ -588,7 +588,7 @@ def frontier_table(res: Results) -> pd.DataFrame | None:
                     "seeds": len(recs),
                     "benchmark": bench,
                     "rule": p["rule"],
-                    "theta": p["setting"],
+                    "theta": _setting(p["setting"]),
                     "at_config": kind == "at_config",
                     "exit_rate": mean([q["exit_rate"] for q in per_seed]),
                     "mean_exit_layer": el,
@@ -627,6 +627,12 @@ def frontier_table(res: Results) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
+def _setting(x: float | int | str) -> float | int | str:
+    """An operating point's setting as a reader wants it: a threshold calibrated on dev (the
+    DeeBERT entropy) to 3 decimals; thetas, layers and ``theta/patience`` as they are."""
+    return round(x, 3) if isinstance(x, float) else x
+
+
 def _one_depth(exit_rate: float, mean_exit_layer: float) -> bool:
     """Every input at (nearly) one layer: static truncation in disguise (advantage ~0 by
     construction), never counted as an exit point."""
@@ -657,7 +663,7 @@ def dev_chosen_point(res: Results, model: str) -> dict | None:
     pts = [t[best] for t in test]
     s = seed_summary([p["exit_advantage"] for p in pts])
     return {
-        "rule": f"{pts[0]['rule']} {pts[0]['setting']}",
+        "rule": f"{pts[0]['rule']} {_setting(pts[0]['setting'])}",
         "dev_exit_advantage": best_adv,
         "exit_advantage": s["mean"],
         "ci95": f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if s["ci_low"] is not None else "",

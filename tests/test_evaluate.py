@@ -190,6 +190,21 @@ def test_frontier_tables_and_figures(tmp_path, run_dir):
     assert (tmp_path / "figures/fig3_frontier_sts_b.png").stat().st_size > 10_000
 
 
+def test_frontier_table_shows_a_calibrated_threshold_to_three_decimals(tmp_path, run_dir):
+    from leap.tables import build_frontier_tables
+
+    _, paths = run_dir
+    res = json.loads(paths[0].read_text())
+    res["splits"]["test"]["frontier"]["sweep"][0]["setting"] = 0.506856678724289  # an entropy fitted on dev
+    p = tmp_path / "results" / "deebert" / "seed0" / "eval" / "stsb.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(res))
+    build_frontier_tables([p], tmp_path / "tables")
+    f = pd.read_csv(tmp_path / "tables/frontier.csv", dtype={"theta": str})
+    assert "0.507" in f["theta"].tolist() and "0.506856678724289" not in f["theta"].tolist()
+    assert "0.9" in f["theta"].tolist()  # thetas as they are
+
+
 def test_tables_figures_claims_skip_missing(tmp_path):
     from leap.figures import build_figures
     from leap.report import CLAIMS, build_claims, write_report
