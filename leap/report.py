@@ -410,12 +410,20 @@ def d_exit_small_cost(m: Measured, res: dict, v: str) -> tuple[bool, str]:
 
 
 def d_heads_fail(m: Measured, res: dict, v: str) -> tuple[bool, str]:
-    leap = [mean(_stsb(res, x)) for x in ("leap", *extra_variants(res)) if _stsb(res, x)]
-    best = max(leap) if leap else None
-    if best is None:
-        return False, "no exit objective to compare with"
+    # only objectives that exit: a variant with (almost) no exits scores at full depth
+    exiting = {
+        x: mean(_stsb(res, x))
+        for x in ("leap", *extra_variants(res))
+        if _stsb(res, x) and (_exit_rate(res, x) or 0) >= MIN_EXIT_RATE
+    }
+    if not exiting:
+        return False, f"no exit objective with >= {100 * MIN_EXIT_RATE:.0f}% of inputs exiting to compare with"
+    name, best = max(exiting.items(), key=lambda kv: kv[1])
     ok = m.values[0] < best - 0.05
-    return ok, f"heads {m.values[0]:.3f} vs best convergence exit {best:.3f}; holds if heads are > 0.05 worse"
+    return ok, (
+        f"heads {m.values[0]:.3f} vs best convergence exit {best:.3f} ({name}, >= {100 * MIN_EXIT_RATE:.0f}% "
+        "exiting); holds if heads are > 0.05 worse"
+    )
 
 
 def d_below(th: float) -> Callable[[Measured, dict, str], tuple[bool, str]]:

@@ -41,6 +41,21 @@ def test_a_heads_row_without_exits_cannot_hold():
     assert v == "differs"
 
 
+def test_heads_are_compared_with_objectives_that_exit_not_with_full_depth_scores():
+    """The committed CPU report once compared the heads (0.723, 33% exiting) with a variant
+    that exited 0% of sentences (0.823, a full-depth score) and called it 'direction holds'."""
+    heads = BY_NAME["STS-B, DeeBERT-style learned exit heads"]
+
+    def run(spearman: float, rate: float) -> dict:
+        return {0: {"stsb": {"splits": {"test": {"spearman_exit": spearman, "exit_rate": rate}}}}}
+
+    res = {"leap": run(0.817, 0.001), "leap_fix": run(0.675, 0.468)}
+    v, why = verdict(heads, Measured((0.723,), exit_rate=0.33), res, "deebert")
+    assert v == "differs" and "0.675 (leap_fix" in why  # heads beat the only exiting objective
+    v, why = verdict(heads, Measured((0.723,), exit_rate=0.33), {"leap": run(0.817, 0.001)}, "deebert")
+    assert v == "differs" and "no exit objective" in why
+
+
 def test_exit_with_a_small_cost_and_most_exiting_is_direction_holds():
     m = Measured((0.790,), exit_rate=0.85)
     v, why = verdict(EXIT_CLAIM, m, res_with_baseline(0.819), "leap")
