@@ -239,6 +239,12 @@ class LeapLossConfig:
             raise LeapError(f"focus_layer must be >= 1, got {self.focus_layer}")
 
     # -- derived quantities ---------------------------------------------------------------
+    @property
+    def reads_aligned_targets(self) -> bool:
+        """Whether the loss reads the teacher's layer-aligned targets ``pi(l)`` (``L_inter``,
+        which has no equation number); without it only the teacher's final layer is read."""
+        return "inter" in self.terms
+
     def weights(self, n_layers: int) -> list[float]:
         """``w_l`` for l = 1..L_s (SPEC: 1.0 from ``focus_layer`` on, 0.1 below)."""
         if self.layer_weights is not None:

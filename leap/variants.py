@@ -119,6 +119,14 @@ def make_train_config(
     from leap.objectives import check_objective
 
     entry = variant_entry(variant, custom)
+    spec = (custom or {}).get(variant, {})
+    if "student" in spec and "n_layers" not in spec and training.get("n_layers") is not None:
+        # a 12-layer init silently cut to the config's 6 layers is not what anyone means
+        raise LeapError(
+            f"custom variant {variant!r} sets student {spec['student']!r} but would inherit "
+            f"training.n_layers {training['n_layers']} (a depth chosen for another init); set "
+            f"n_layers in the variant: a number, or null for every layer of {spec['student']!r}"
+        )
     is_sweep = entry.pop("sweep", False)
     cfg = merge(training, entry)
     if is_sweep and sweep:

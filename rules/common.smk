@@ -76,7 +76,7 @@ def seeds_of(variant):
 
 # Resolve every run's config now: an unknown variant, objective or key fails before any job runs.
 try:
-    TRAIN_CONFIGS = {
+    RUN_CONFIGS = {
         (v, s): make_train_config(
             config.get("training", {}),
             v,
@@ -84,12 +84,13 @@ try:
             variant_overrides=CFG.variant_overrides.get(v),
             sweep=CFG.sweep or None,
             custom=CFG.custom_variants,
-        ).to_dict()
+        )
         for v in TRAINED
         for s in seeds_of(v)
     }
 except LeapError as err:
     raise ValueError(f"invalid config: {err}") from None
+TRAIN_CONFIGS = {key: c.to_dict() for key, c in RUN_CONFIGS.items()}
 
 
 def teacher_of(cfg):
@@ -113,12 +114,14 @@ def cache_of(variant, seed):
 
 
 def students_of(teacher):
-    """(init, depth, layer map) of every run that distils from ``teacher`` (the layers it caches)."""
+    """(init, depth, layer map) of every run that reads ``teacher``'s layer-aligned targets
+    (the layers it caches beside the final one, which every run reads)."""
     return sorted(
         {
             (c["student"], c["n_layers"], tuple(c["loss"]["layer_map"] or ()))
-            for c in TRAIN_CONFIGS.values()
+            for key, c in TRAIN_CONFIGS.items()
             if slug(teacher_of(c)) == teacher
+            and RUN_CONFIGS[key].loss.reads_aligned_targets
         },
         key=str,
     )

@@ -340,8 +340,6 @@ def test_shipped_configs_give_self_distillation_its_own_layers():
     teacher (all-mpnet-base-v2's 12 layers) must not reach its teacher cache."""
     import yaml
 
-    from leap.teacher import required_layers
-
     root = Path(__file__).resolve().parents[1]
     for name in ("cpu.yaml", "config.yaml", "demo.yaml"):
         c = yaml.safe_load((root / "config" / name).read_text())
@@ -351,5 +349,30 @@ def test_shipped_configs_give_self_distillation_its_own_layers():
             cfg = make_train_config(
                 c["training"], v, 0, (c.get("variant_overrides") or {}).get(v), c.get("sweep"), c.get("custom_variants")
             )
-            if cfg.teacher == "self":
-                assert required_layers([(cfg.n_layers, cfg.loss.layer_map)], cfg.n_layers), (name, v)
+            if cfg.teacher == "self":  # its own layers: the identity map, whatever its depth
+                assert cfg.loss.layer_map is None, (name, v)
+                assert not cfg.loss.reads_aligned_targets, (name, v)  # and only its final layer
+
+
+def test_custom_variant_with_another_student_must_set_its_depth():
+    """A custom variant that starts from another model must not inherit the config's depth
+    (a 12-layer model silently cut to the 6 layers chosen for all-MiniLM-L6-v2)."""
+    training = {"student": "packaged:all-MiniLM-L6-v2", "n_layers": 6}
+    custom = {"self_big": {"base": "self_xd", "student": "models/all-mpnet-base-v2"}}
+    with pytest.raises(LeapError, match=r"self_big.*inherit training.n_layers 6.*set n_layers"):
+        make_train_config(training, "self_big", 0, custom=custom)
+    custom["self_big"]["n_layers"] = None
+    assert make_train_config(training, "self_big", 0, custom=custom).n_layers is None
+    custom["self_big"]["n_layers"] = 8
+    assert make_train_config(training, "self_big", 0, custom=custom).n_layers == 8
+
+
+@pytest.mark.parametrize("variant, reads", [("baseline", [2, 4, 6, 8, 10, 12]), ("self_xd", [12]), ("leap_xd", [12])])
+def test_objectives_read_the_aligned_teacher_layers_only_with_l_inter(variant, reads):
+    """The teacher layers a run reads (and so its teacher cache) follow from L_inter alone."""
+    from leap.objectives import get_objective
+
+    cfg = make_train_config({"loss": {"layer_map": [2, 4, 6, 8, 10, 12]}}, variant, 0)
+    assert cfg.loss.reads_aligned_targets == (len(reads) > 1)
+    expected = sorted({*reads, 12})
+    assert get_objective(cfg.objective).teacher_layers(cfg, 6, 12) == expected

@@ -176,6 +176,13 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
     assert counts.get("train_student") == 2 and "teacher_cache" not in counts
 
+    # a variant that reads only the teacher's final layer (no L_inter) changes its depth
+    # without rebuilding the cache (that depth's layer map is never read)
+    cfg["variant_overrides"]["leap_xd"] = {"n_layers": 3, "loss": {"layer_map": None}}
+    tiny_config.write_text(yaml.safe_dump(cfg))
+    counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
+    assert counts.get("train_student") == 3 and "teacher_cache" not in counts  # + leap_xd
+
     # an edit of leap/teacher.py reruns the cache and what reads it, nothing else (Snakemake
     # compares input checksums, so the edit is a real one, undone at once)
     teacher_py = ROOT / "leap" / "teacher.py"
@@ -316,15 +323,15 @@ def test_cpu_config_resolves(tmp_path):
     counts = jobs(proc)
     assert counts["train_student"] == 23  # (baseline, leap, leap_fix, self_xd) x 3 seeds + 11 single-seed runs
     assert counts["teacher_cache"] == 2  # all-mpnet-base-v2, and all-MiniLM-L6-v2 for self-distillation
-    # retrieval_seeds 1 on five 6-layer students, and all-MiniLM-L6-v2 with and without maps;
-    # the 12-layer checkpoints say retrieval: false (STS-B only)
-    assert counts["eval_beir"] == 5 + 2
+    # retrieval_seeds 1 on six students, all-MiniLM-L6-v2 with and without maps and
+    # all-mpnet-base-v2 with maps (as published it says retrieval: false)
+    assert counts["eval_beir"] == 6 + 3
     assert counts["eval_stsb"] == 23 + 4
     assert counts["exit_enable_published"] == 2 and counts["diagnose_published"] == 2
     assert counts["latency_bench"] == 5  # latency seeds 1
 
 
-def test_cpu_frontier_overlay_keeps_the_frontier_and_drops_seeds_and_ablations(tmp_path):
+def test_cpu_frontier_overlay_keeps_the_frontier_and_seeds_and_drops_ablations(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     proc = run(
@@ -334,8 +341,8 @@ def test_cpu_frontier_overlay_keeps_the_frontier_and_drops_seeds_and_ablations(t
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = jobs(proc)
-    assert counts["train_student"] == 8  # baseline, leap, leap_fix, self_xd + 4 comparisons, seed 0
-    assert counts["eval_beir"] == 3 + 2 and counts["latency_bench"] == 4
+    assert counts["train_student"] == 4 * 3 + 4  # (baseline, leap, leap_fix, self_xd) x 3 seeds + 4 trained comparisons
+    assert counts["eval_beir"] == 4 + 3 and counts["latency_bench"] == 3
     assert counts["frontier"] == 1 and counts["claims_report"] == 1
 
 

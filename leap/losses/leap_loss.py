@@ -158,7 +158,7 @@ class LeapLoss(DistillationLoss):
 
     @classmethod
     def teacher_layers(cls, config: TrainConfig, n_student: int, n_teacher: int) -> list[int]:
-        if "inter" in config.loss.terms:
+        if config.loss.reads_aligned_targets:
             return sorted(set(config.loss.mapping(n_student, n_teacher)) | {n_teacher})
         return [n_teacher]
 
