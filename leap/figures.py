@@ -59,7 +59,8 @@ def frontier_figure(df, bench: str):
     d = df[df["benchmark"] == bench]
     models = [m for m in dict.fromkeys(d["model"]) if m != "fixed_depth"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    palette = plt.get_cmap("tab10" if len(models) <= 10 else "tab20").colors
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(models)}
     for m in models:
         g = d[d["model"] == m]
         c = colors[m]
@@ -75,7 +76,6 @@ def frontier_figure(df, bench: str):
                     color=c,
                     ms=3,
                     lw=1,
-                    label=f"{m} ({rule})" if rule != "convergence" else m,
                 )
         at = g[g["at_config"]]
         axes[0].scatter(at["layer_reduction"], at["quality"], s=90, color=c, edgecolor="k", zorder=5)
@@ -85,10 +85,10 @@ def frontier_figure(df, bench: str):
                 ax.plot(trs[col], trs["quality"], ls="--", color=c, lw=1, marker=".")
             ats = at.dropna(subset=[col])
             if len(ats):
-                ax.scatter(ats[col], ats["quality"], s=90, color=c, edgecolor="k", zorder=5, label=m)
-    fixed = d[d["model"] == "fixed_depth"]
+                ax.scatter(ats[col], ats["quality"], s=90, color=c, edgecolor="k", zorder=5)
+    fixed = d[(d["model"] == "fixed_depth") & (d["rule"] == "fixed_depth")]  # its point beside the baseline
     if len(fixed):
-        axes[0].scatter(fixed["layer_reduction"], fixed["quality"], marker="*", s=160, color="k", label="fixed depth")
+        axes[0].scatter(fixed["layer_reduction"], fixed["quality"], marker="*", s=160, color="k")
     axes[0].set(
         xlabel="Layer reduction L / E[l]",
         ylabel=f"{bench} quality",
@@ -96,9 +96,27 @@ def frontier_figure(df, bench: str):
     )
     axes[1].set(xlabel="Measured speedup, batch 1", title="(b) batch 1")
     axes[2].set(xlabel="Measured speedup, batch 32", title="(c) batch 32")
-    axes[0].legend(fontsize=7, loc="lower left")
-    if axes[1].get_legend_handles_labels()[0]:
-        axes[1].legend(fontsize=7, loc="lower left")
+    # one legend below the panels: a colour per model, a marker per rule (the per-line
+    # labels of a dozen models would cover panel (a))
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in models]
+    handles += [
+        Line2D([], [], color="0.3", ls=ls, marker=mk, ms=4, lw=1, label=label)
+        for ls, mk, label in (
+            ("-", "o", "convergence exit"),
+            ("-", "D", "common-depth scoring"),
+            (":", "^", "PABEE"),
+            ("-.", "s", "DeeBERT heads"),
+            ("--", ".", "truncation at layer l"),
+        )
+    ]
+    handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="0.8", mec="k", label="the config's theta"))
+    if len(fixed):
+        handles.append(Line2D([], [], ls="", marker="*", ms=12, color="k", label="fixed-depth student"))
+    fig.tight_layout()
+    # below the figure: the saved file's tight bounding box takes it in
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=8, frameon=False)
     return fig
 
 

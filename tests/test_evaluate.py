@@ -260,3 +260,42 @@ def test_table11_row_three_says_it_is_the_baseline():
 
     t = table11_ablation({"abl_contrast": {0: {"stsb": _stsb_json(0.0)}}})
     assert t["Configuration"].tolist() == ["+ L_contrast (= the baseline)"]
+
+
+def test_frontier_figure_marks_the_fixed_depth_student_once_and_names_each_model_once():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from leap.figures import frontier_figure
+
+    def row(model, rule, theta, red, q, at=False):
+        return {
+            "model": model,
+            "benchmark": "STS-B",
+            "rule": rule,
+            "theta": theta,
+            "at_config": at,
+            "exit_rate": 1.0,
+            "mean_exit_layer": 6 / red,
+            "layer_reduction": red,
+            "quality": q,
+            "speedup_b1": None,
+            "speedup_b32": None,
+        }
+
+    df = pd.DataFrame(
+        [
+            row("a", "truncation", 3, 2.0, 0.7),
+            row("a", "truncation", 6, 1.0, 0.8),
+            row("a", "convergence", 0.9, 1.5, 0.72),
+            row("a", "convergence", 0.95, 1.1, 0.79, at=True),
+            row("fixed_depth", "fixed_depth", 4, 1.5, 0.76, at=True),
+            row("fixed_depth", "truncation", 2, 2.0, 0.6),  # its own frontier: not the student's point
+            row("fixed_depth", "convergence", 0.9, 1.2, 0.7),
+        ]
+    )
+    fig = frontier_figure(df, "STS-B")
+    stars = [c for c in fig.axes[0].collections if list(c.get_sizes()) == [160]]
+    assert len(stars) == 1 and stars[0].get_offsets().tolist() == [[1.5, 0.76]]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels.count("a") == 1 and "fixed_depth" not in labels and "fixed-depth student" in labels
