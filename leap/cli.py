@@ -69,6 +69,8 @@ def _read_lines(path: str | None) -> list[str]:
     if path is None:
         return builtin_sentences()
     p = Path(path)
+    if p.is_dir():
+        raise LeapError(f"{path!r} is a folder; give a text file, one sentence per line")
     if not p.is_file():
         raise LeapError(f"sentence file {path!r} does not exist (expected a text file, one sentence per line)")
     try:
@@ -198,11 +200,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if not args.output.endswith(".npy"):
         raise LeapError(f"--output must end in .npy, got {args.output!r}")
     sentences = _read_lines(args.input)
+    if not sentences:
+        raise LeapError(f"input file {args.input!r} is empty; it needs one sentence per line")
     if args.backend == "torch":
         model = _load(args)
     else:
         from leap.config import ExitConfig
         from leap.exit_model import load_exit_model
+
+        if args.device not in (None, "cpu") or args.dtype not in (None, "float32"):
+            raise LeapError(f"--backend {args.backend} runs on the CPU in float32; drop --device/--dtype")
 
         rule = ExitConfig.load(args.model) or ExitConfig()
         over = _overrides(args)
@@ -314,12 +321,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_rows(path: str) -> list[dict]:
+    """The rows of a ``leap bench --output`` JSON, or one error saying what is wrong with the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise LeapError(f"--bench {path!r} does not exist; write one with `leap bench MODEL --output {path}`")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LeapError(f"--bench {path!r} is not JSON ({err}); give a `leap bench --output` file") from None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"full_ms", "exit_ms"} <= set(r) for r in rows):
+        raise LeapError(f"--bench {path!r} has no rows with full_ms and exit_ms; give a `leap bench --output` file")
+    return rows
+
+
 def cmd_amortize(args: argparse.Namespace) -> int:
     from leap.deploy import amortize
 
     full, ex = args.full_ms, args.exit_ms
     if args.bench:
-        rows = [r for r in json.loads(Path(args.bench).read_text())["rows"] if r["batch_size"] == args.batch_size]
+        rows = [r for r in _bench_rows(args.bench) if r.get("batch_size") == args.batch_size]
         if not rows:
             raise LeapError(f"{args.bench} has no row for batch size {args.batch_size}")
         full, ex = rows[0]["full_ms"], rows[0]["exit_ms"]
@@ -329,8 +351,13 @@ def cmd_amortize(args: argparse.Namespace) -> int:
     if args.train_benchmark:
         import csv
 
+        if not Path(args.train_benchmark).is_file():
+            raise LeapError(f"--train-benchmark {args.train_benchmark!r} does not exist (a Snakemake benchmark TSV)")
         with open(args.train_benchmark, encoding="utf-8") as fh:
-            hours = sum(float(r["s"]) for r in csv.DictReader(fh, delimiter="\t")) / 3600 * args.train_devices
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if not rows or "s" not in rows[0]:
+            raise LeapError(f"--train-benchmark {args.train_benchmark!r} has no 's' column of a Snakemake benchmark TSV")
+        hours = sum(float(r["s"]) for r in rows) / 3600 * args.train_devices
     if hours is None:
         raise LeapError("give --train-hours, or --train-benchmark with the training job's Snakemake benchmark TSV")
     out = amortize(args.requests_per_day, full, ex, hours)

@@ -437,6 +437,21 @@ def standardise_modules_json(path: str | os.PathLike) -> None:
     write_text(mj, json.dumps(modules, indent=2))
 
 
+def check_device(device: str | None) -> str:
+    """``device`` as torch takes it (None: ``cuda`` when a GPU is visible, else ``cpu``);
+    a CUDA device on a machine without one is one clear error, not a traceback later."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise LeapError(f"device {device!r} is not a torch device; use cpu or cuda") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise LeapError(f"device {device!r} asked for, but {why}; use --device cpu (or leave it unset)")
+    return device
+
+
 def load_exit_model(
     path_or_id: str | os.PathLike,
     exit: ExitConfig | dict | None = None,
@@ -458,7 +473,7 @@ def load_exit_model(
         return onnx_runtime.OnnxExitModel(resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8")
     if backend != "torch":
         raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = check_device(device)
     model = load_sentence_transformer(path_or_id, device=dev, cls=ExitSentenceTransformer, exit=exit)
     if dtype is not None:
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -482,9 +497,7 @@ def convert(
     least-squares per-layer maps (:func:`leap.layer_maps.fit_layer_maps`). The folder is
     written beside ``output`` and renamed onto it when complete.
     """
-    import shutil
-    import tempfile
-
+    from leap.files import atomic_dir
     from leap.layer_maps import fit_layer_maps
 
     model = load_exit_model(source, exit=exit or ExitConfig(), device=device)
@@ -492,15 +505,8 @@ def convert(
         maps = fit_layer_maps(model.layer_embeddings(list(fit_maps_on), batch_size=64))
         model.exit_module.layer_maps = maps
     target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(target) as tmp:
         model.save(str(tmp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

