@@ -20,7 +20,7 @@ import torch
 
 from leap.builtin import builtin_sentences
 from leap.config import ExitConfig
-from leap.deploy import Budget, ExitMonitor, MonitorConfig, _agreement
+from leap.deploy import Budget, ExitMonitor, MonitorConfig, agreement, attach_monitor, detach_monitor
 from leap.exit_model import load_exit_model
 
 
@@ -45,11 +45,11 @@ def main() -> None:
     for name, sents in traffic.items():
         full = model.encode(sents, exit=ExitConfig(strategy="none"))
         emb, layers = model.encode_with_exit_layers(sents)
-        nn, cos = _agreement(emb, full)
+        nn, cos = agreement(emb, full)
         print(f"{name:32s} {100 * (layers < model.num_layers).mean():8.1f}% {layers.mean():6.2f} {nn:6.3f} {cos:7.3f}")
 
     cfg = MonitorConfig(shadow_fraction=1.0, budget=Budget(nn10=0.8, mean_cosine=0.9), window=64, fallback=True)
-    model.monitor = mon = ExitMonitor(model.num_layers, cfg)
+    mon = attach_monitor(model, ExitMonitor(model.num_layers, cfg))
     print("\nmonitor with shadow check and fallback (budget NN@10 >= 0.8, cosine >= 0.9, window 64 rows):")
     phases = [
         ("normal", normal[:96]),
@@ -61,13 +61,13 @@ def main() -> None:
         for i in range(0, len(sents), 16):
             served.append(model.encode(sents[i : i + 16]))
         full = model.encode(sents, exit=ExitConfig(strategy="none"))
-        nn, cos = _agreement(np.concatenate(served), full)
+        nn, cos = agreement(np.concatenate(served), full)
         st = mon.stats()
         print(
             f"  {name:14s} served NN@10 {nn:.3f}, cosine {cos:.3f}; fallback active: {st['fallback_active']}, "
             f"switches {st['fallback_switches']}, agreement alerts {st['alerts']['agreement']}"
         )
-    model.monitor = None
+    detach_monitor(model)
 
 
 if __name__ == "__main__":

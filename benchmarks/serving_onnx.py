@@ -49,7 +49,8 @@ from leap.exit_model import convert, load_exit_model
 from leap.files import write_json, write_text
 from leap.latency import environment
 from leap.models import packaged_minilm_path
-from leap.onnx_runtime import OnnxExitModel, export_onnx
+from leap.onnx_export import export_onnx
+from leap.onnx_runtime import OnnxExitModel
 
 log = logging.getLogger("onnx_bench")
 

@@ -356,7 +356,7 @@ def cmd_amortize(args: argparse.Namespace) -> int:
         with open(args.train_benchmark, encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if not rows or "s" not in rows[0]:
-            raise LeapError(f"--train-benchmark {args.train_benchmark!r} has no 's' column of a Snakemake benchmark TSV")
+            raise LeapError(f"--train-benchmark {args.train_benchmark!r} is no Snakemake benchmark TSV (no 's' column)")
         hours = sum(float(r["s"]) for r in rows) / 3600 * args.train_devices
     if hours is None:
         raise LeapError("give --train-hours, or --train-benchmark with the training job's Snakemake benchmark TSV")
@@ -372,7 +372,7 @@ def cmd_amortize(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from leap.onnx_runtime import export_onnx
+    from leap.onnx_export import export_onnx
 
     m = export_onnx(args.model, int8=args.int8, truncations=args.truncations or ())
     if args.json:

@@ -75,3 +75,53 @@ def code_inputs(root: str | Path, script: str | Path, *modules: str | None) -> l
             files |= set(module_closure(root_s, m))
             files.add(str(_module_file(Path(root_s), m)))
     return sorted(files)
+
+
+def import_graph(root: str | Path) -> dict[str, set[str]]:
+    """``{module: the leap modules it imports}`` for every module of the package under
+    ``root`` (function-level imports included; ``from leap.x import name`` counts as
+    importing ``leap.x`` and, where ``name`` is a module, ``leap.x.name``)."""
+    root_p = Path(root)
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root_p / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(root_p).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        deps = {d for d in _imported_leap_modules(path) if _module_file(root_p, d) is not None}
+        graph[name] = deps - {name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle of ``graph`` as a path ``[a, b, ..., a]`` (Tarjan's strongly
+    connected components; a component of more than one module holds a circle)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    comps: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(sorted(comp) + [sorted(comp)[0]])
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return comps

@@ -10,7 +10,8 @@ inference, fall back to full depth when quality degrades, and estimate when trai
 * :class:`ExitMonitor`: running exit-layer statistics, an optional shadow check that
   re-encodes a fraction of requests at full depth, drift alerts against the calibration
   record, and an automatic fallback to full depth (off by default) that switches back when
-  the shadow agreement recovers. Attach with ``model.monitor = ExitMonitor(...)``.
+  the shadow agreement recovers. :func:`attach_monitor` installs it around the model's
+  ``forward`` (the model itself knows only its exit rule); :func:`detach_monitor` removes it.
 * :func:`amortize`: the break-even of a training run from measured latencies and volume.
 """
 
@@ -73,7 +74,7 @@ class Budget:
         )
 
 
-def _agreement(emb: np.ndarray, full: np.ndarray, k: int = 10) -> tuple[float, float]:
+def agreement(emb: np.ndarray, full: np.ndarray, k: int = 10) -> tuple[float, float]:
     """(mean NN@k overlap, mean cosine) of exit embeddings against full-depth ones."""
     k = min(k, len(emb) - 1)
     nn = float(metrics.nn_overlap(emb, full, k).mean()) if k >= 1 else 1.0
@@ -127,7 +128,7 @@ def calibrate(
             for th in thetas:
                 cfg = ExitConfig(strategy="convergence", theta=float(th), patience=int(k), min_layer=int(lmin))
                 emb, layers = simulate_exit(v, cfg, embed_vectors=ev)
-                nn, cos = _agreement(emb, full)
+                nn, cos = agreement(emb, full)
                 row = {
                     **cfg.to_dict(),
                     "exit_rate": metrics.exit_rate(layers, L),
@@ -311,7 +312,7 @@ class ExitMonitor:
             self.shadow_rows += len(exit_emb)
             if len(self.shadow_exit) < 11:
                 return
-            nn, cos = _agreement(np.stack(self.shadow_exit), np.stack(self.shadow_full))
+            nn, cos = agreement(np.stack(self.shadow_exit), np.stack(self.shadow_full))
             b = self.cfg.budget
             below = (b.nn10 is not None and nn < b.nn10) or (b.mean_cosine is not None and cos < b.mean_cosine)
             clear = (b.nn10 is None or nn >= b.nn10 + self.cfg.recover_margin) and (
@@ -338,7 +339,7 @@ class ExitMonitor:
         with self.lock:
             agree = None
             if len(self.shadow_exit) >= 11:
-                nn, cos = _agreement(np.stack(self.shadow_exit), np.stack(self.shadow_full))
+                nn, cos = agreement(np.stack(self.shadow_exit), np.stack(self.shadow_full))
                 agree = {"nn10": nn, "mean_cosine": cos, "rows": len(self.shadow_exit)}
             return {
                 "rows": self.rows,
@@ -351,6 +352,62 @@ class ExitMonitor:
                 "fallback_active": self.fallback_active,
                 "fallback_switches": self.switches,
             }
+
+
+class MonitoredForward:
+    """A model's ``forward`` with an :class:`ExitMonitor` around it (what :func:`attach_monitor`
+    installs): counts each batch's exit layers, re-encodes a sampled share of batches the
+    other way (shadow check: full depth while exiting, the exit rule during a fallback), and
+    during a fallback serves the monitor's fallback rule unless the call names its own."""
+
+    def __init__(self, model: Any, monitor: ExitMonitor, forward: Any) -> None:
+        self.model, self.monitor, self.inner = model, monitor, forward
+
+    def __call__(self, input: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        mon, forward = self.monitor, self.inner
+        if self.model.training:
+            return forward(input, **kwargs)
+        if mon.fallback_active and "exit" not in kwargs:
+            kwargs["exit"] = mon.cfg.fallback_exit
+        shadow = mon.wants_shadow()
+        original = dict(input) if shadow else None  # the modules add keys to the dict they get
+        out = forward(input, **kwargs)
+        mon.observe(out["exit_layer"].cpu().numpy())
+        if shadow:
+            other_rule = self.model.exit_config if mon.fallback_active else ExitConfig(strategy="none")
+            other = forward(original, exit=other_rule)["sentence_embedding"].float().cpu().numpy()
+            served = out["sentence_embedding"].float().cpu().numpy()
+            mon.shadow(*((other, served) if mon.fallback_active else (served, other)))
+        return out
+
+
+def attach_monitor(model: Any, monitor: ExitMonitor | None = None) -> ExitMonitor:
+    """Serve ``model`` (an :class:`leap.exit_model.ExitSentenceTransformer`) under ``monitor``
+    (default: :meth:`ExitMonitor.for_model`); every ``encode``-family call goes through it.
+    Returns the monitor; :func:`detach_monitor` restores the plain ``forward``."""
+    if not callable(getattr(model, "forward", None)) or not hasattr(model, "exit_module"):
+        raise LeapError("a monitor wraps the torch engine's forward; load the model with backend='torch'")
+    detach_monitor(model)
+    monitor = monitor or ExitMonitor.for_model(model)
+    if model.num_layers != monitor.L:
+        raise LeapError(f"the monitor counts {monitor.L} layers; the model has {model.num_layers}")
+    model.forward = MonitoredForward(model, monitor, model.forward)
+    return monitor
+
+
+def detach_monitor(model: Any) -> ExitMonitor | None:
+    """Remove the monitor :func:`attach_monitor` installed (if any) and return it."""
+    wrapped = model.__dict__.get("forward")
+    if isinstance(wrapped, MonitoredForward):
+        del model.__dict__["forward"]
+        return wrapped.monitor
+    return None
+
+
+def monitor_of(model: Any) -> ExitMonitor | None:
+    """The monitor serving ``model``, or None."""
+    wrapped = model.__dict__.get("forward")
+    return wrapped.monitor if isinstance(wrapped, MonitoredForward) else None
 
 
 # -- amortization ------------------------------------------------------------------------------------
@@ -389,4 +446,16 @@ def amortize(
     }
 
 
-__all__ = ["Budget", "ExitMonitor", "MonitorConfig", "amortize", "calibrate", "calibrate_folder"]
+__all__ = [
+    "Budget",
+    "ExitMonitor",
+    "MonitorConfig",
+    "MonitoredForward",
+    "agreement",
+    "amortize",
+    "attach_monitor",
+    "calibrate",
+    "calibrate_folder",
+    "detach_monitor",
+    "monitor_of",
+]

@@ -28,12 +28,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +43,13 @@ from sentence_transformers.base.modules.transformer import Transformer
 from torch import Tensor
 
 from leap.early_exit import ExitConfig, adapter_for, exit_forward, layers_forward
+from leap.encoder import BatchResult, ExitEncoder, check_texts, encode_rows, length_batches
 from leap.errors import LeapError
 from leap.layer_maps import LayerMaps
 
 log = logging.getLogger(__name__)
 
+ONNX_BACKENDS = ("onnx", "onnx-int8")
 STANDARD_TRANSFORMER = f"{Transformer.__module__}.{Transformer.__name__}"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -213,6 +214,9 @@ class ExitSentenceTransformer(SentenceTransformer):
         exit: the exit rule (an :class:`ExitConfig` or its dict); default: the folder's
             ``leap_exit.json``, else ``ExitConfig()`` (theta 0.95, k 1, l_min from the depth).
         layer_maps: per-layer maps; default: the folder's ``layer_maps.safetensors``, if any.
+        backend: ``"torch"`` (default); ``"onnx"`` or ``"onnx-int8"`` serve the same rule on
+            ONNX Runtime over the folder's ``leap export`` segments and return a
+            :class:`leap.onnx_runtime.OnnxExitModel` (same encode methods and arguments).
         **kwargs: anything ``SentenceTransformer`` takes (``device``, ``model_kwargs``, ...).
             ``trust_remote_code`` is refused: a model that needs it cannot be served here.
 
@@ -221,14 +225,28 @@ class ExitSentenceTransformer(SentenceTransformer):
     :meth:`encode_with_exit_layers` gives embeddings and exit layers as two arrays.
     """
 
+    def __new__(cls, model_name_or_path: str | os.PathLike | None = None, *args: Any, **kwargs: Any):
+        backend = kwargs.get("backend", "torch")
+        if backend in ONNX_BACKENDS:  # sentence-transformers' spelling, this project's ONNX exit path
+            return load_exit_model(
+                model_name_or_path,
+                exit=kwargs.get("exit"),
+                device=kwargs.get("device"),
+                backend=backend,
+            )
+        return super().__new__(cls)
+
     def __init__(
         self,
         model_name_or_path: str | os.PathLike | None = None,
         *args: Any,
         exit: ExitConfig | dict | None = None,
         layer_maps: LayerMaps | None = None,
+        backend: str = "torch",
         **kwargs: Any,
     ) -> None:
+        if backend != "torch":
+            raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
         if kwargs.get("trust_remote_code"):
             raise LeapError("trust_remote_code is not supported: LEAP serves only models that load without it")
         if model_name_or_path is None:
@@ -244,7 +262,6 @@ class ExitSentenceTransformer(SentenceTransformer):
         maps = layer_maps if layer_maps is not None else (LayerMaps.load(local) if local else None)
         self[0] = ExitTransformer.from_transformer(self[0], cfg, maps)
         self.source = name
-        self.monitor = None  # a leap.deploy.ExitMonitor: exit statistics, shadow check, fallback
         if not self.model_card_data.model_name:  # what MTEB's ModelMeta reads as the model's name
             hub_like = "/" in name and not Path(name).exists()
             self.model_card_data.model_name = name if hub_like else f"leap-exit/{Path(source).name}"
@@ -273,28 +290,6 @@ class ExitSentenceTransformer(SentenceTransformer):
     def num_layers(self) -> int:
         return self.exit_module.num_layers
 
-    # -- serving with a monitor ------------------------------------------------------------
-    def forward(self, input: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """``SentenceTransformer.forward``; with a :class:`leap.deploy.ExitMonitor` attached it
-        also counts exit layers, re-encodes a sampled share of batches the other way (shadow
-        check), and during a fallback serves the monitor's fallback rule."""
-        mon = self.monitor
-        if mon is None or self.training:
-            return super().forward(input, **kwargs)
-        if mon.fallback_active and "exit" not in kwargs:
-            kwargs["exit"] = mon.cfg.fallback_exit
-        shadow = mon.wants_shadow()
-        original = dict(input) if shadow else None  # the modules add keys to the dict they get
-        out = super().forward(input, **kwargs)
-        mon.observe(out["exit_layer"].cpu().numpy())
-        if shadow:
-            other_rule = self.exit_config if mon.fallback_active else ExitConfig(strategy="none")
-            other = super().forward(original, exit=other_rule)["sentence_embedding"].float().cpu().numpy()
-            served = out["sentence_embedding"].float().cpu().numpy()
-            exit_emb, full_emb = (other, served) if mon.fallback_active else (served, other)
-            mon.shadow(exit_emb, full_emb)
-        return out
-
     # -- saving ---------------------------------------------------------------------------
     def save(self, path: str, *args: Any, **kwargs: Any) -> None:
         """Save as a standard SentenceTransformer folder plus ``leap_exit.json`` (and maps):
@@ -304,30 +299,44 @@ class ExitSentenceTransformer(SentenceTransformer):
         standardise_modules_json(path)
 
     # -- encoding with exit layers --------------------------------------------------------
-    def _batches(
+    def _batch_runner(
+        self, exit: ExitConfig | dict | None, prompt: str | None, keep_layers: bool
+    ) -> Callable[[list[str]], BatchResult]:
+        """One batch of texts through the same ``forward`` as ``encode`` (exit rule per call; a
+        monitor that :func:`leap.deploy.attach_monitor` installed sees it), for
+        :func:`leap.encoder.encode_rows`."""
+        kwargs: dict[str, Any] = {"keep_layers": True} if keep_layers else {}
+        if exit is not None:  # none: the model's own rule (or a monitor's fallback)
+            kwargs["exit"] = self.exit_module.resolve(exit)
+
+        def run(texts: list[str]) -> BatchResult:
+            out = self.forward(self.features(texts, prompt=prompt), **kwargs)
+            stack = out["layer_stack"].float().cpu().numpy() if keep_layers else None
+            return BatchResult(out["sentence_embedding"].float().cpu().numpy(), out["exit_layer"].cpu().numpy(), stack)
+
+        return run
+
+    def _encode_rows(
         self,
-        sents: list[str],
+        sentences: Sequence[str],
         batch_size: int,
         exit: ExitConfig | dict | None,
         prompt: str | None,
         show_progress_bar: bool,
-        **forward_kwargs: Any,
-    ) -> Iterable[tuple[np.ndarray, dict[str, Any]]]:
-        """``(row indices, forward output)`` per length-sorted batch, through the same
-        ``forward`` as ``encode`` (exit rule per call, monitor included)."""
-        if batch_size < 1:
-            raise LeapError(f"batch_size must be >= 1, got {batch_size}")
-        if exit is not None:  # none: the model's own rule (or a monitor's fallback)
-            forward_kwargs["exit"] = self.exit_module.resolve(exit)
+        keep_layers: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         self.eval()
-        batches = self.length_batches(sents, batch_size) if sents else []
-        if show_progress_bar:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="encode", unit="batch")
+        run = self._batch_runner(exit, prompt, keep_layers)
         with torch.inference_mode():
-            for idx in batches:
-                yield idx, self.forward(self.features([sents[i] for i in idx], prompt=prompt), **forward_kwargs)
+            return encode_rows(
+                sentences,
+                batch_size,
+                run,
+                self.get_embedding_dimension(),
+                self.num_layers,
+                keep_layers=keep_layers,
+                show_progress_bar=show_progress_bar,
+            )
 
     def encode_with_exit_layers(
         self,
@@ -339,12 +348,7 @@ class ExitSentenceTransformer(SentenceTransformer):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(embeddings [N, d] float32, exit_layers [N])`` through the same ``forward`` as
         ``encode`` (batches sorted by length, as sentence-transformers does)."""
-        sents = _check_texts(sentences)
-        emb = np.zeros((len(sents), self.get_embedding_dimension()), dtype=np.float32)
-        layers = np.zeros(len(sents), dtype=np.int64)
-        for idx, out in self._batches(sents, batch_size, exit, prompt, show_progress_bar):
-            emb[idx] = out["sentence_embedding"].float().cpu().numpy()
-            layers[idx] = out["exit_layer"].cpu().numpy()
+        emb, layers, _ = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, False)
         return emb, layers
 
     def encode_with_layer_stack(
@@ -364,12 +368,7 @@ class ExitSentenceTransformer(SentenceTransformer):
         layer with ``exit=ExitConfig(..., monitor_only=True)``: the rule reads every layer
         from ``l_min - k``, nobody exits.
         """
-        sents = _check_texts(sentences)
-        stack = np.zeros((len(sents), self.num_layers, self.get_embedding_dimension()), dtype=np.float32)
-        layers = np.zeros(len(sents), dtype=np.int64)
-        for idx, out in self._batches(sents, batch_size, exit, prompt, show_progress_bar, keep_layers=True):
-            stack[idx] = out["layer_stack"].float().cpu().numpy()
-            layers[idx] = out["exit_layer"].cpu().numpy()
+        _, layers, stack = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, True)
         return stack, layers
 
     def layer_embeddings(
@@ -384,11 +383,11 @@ class ExitSentenceTransformer(SentenceTransformer):
         ``layers`` (1-based) keeps only those layers (``[len(layers), N, d]``); ``on_batch(n)``
         is called after each batch of ``n`` sentences (progress bars).
         """
-        sents = _check_texts(sentences)
+        sents = check_texts(sentences)
         self.eval()
         sel = torch.as_tensor([l - 1 for l in layers]) if layers is not None else torch.arange(self.num_layers)
         out = torch.zeros(len(sel), len(sents), self.get_embedding_dimension())
-        for idx in self.length_batches(sents, batch_size) if sents else []:
+        for idx in length_batches(sents, batch_size) if sents else []:
             feats = self.features([sents[i] for i in idx])
             v = layers_forward(self.exit_module.model, feats["input_ids"], feats["attention_mask"])
             out[:, torch.as_tensor(idx)] = v[sel.to(v.device)].float().cpu()
@@ -407,22 +406,6 @@ class ExitSentenceTransformer(SentenceTransformer):
         from sentence_transformers.util import batch_to_device
 
         return batch_to_device(self.preprocess(list(sentences), prompt=prompt), self.device)
-
-    @staticmethod
-    def length_batches(sents: Sequence[str], batch_size: int) -> list[np.ndarray]:
-        """Index batches, longest texts first (as sentence-transformers sorts), so padding is small."""
-        order = np.argsort([-len(s) for s in sents], kind="stable")
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _check_texts(sentences: Iterable[str]) -> list[str]:
-    if isinstance(sentences, str):
-        raise LeapError("sentences must be a list of str, not a single str; wrap it in a list")
-    out = list(sentences)
-    for i, s in enumerate(out):
-        if not isinstance(s, str):
-            raise LeapError(f"sentences[{i}] is {type(s).__name__}, expected str")
-    return out
 
 
 def standardise_modules_json(path: str | os.PathLike) -> None:
@@ -458,19 +441,25 @@ def load_exit_model(
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
     backend: str = "torch",
-) -> ExitSentenceTransformer:
-    """:class:`ExitSentenceTransformer` with one-line errors; ``dtype`` ``float16`` /
-    ``bfloat16`` is for GPUs (refused on CPU).
+    threads: int | None = None,
+) -> ExitEncoder:
+    """An exit encoder (:class:`leap.encoder.ExitEncoder`) with one-line errors.
 
-    ``backend="onnx"`` (or ``"onnx-int8"``) serves the same rule on ONNX Runtime over the
-    folder's ``leap export`` segments instead: a :class:`leap.onnx_runtime.OnnxExitModel`
-    (``encode``, ``encode_with_exit_layers``; CPU).
+    ``backend="torch"``: an :class:`ExitSentenceTransformer`; ``dtype`` ``float16`` /
+    ``bfloat16`` is for GPUs (refused on CPU). ``backend="onnx"`` (or ``"onnx-int8"``)
+    serves the same rule on ONNX Runtime over the folder's ``leap export`` segments: a
+    :class:`leap.onnx_runtime.OnnxExitModel` (CPU, float32 in and out; ``threads`` sets its
+    intra-op threads).
     """
-    if backend in ("onnx", "onnx-int8"):
-        # imported by name: the optional ONNX backend is no dependency of the torch path
-        onnx_runtime = importlib.import_module("leap.onnx_runtime")
+    if backend in ONNX_BACKENDS:
+        if device not in (None, "cpu") or dtype not in (None, "float32", torch.float32):
+            raise LeapError(f"backend {backend!r} runs on the CPU in float32; drop device/dtype")
+        from leap.onnx_runtime import OnnxExitModel  # the optional engine: onnxruntime is imported there
+
         rule = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
-        return onnx_runtime.OnnxExitModel(resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8")
+        return OnnxExitModel(
+            resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8", threads=threads
+        )
     if backend != "torch":
         raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
     dev = check_device(device)

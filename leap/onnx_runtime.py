@@ -1,21 +1,15 @@
 """Early exit on ONNX Runtime, fp32 or int8 (issue "serving fast on CPU").
 
-:func:`export_onnx` writes an exit-enabled model as *depth segments* into its folder
-(``onnx/``): the embeddings plus the layers up to the first one the exit rule reads, then
-one graph per further layer; each graph returns its hidden states and the mean-pooled
-vector the rule reads. A single full-depth graph is written beside (the fair "ONNX Runtime
-at full depth" baseline), and, on request, single graphs of the model cut at fixed layers
-(``truncations``: static truncation, the frontier's baseline, served without segment
-overhead). ``int8`` adds dynamically quantised copies (``onnxruntime.quantization``).
-The manifest records the opset, the segment boundaries and the SHA-256 of the weights
-they came from; a stale export is refused.
-
-:class:`OnnxExitModel` runs the same Algorithm 1 over the segments: the rule is
-:class:`leap.early_exit.ExitState` itself (one implementation for both engines), rows keep
-their own exit state, exited rows leave the running batch and padding no running row needs
-is trimmed; per-layer maps are applied when a row exits. The torch path and this one give
-every sentence the same exit layer (ties within float noise of theta aside) and embeddings
-within 1e-4 in fp32 (tests).
+:class:`OnnxExitModel` serves the depth segments that :func:`leap.onnx_export.export_onnx`
+writes into a model folder (``onnx/``) with the same Algorithm 1 as the torch path: the
+rule is :class:`leap.early_exit.ExitState` itself (one implementation for both engines),
+rows keep their own exit state, exited rows leave the running batch and padding no running
+row needs is trimmed; per-layer maps are applied when a row exits. It is an
+:class:`leap.encoder.ExitEncoder` and encodes through the same batching loop as the torch
+model (:func:`leap.encoder.encode_rows`), with ``encode`` taking the arguments
+``SentenceTransformer.encode`` takes. The torch path and this one give every sentence the
+same exit layer (ties within float noise of theta aside) and embeddings within 1e-4 in fp32
+(tests).
 
 Needs the ``onnx`` extra: ``pip install -e .[onnx]``.
 """
@@ -33,43 +27,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from leap.config import ExitConfig
-from leap.early_exit import ExitState, adapter_for
+from leap.early_exit import ExitState
+from leap.encoder import BatchResult, encode_rows
 from leap.errors import LeapError
-from leap.files import atomic_dir, write_json
 from leap.layer_maps import LayerMaps
-from leap.pooling import mean_pool
 
 log = logging.getLogger(__name__)
 
 ONNX_DIR = "onnx"
-OPSET = 17
 
 
-class _Segment(nn.Module):
-    """Layers ``first..last`` (1-based) of a transformers model, optionally after the
-    embeddings; returns ``(hidden [B, T, d], mean pool [B, d])``. The attention mask is the
-    additive 4-D mask the eager attention takes (the same softmax as the torch path)."""
-
-    def __init__(self, model: nn.Module, first: int, last: int, embed: bool) -> None:
-        super().__init__()
-        self.model, self.first, self.last, self.embed = model, first, last, embed
-        self.ad = adapter_for(model)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ad, m = self.ad, self.model
-        hidden = ad.embed(m, x, mask) if self.embed else x
-        mask4d = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        extra = ad.extra(m, hidden)
-        layers = ad.layers(m)
-        for l in range(self.first, self.last + 1):
-            hidden = ad.call(layers[l - 1], hidden, mask4d, extra)
-        return hidden, mean_pool(hidden, mask)
-
-
-def _weights_sha(folder: Path) -> str:
+def weights_sha(folder: Path) -> str:
+    """SHA-256 of a model folder's weights (layer maps aside): what an export was made from."""
     h = hashlib.sha256()
     for f in sorted(folder.glob("*.safetensors")):
         if f.name == "layer_maps.safetensors":
@@ -78,100 +49,6 @@ def _weights_sha(folder: Path) -> str:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)
     return h.hexdigest()
-
-
-def export_onnx(
-    folder: str | os.PathLike, int8: bool = False, truncations: Sequence[int] = (), opset: int = OPSET
-) -> dict:
-    """Export the exit-enabled model in ``folder`` as depth segments into ``folder/onnx/``.
-
-    The first segment ends at the first layer the model's saved rule reads
-    (:meth:`ExitConfig.first_pooled_layer`); a rule that reads earlier layers needs a new
-    export. ``truncations``: layers k at which to write one graph of layers 1..k
-    (``truncated_k.onnx``), served for ``strategy="truncate", min_layer=k``. Returns the
-    manifest (also ``onnx/manifest.json``).
-    """
-    from leap.exit_model import load_exit_model
-
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise LeapError("ONNX export needs onnx and onnxruntime: pip install -e .[onnx]") from None
-    folder = Path(folder)
-    if not (folder / "modules.json").exists():
-        raise LeapError(f"{folder} is not a SentenceTransformer folder; run `leap convert` first")
-    model = load_exit_model(str(folder), device="cpu")
-    model.exit_module.model.set_attn_implementation("eager")  # one attention path the exporter traces exactly
-    L = model.num_layers
-    cfg = model.exit_config
-    start = max(1, min(L, cfg.first_pooled_layer() if cfg.strategy != "none" else L))
-    bad = [k for k in truncations if not 1 <= int(k) <= L]
-    if bad:
-        raise LeapError(f"truncation layers {bad} are outside 1..{L}")
-    with atomic_dir(folder / ONNX_DIR) as tmp:
-        manifest = _export_segments(model, tmp, start, truncations, int8, opset)
-        manifest["weights_sha256"] = _weights_sha(folder)
-        write_json(tmp / "manifest.json", manifest)
-    log.info("exported %d segments (first ends at layer %d) to %s", len(manifest["segments"]) - 1, start, folder)
-    return manifest
-
-
-def _export_segments(
-    model: Any, tmp: Path, start: int, truncations: Sequence[int], int8: bool, opset: int
-) -> dict[str, Any]:
-    """Write the depth segments, the full graph and the truncated graphs into ``tmp``; the manifest."""
-    hf = model.exit_module.model
-    L = model.num_layers
-    feats = model.features(["a short sentence", "a somewhat longer sentence with more words in it"])
-    ids, mask = feats["input_ids"], feats["attention_mask"]
-    specs = [("full.onnx", 1, L, True), ("segment_00.onnx", 1, start, True)]
-    specs += [(f"segment_{l:02d}.onnx", l, l, False) for l in range(start + 1, L + 1)]
-    cuts = [(f"truncated_{k:02d}.onnx", 1, int(k), True) for k in sorted(set(truncations)) if int(k) < L]
-    hidden = None
-    with torch.no_grad():
-        for name, first, last, embed in specs + cuts:
-            seg = _Segment(hf, first, last, embed).eval()
-            x = ids if embed else hidden
-            dyn = {
-                "x": {0: "batch", 1: "tokens"},
-                "attention_mask": {0: "batch", 1: "tokens"},
-                "hidden": {0: "batch", 1: "tokens"},
-                "pooled": {0: "batch"},
-            }
-            torch.onnx.export(
-                seg,
-                (x, mask),
-                str(tmp / name),
-                input_names=["x", "attention_mask"],
-                output_names=["hidden", "pooled"],
-                dynamic_axes=dyn,
-                opset_version=opset,
-                dynamo=False,
-            )
-            if name.startswith("segment_"):
-                hidden = seg(x, mask)[0]
-    files = [s[0] for s in specs + cuts]
-    if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        for name in files:
-            quantize_dynamic(
-                str(tmp / name), str(tmp / name.replace(".onnx", ".int8.onnx")), weight_type=QuantType.QInt8
-            )
-    manifest = {
-        "opset": opset,
-        "num_layers": L,
-        "hidden_size": model.get_embedding_dimension(),
-        "first_segment_end": start,
-        "segments": [{"file": n, "first": f, "last": la, "embeddings": e} for n, f, la, e in specs],
-        "truncations": {str(la): n for n, _, la, _ in cuts},
-        "int8": int8,
-        "exit_rule_at_export": model.exit_config.to_dict(),
-        "inputs": "x: input_ids [B, T] int64 (embedding segments) or hidden [B, T, d]; attention_mask [B, T] int64",
-        "outputs": "hidden [B, T, d], pooled [B, d] (mean over real tokens)",
-    }
-    return manifest
 
 
 class OnnxExitModel:
@@ -196,7 +73,7 @@ class OnnxExitModel:
         if not mf.exists():
             raise LeapError(f"{self.folder} has no ONNX export; run `leap export {self.folder}` first")
         self.manifest = json.loads(mf.read_text())
-        if self.manifest["weights_sha256"] != _weights_sha(self.folder):
+        if self.manifest["weights_sha256"] != weights_sha(self.folder):
             raise LeapError(f"the ONNX export in {self.folder} was made from other weights; export again")
         if int8 and not self.manifest["int8"]:
             raise LeapError(f"{self.folder} has no int8 export; run `leap export {self.folder} --int8`")
@@ -308,55 +185,113 @@ class OnnxExitModel:
         out[torch.as_tensor(rows)] = self._finish(pooled, L)
         return out.numpy(), exit_layer
 
-    def encode_with_layer_stack(
-        self, sentences: Sequence[str], batch_size: int = 32, exit: ExitConfig | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring, as
-        :meth:`leap.exit_model.ExitSentenceTransformer.encode_with_layer_stack`."""
-        from leap.exit_model import ExitSentenceTransformer
+    # -- the ExitEncoder interface (leap.encoder) ----------------------------------------------
+    def get_embedding_dimension(self) -> int:
+        return int(self.manifest["hidden_size"])
 
-        sents = self._texts(sentences)
-        stack = np.zeros((len(sents), self.num_layers, self.manifest["hidden_size"]), dtype=np.float32)
-        layers = np.zeros(len(sents), dtype=np.int64)
-        for idx in ExitSentenceTransformer.length_batches(sents, batch_size) if sents else []:
-            ids, mask = self.tokenize([sents[i] for i in idx])
-            part = np.zeros((len(idx), *stack.shape[1:]), dtype=np.float32)
-            _, layers[idx] = self.forward_batch(ids, mask, exit, stack=part)
-            stack[idx] = part
-        return stack, layers
+    def _encode_rows(
+        self,
+        sentences: Sequence[str],
+        batch_size: int,
+        exit: ExitConfig | dict | None,
+        prompt: str | None,
+        show_progress_bar: bool,
+        keep_layers: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        cfg = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
+        shape = (self.num_layers, self.get_embedding_dimension())
 
-    @staticmethod
-    def _texts(sentences: Sequence[str]) -> list[str]:
-        if isinstance(sentences, str):
-            raise LeapError("sentences must be a list of str, not a single str; wrap it in a list")
-        sents = list(sentences)
-        bad = next((i for i, s in enumerate(sents) if not isinstance(s, str)), None)
-        if bad is not None:
-            raise LeapError(f"sentences[{bad}] is {type(sents[bad]).__name__}, expected str")
-        return sents
+        def run(texts: list[str]) -> BatchResult:
+            ids, mask = self.tokenize([prompt + t for t in texts] if prompt else texts)
+            stack = np.zeros((len(texts), *shape), dtype=np.float32) if keep_layers else None
+            emb, layers = self.forward_batch(ids, mask, cfg, stack=stack)
+            return BatchResult(emb, layers, stack)
+
+        return encode_rows(
+            sentences, batch_size, run, shape[1], shape[0], keep_layers=keep_layers, show_progress_bar=show_progress_bar
+        )
 
     def encode_with_exit_layers(
         self,
         sentences: Sequence[str],
         batch_size: int = 32,
-        exit: ExitConfig | None = None,
+        exit: ExitConfig | dict | None = None,
+        prompt: str | None = None,
         show_progress_bar: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(embeddings [N, d] float32, exit_layers [N])``, batches sorted by length."""
-        from tqdm.auto import tqdm
-
-        from leap.exit_model import ExitSentenceTransformer
-
-        sents = self._texts(sentences)
-        if not sents:
-            return np.zeros((0, self.manifest["hidden_size"]), dtype=np.float32), np.zeros(0, dtype=np.int64)
-        emb = np.zeros((len(sents), self.manifest["hidden_size"]), dtype=np.float32)
-        layers = np.zeros(len(sents), dtype=np.int64)
-        batches = ExitSentenceTransformer.length_batches(sents, batch_size)
-        for idx in tqdm(batches, desc="Batches", disable=not show_progress_bar):
-            ids, mask = self.tokenize([sents[i] for i in idx])
-            emb[idx], layers[idx] = self.forward_batch(ids, mask, exit)
+        emb, layers, _ = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, False)
         return emb, layers
 
-    def encode(self, sentences: Sequence[str], batch_size: int = 32, exit: ExitConfig | None = None) -> np.ndarray:
-        return self.encode_with_exit_layers(sentences, batch_size, exit)[0]
+    def encode_with_layer_stack(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 32,
+        exit: ExitConfig | dict | None = None,
+        prompt: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring, as
+        :meth:`leap.exit_model.ExitSentenceTransformer.encode_with_layer_stack`."""
+        _, layers, stack = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, True)
+        return stack, layers
+
+    def encode(
+        self,
+        inputs: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        exit: ExitConfig | dict | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray | torch.Tensor | list[Any]:
+        """``SentenceTransformer.encode``'s arguments, served on ONNX Runtime with early exit.
+
+        ``output_value``: ``"sentence_embedding"`` (default) or ``None`` (one dict a row with
+        ``sentence_embedding`` and ``exit_layer``); ``precision``: as sentence-transformers
+        quantises embeddings; ``exit``: the rule for this call only. Token embeddings, a
+        device other than the CPU, ``prompt_name`` and the multi-process pool are torch
+        only: asking for them is one error naming the torch engine.
+        """
+        if kwargs:
+            raise LeapError(f"encode() on ONNX Runtime does not take {sorted(kwargs)}; load the torch engine for them")
+        if output_value not in ("sentence_embedding", None):
+            raise LeapError(f"output_value {output_value!r} needs the torch engine; ONNX Runtime serves embeddings")
+        if device not in (None, "cpu"):
+            raise LeapError(f"ONNX Runtime serves on the CPU here; device {device!r} needs the torch engine")
+        if prompt_name is not None:
+            raise LeapError("prompt_name needs the torch engine (its prompts); pass the prompt text as prompt=")
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else inputs
+        show = bool(show_progress_bar) if show_progress_bar is not None else False
+        emb, layers, _ = self._encode_rows(texts, batch_size, exit, prompt, show, False)
+        out = torch.from_numpy(emb)
+        if truncate_dim is not None:
+            out = out[:, :truncate_dim]
+        if normalize_embeddings:
+            out = F.normalize(out, dim=-1)
+        if output_value is None:
+            rows = [{"sentence_embedding": e, "exit_layer": torch.tensor(int(l))} for e, l in zip(out, layers)]
+            return rows[0] if single else rows
+        result: Any = out
+        if precision != "float32":
+            from sentence_transformers.util.quantization import quantize_embeddings
+
+            result = torch.from_numpy(quantize_embeddings(out.numpy(), precision=precision))
+        if not convert_to_tensor:
+            result = result.numpy() if convert_to_numpy else list(result)
+        return result[0] if single else result
+
+    def similarity(self, a: Any, b: Any) -> torch.Tensor:
+        """Cosine similarity matrix ``[len(a), len(b)]``, as ``SentenceTransformer.similarity``."""
+        from sentence_transformers.util import cos_sim
+
+        return cos_sim(torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b)))

@@ -13,7 +13,17 @@ import pytest
 
 from leap.builtin import builtin_sentences
 from leap.config import ExitConfig, read_exit_file
-from leap.deploy import Budget, ExitMonitor, MonitorConfig, amortize, calibrate, calibrate_folder
+from leap.deploy import (
+    Budget,
+    ExitMonitor,
+    MonitorConfig,
+    amortize,
+    attach_monitor,
+    calibrate,
+    calibrate_folder,
+    detach_monitor,
+    monitor_of,
+)
 from leap.errors import LeapError
 from leap.exit_model import load_exit_model
 
@@ -68,13 +78,15 @@ def test_budget_needs_a_criterion():
 
 
 def test_monitor_counts_exit_layers_of_every_request(minilm):
-    minilm.monitor = ExitMonitor(6)
+    mon = attach_monitor(minilm, ExitMonitor(6))
     try:
+        assert monitor_of(minilm) is mon
         _, layers = minilm.encode_with_exit_layers(builtin_sentences()[:50])
         minilm.encode(builtin_sentences()[50:70])
-        st = minilm.monitor.stats()
+        st = mon.stats()
     finally:
-        minilm.monitor = None
+        assert detach_monitor(minilm) is mon
+    assert monitor_of(minilm) is None and "forward" not in minilm.__dict__
     assert st["rows"] == 70 and sum(st["exit_histogram"]) == 70
     assert st["exit_histogram"][2] >= int((layers == 3).sum())
     assert st["shadow_rows"] == 0 and st["fallback_active"] is False
@@ -88,7 +100,7 @@ def test_fallback_engages_on_traffic_it_was_not_calibrated_on_and_disengages_aft
     rng = random.Random(0)
     shuffled = [" ".join(rng.sample(s.split(), len(s.split()))) for s in normal]
     cfg = MonitorConfig(shadow_fraction=1.0, budget=Budget(nn10=0.8, mean_cosine=0.9), window=64, fallback=True)
-    minilm.monitor = mon = ExitMonitor(6, cfg)
+    mon = attach_monitor(minilm, ExitMonitor(6, cfg))
     caplog.set_level(logging.WARNING, logger="leap.deploy")
     try:
         for i in range(0, 96, 16):
@@ -108,7 +120,7 @@ def test_fallback_engages_on_traffic_it_was_not_calibrated_on_and_disengages_aft
         assert not mon.fallback_active and mon.switches == 2, mon.stats()
         assert mon.stats()["alerts"]["agreement"] > 0
     finally:
-        minilm.monitor = None
+        detach_monitor(minilm)
     messages = [r.getMessage() for r in caplog.records]
     assert any("falling back" in m for m in messages) and any("back on" in m for m in messages)
 
@@ -142,3 +154,20 @@ def test_cli_calibrate_and_amortize(tmp_path, tiny_models, capsys):
     assert json.loads(capsys.readouterr().out)["break_even_requests"] == pytest.approx(2 * 3.6e6 / 4.0)
     assert main(["calibrate", "sentence-transformers/x", "--data", str(data)]) == 2
     assert "is not a local folder" in capsys.readouterr().err
+
+
+def test_monitor_is_a_wrapper_outside_the_model(minilm):
+    """The model's own forward knows only its exit rule; attaching twice keeps one wrapper."""
+    from leap.exit_model import ExitSentenceTransformer
+
+    assert ExitSentenceTransformer.forward is ExitSentenceTransformer.__mro__[1].forward  # no monitor branch
+    first = attach_monitor(minilm, ExitMonitor(6))
+    second = attach_monitor(minilm, ExitMonitor(6))
+    try:
+        minilm.encode(builtin_sentences()[:5])
+        assert first.stats()["rows"] == 0 and second.stats()["rows"] == 5
+    finally:
+        detach_monitor(minilm)
+    with pytest.raises(LeapError, match="counts 12 layers"):
+        attach_monitor(minilm, ExitMonitor(12))
+    assert monitor_of(minilm) is None

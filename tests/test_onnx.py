@@ -14,7 +14,8 @@ from leap.builtin import builtin_sentences  # noqa: E402
 from leap.config import ExitConfig  # noqa: E402
 from leap.errors import LeapError  # noqa: E402
 from leap.exit_model import convert, load_exit_model  # noqa: E402
-from leap.onnx_runtime import OnnxExitModel, export_onnx  # noqa: E402
+from leap.onnx_export import export_onnx
+from leap.onnx_runtime import OnnxExitModel  # noqa: E402
 
 
 def split_theta(model, sentences, layer):
@@ -126,3 +127,44 @@ def test_onnx_layer_stack_equals_the_torch_path(tmp_path, tiny_models):
     got_s, got_l = OnnxExitModel(folder, threads=1).encode_with_layer_stack(sents, batch_size=8)
     assert (got_l == want_l).all() and len(set(want_l.tolist())) > 1
     assert np.abs(got_s - want_s).max() < 1e-4
+
+
+def test_sentence_transformers_spelling_serves_this_projects_onnx_path(tmp_path, tiny_models):
+    """`ExitSentenceTransformer(folder, backend="onnx")` and `from leap import load_exit_model`
+    give the ONNX Runtime exit engine, with `encode` taking the torch model's arguments."""
+    import torch
+
+    from leap import ExitEncoder, ExitSentenceTransformer
+    from leap import load_exit_model as top_level_loader
+
+    sents = builtin_sentences()[:10]
+    folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(theta=0.5, min_layer=3))
+    export_onnx(folder, int8=True)
+    ort = ExitSentenceTransformer(str(folder), backend="onnx")
+    q8 = top_level_loader(str(folder), backend="onnx-int8")
+    assert isinstance(ort, OnnxExitModel) and not ort.int8 and q8.int8
+    torch_model = ExitSentenceTransformer(str(folder))
+    for engine in (ort, torch_model):
+        assert isinstance(engine, ExitEncoder)
+    for kwargs in (
+        {},
+        {"convert_to_tensor": True},
+        {"normalize_embeddings": True, "truncate_dim": 16},
+        {"precision": "int8"},
+        {"exit": {"strategy": "none"}},
+        {"prompt": "query: "},
+    ):
+        want, got = torch_model.encode(sents, **kwargs), ort.encode(sents, **kwargs)
+        assert type(got) is type(want) and got.shape == want.shape, kwargs
+        if kwargs.get("precision") != "int8":  # int8 bins are calibrated per call; float rows agree
+            assert np.abs(np.asarray(got, dtype=np.float32) - np.asarray(want, dtype=np.float32)).max() < 1e-4
+    rows_t, rows_o = torch_model.encode(sents, output_value=None), ort.encode(sents, output_value=None)
+    assert [int(r["exit_layer"]) for r in rows_o] == [int(r["exit_layer"]) for r in rows_t]
+    assert ort.encode(sents[0]).shape == torch_model.encode(sents[0]).shape == (32,)
+    assert torch.allclose(ort.similarity(ort.encode(sents[:2]), ort.encode(sents[:2])).diagonal(), torch.ones(2))
+    with pytest.raises(LeapError, match="torch engine"):
+        ort.encode(sents, output_value="token_embeddings")
+    with pytest.raises(LeapError, match="does not take"):
+        ort.encode(sents, pool={"processes": 2})
+    with pytest.raises(LeapError, match="runs on the CPU"):
+        ExitSentenceTransformer(str(folder), backend="onnx", device="cuda")
