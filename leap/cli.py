@@ -26,6 +26,7 @@ from leap.early_exit import STRATEGIES, ExitConfig
 from leap.errors import LeapError
 
 _DEFAULTS = ExitConfig()
+DEFAULT_NN10 = 0.95  # calibrate's budget when the user names none
 
 
 def _exit_args(p: argparse.ArgumentParser) -> None:
@@ -117,15 +118,17 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    rows = [
-        [str(l), _fmt(s), _fmt(st), _fmt(nn), _fmt(c, pct=True)]
-        for l, s, st, nn, c in zip(
-            out["layers"], out["similarity_to_final"], out["stability"], out["nn_at_10"], out["cumulative_exit"]
-        )
-    ]
+    cols = [out["layers"], out["similarity_to_final"], out["stability"], out["nn_at_10"], out["cumulative_exit"]]
+    header = ["layer", "sim_to_final", "stability", "NN@10", "cum_exit"]
+    if out["layer_maps"]:  # the checklist reads the mapped vectors the model serves
+        cols += [out["as_served"]["similarity_to_final"], out["as_served"]["nn_at_10"]]
+        header += ["served_sim", "served_NN@10"]
+    rows = [[str(row[0]), *(_fmt(x, pct=i == 3) for i, x in enumerate(row[1:]))] for row in zip(*cols)]
     print(f"Exit diagnostic (paper sec 5.2) for {args.model} on {out['num_sentences']} sentences")
     print(_rule(out["exit"]) + "\n")
-    print(_table(["layer", "sim_to_final", "stability", "NN@10", "cum_exit"], rows))
+    if out["layer_maps"]:
+        print("raw: the layer vectors the rule reads; served: what an exiting row returns (per-layer maps applied)")
+    print(_table(header, rows))
     print()
     print(f"exit rate            {_fmt(out['exit_rate'], pct=True)}")
     print(f"expected exit layer  {out['expected_exit_layer']:.2f}  (layer reduction {out['layer_reduction']:.2f}x)")
@@ -134,7 +137,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     where = f"target exit layer {c['target_layer']}" if c["target_layer"] else "no target layer: no sentence exits"
     print(
         f"\nchecklist (sec 5.3) at {where} (exit rate {_fmt(out['exit_rate'], pct=True)}, "
-        f"E[l] {out['expected_exit_layer']:.2f}):"
+        f"E[l] {out['expected_exit_layer']:.2f}{'; served vectors' if out['layer_maps'] else ''}):"
     )
     for k in ("similarity_to_final", "nn_at_10", "exit_rate"):
         v = c[k]
@@ -284,6 +287,7 @@ def _read_pairs(path: str) -> tuple[list[str], tuple]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from leap.config import EXIT_CONFIG_FILE
     from leap.deploy import Budget, calibrate_folder
 
     folder = Path(args.model)
@@ -292,12 +296,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"calibrate writes the chosen rule into the model folder; {args.model!r} is not a local folder "
             "(run `leap convert` first to make one)"
         )
+    if not (folder / EXIT_CONFIG_FILE).exists() and not args.in_place:
+        raise LeapError(
+            f"{args.model!r} is not exit-enabled (no {EXIT_CONFIG_FILE}); make an exit-enabled copy with "
+            f"`leap convert {args.model} OUT`, or pass --in-place to write the rule into this folder"
+        )
+    if args.pairs is False and args.spearman_drop is not None:
+        raise LeapError("--spearman-drop needs scored pairs: pass --pairs and a sentence1<TAB>sentence2<TAB>score file")
     pairs = None
     if args.pairs:
         sentences, pairs = _read_pairs(args.data)
     else:
         sentences = _read_lines(args.data)
-    budget = Budget(nn10=args.nn10, mean_cosine=args.mean_cosine, spearman_drop=args.spearman_drop)
+    nn10 = args.nn10
+    if nn10 is None and args.mean_cosine is None and args.spearman_drop is None:
+        nn10 = DEFAULT_NN10  # no criterion given: the NN@10 budget, said in the output
+    budget = Budget(nn10=nn10, mean_cosine=args.mean_cosine, spearman_drop=args.spearman_drop)
     kw = {"thetas": tuple(args.thetas)} if args.thetas else {}
     if args.min_layers:
         kw["min_layers"] = tuple(args.min_layers)
@@ -312,7 +326,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     rows = [
         [_fmt(r[c], pct=c == "exit_rate") for c in cols] + ["yes" if r["meets_budget"] else ""] for r in res["sweep"]
     ]
-    print(f"Calibration of {args.model} on {res['n']} sentences of {args.data}; budget {res['budget']}\n")
+    print(f"Calibration of {args.model} on {res['n']} sentences of {args.data}")
+    print(f"budget (every criterion checked): {budget.describe()}\n")
     print(_table([*cols, "meets"], rows))
     if chosen is None:
         print("\nno rule meets the budget: the model folder is unchanged (serve it at full depth, or relax the budget)")
@@ -443,11 +458,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("model", help="an exit-enabled model folder (leap convert makes one); the rule is written into it")
     k.add_argument("--data", required=True, help="text file, one sentence a line (or scored pairs with --pairs)")
     k.add_argument("--pairs", action="store_true", help="--data is a TSV: sentence1<TAB>sentence2<TAB>score")
-    k.add_argument("--nn10", type=float, default=0.95, help="minimum NN@10 overlap with full inference (default 0.95)")
+    k.add_argument(
+        "--nn10",
+        type=float,
+        default=None,
+        help=f"minimum NN@10 overlap with full inference (default {DEFAULT_NN10} when no other criterion is given)",
+    )
     k.add_argument("--mean-cosine", type=float, default=None, help="minimum mean cosine to the full embedding")
     k.add_argument("--spearman-drop", type=float, default=None, help="maximum Spearman drop on scored pairs")
     k.add_argument("--thetas", type=float, nargs="+", help="thetas swept (default 0.80..0.99)")
     k.add_argument("--min-layers", type=int, nargs="+", help="l_min values swept (default: the model's and one above)")
+    k.add_argument("--in-place", action="store_true", help="write the rule into a folder that is not exit-enabled yet")
     k.add_argument("--json", action="store_true", help="print JSON instead of a table")
     k.set_defaults(func=cmd_calibrate)
 

@@ -443,6 +443,12 @@ class EvaluationConfig:
     layer_sentences: int = setting(2000, "STS-B test sentences used by the layer analyses", minimum=20)
     retrieval_variants: tuple[str, ...] = setting(("baseline", "leap"), "variants evaluated on the BEIR sets")
     retrieval_seeds: int | None = setting(None, "BEIR on the first N seeds of each variant (null = all)", minimum=1)
+    retrieval_max_seq_length: int | None = setting(
+        None,
+        "cap on the tokens of each retrieval text (queries and documents; long documents dominate the "
+        "cost); null: each model's own max_seq_length",
+        minimum=8,
+    )
     heads_reference: str = setting("leap", "variant whose dev E[l] the DeeBERT entropy threshold is matched to")
     device: str = setting("cpu", "cpu or cuda", enum=["cpu", "cuda"])
 
@@ -489,6 +495,11 @@ class PublishedModel:
         True,
         "evaluate it on the config's BEIR sets (frontier included); false keeps it to STS-B, e.g. a "
         "12-layer checkpoint on a CPU budget",
+    )
+    retrieval_sets: tuple[str, ...] = setting(
+        (),
+        "only these of the config's BEIR sets (names, e.g. [nfcorpus]); empty: all of them",
+        items={"type": "string"},
     )
 
 
@@ -692,7 +703,16 @@ def validate_workflow_config(config: dict) -> WorkflowConfig:
     errors = schema_errors(config)
     if errors:
         raise LeapError("invalid config:\n  " + "\n  ".join(errors))
-    return from_dict(WorkflowConfig, config, "config")
+    cfg = from_dict(WorkflowConfig, config, "config")
+    sets = {ref.split(":", 1)[-1] for ref in cfg.data.retrieval}
+    for m in cfg.published_models:
+        unknown = sorted(set(m.retrieval_sets) - sets)
+        if unknown:
+            raise LeapError(
+                f"invalid config: published_models[{m.name}].retrieval_sets names {unknown}, which are not "
+                f"among data.retrieval ({sorted(sets) or 'none'}); use those names"
+            )
+    return cfg
 
 
 if __name__ == "__main__":  # python -m leap.config > config/schema.yaml

@@ -510,10 +510,9 @@ def retrieval_set(
         r = demo_retrieval()
         r.name = name
         return r
-    if kind == "local":  # a dev split from the set's training queries, where it has them
-        return RetrievalSet.load(
-            _need_dir(data_dir, ref, f"beir/{name}"), name, dev_from="train", dev_queries=dev_queries, seed=seed
-        )
+    if kind == "local":  # the set's own dev split, else one carved from its training queries
+        folder = _need_dir(data_dir, ref, f"beir/{name}")
+        return RetrievalSet.load(folder, name, dev_from=dev_split_of(folder), dev_queries=dev_queries, seed=seed)
     if name not in BEIR_NAMES:
         raise LeapError(f"unknown BEIR set {ref!r}; known: {', '.join(BEIR_NAMES)}")
     try:
@@ -525,7 +524,13 @@ def retrieval_set(
             f"data source {ref!r}: BEIR download failed ({type(exc).__name__}); without internet "
             f"use local:{name} with data_dir pointing at a copy"
         ) from None
-    return RetrievalSet.load(folder, name, dev_from="train", dev_queries=dev_queries, seed=seed)
+    return RetrievalSet.load(folder, name, dev_from=dev_split_of(folder), dev_queries=dev_queries, seed=seed)
+
+
+def dev_split_of(folder: str | os.PathLike) -> str:
+    """Where a BEIR set's dev split comes from: its own ``qrels/dev.tsv`` (NFCorpus has one),
+    else a sample of its training queries (SciFact)."""
+    return "dev" if (Path(folder) / "qrels" / "dev.tsv").exists() else "train"
 
 
 def eval_sentences(

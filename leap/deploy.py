@@ -66,6 +66,17 @@ class Budget:
         if self.spearman_drop is not None and self.spearman_drop < 0:
             raise LeapError(f"budget spearman_drop must be >= 0, got {self.spearman_drop}")
 
+    def describe(self) -> str:
+        """Every active criterion, e.g. ``NN@10 >= 0.95, Spearman drop <= 0.01``."""
+        parts = []
+        if self.nn10 is not None:
+            parts.append(f"NN@10 >= {self.nn10:g}")
+        if self.mean_cosine is not None:
+            parts.append(f"mean cosine >= {self.mean_cosine:g}")
+        if self.spearman_drop is not None:
+            parts.append(f"Spearman drop <= {self.spearman_drop:g}")
+        return ", ".join(parts)
+
     def met(self, row: dict) -> bool:
         return (
             (self.nn10 is None or row["nn10"] >= self.nn10)
@@ -155,6 +166,7 @@ def calibrate(
         "chosen": chosen,
         "sweep": rows,
         "budget": dataclasses.asdict(budget),
+        "budget_text": budget.describe(),
         "n": len(sents),
         "spearman_full": full_sp,
     }

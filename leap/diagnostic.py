@@ -8,7 +8,10 @@ Three diagnostics decide whether an encoder is exit-compatible:
 3. monitoring overhead above 15% while fewer than 10% of samples exit.
 
 Any one makes the verdict ``incompatible``. The checklist (sec 5.3) adds: similarity to
-final >= 0.94 at the target exit layer, NN@10 >= 0.80 there, exit rate > 50%. The target
+final >= 0.94 at the target exit layer, NN@10 >= 0.80 there, exit rate > 50%. A model with
+per-layer maps returns the *mapped* vector of its exit layer, so the checklist judges what
+is served (``as_served``: similarity and NN@10 of the mapped vectors); the raw layer
+vectors are reported beside it (the paper's convergence analysis, what the rule reads). The target
 layer is the rounded E[l] of the samples that exit; when none exits, every check fails
 (a checklist cannot pass on a model that never exits), and each check reports the exit
 rate and E[l] beside its value.
@@ -105,20 +108,25 @@ def diagnose(
     dict of SPEC "Public interface" (``leap diagnose --json``): ``layers,
     similarity_to_final, stability, exit_rate, cumulative_exit, expected_exit_layer,
     layer_reduction, monitoring_overhead, verdict, checklist``, plus ``nn_at_10``,
-    ``nn10_failure``, ``reasons`` and the exit rule used.
+    ``nn10_failure``, ``reasons``, the exit rule used, and ``as_served`` (similarity to final
+    and NN@10 of the vectors the model returns, maps applied; the checklist reads these).
     """
     cfg = model.exit_module.resolve(exit)
     n_layers = model.num_layers
-    lv = model.layer_embeddings(sentences, batch_size=batch_size).numpy()  # [L, N, d]
+    raw = model.layer_embeddings(sentences, batch_size=batch_size)  # [L, N, d] what the rule reads
+    lv = raw.numpy()
+    sv = model.embed_vectors(raw).numpy()  # what a row stopped at each layer returns (maps applied)
     sim = metrics.similarity_to_final(lv)
+    sim_served = metrics.similarity_to_final(sv)
     stab = metrics.inter_layer_stability(lv)
     _, exit_layers = model.encode_with_exit_layers(sentences, batch_size=batch_size, exit=cfg)
     rate = metrics.exit_rate(exit_layers, n_layers)
     e_l = metrics.expected_exit_layer(exit_layers)
     if len(sentences) > 10:
         nn10, nn_fail = metrics.nn_at_k_per_layer(lv, k=10)
+        nn10_served, nn_fail_served = metrics.nn_at_k_per_layer(sv, k=10)
     else:
-        nn10 = nn_fail = np.full(n_layers, np.nan)
+        nn10 = nn_fail = nn10_served = nn_fail_served = np.full(n_layers, np.nan)
     timing = bench(
         model,
         sentences,
@@ -161,7 +169,13 @@ def diagnose(
         "monitoring_overhead": overhead,
         "verdict": "incompatible" if reasons else "compatible",
         "reasons": reasons,
-        "checklist": checklist(sim, nn10, exit_layers, n_layers, t),
+        "layer_maps": model.layer_maps is not None,
+        "as_served": {
+            "similarity_to_final": _clean(sim_served),
+            "nn_at_10": _clean(nn10_served),
+            "nn10_failure": _clean(nn_fail_served),
+        },
+        "checklist": checklist(sim_served, nn10_served, exit_layers, n_layers, t),
         "device": timing["device"],
         "threads": timing["threads"],
     }

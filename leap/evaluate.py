@@ -12,7 +12,10 @@
   anisotropy (mean cosine of unrelated sentences) per layer (Tables 3, 4, 9, 13; Figs 1, 2, 4, 5).
 - :func:`evaluate_beir`: exact cosine search, NDCG@1/3/5/10 at full depth and with early
   exit, exit distributions of corpus and queries (Tables 6, 15, 16), and the frontier on
-  NDCG@10. beir's evaluator is called with ``ignore_identical_ids=True`` (its default).
+  NDCG@10, in two settings: both sides exit (the paper's) and query-only (documents at full
+  depth, as an index is built); test and dev splits. beir's evaluator is called with
+  ``ignore_identical_ids=True`` (its default).
+- Layer mixing, SLED-style (:mod:`leap.layer_mixing`), on the pair sets and BEIR sets.
 - :func:`evaluate_exit_heads`: DeeBERT-style off-ramps on the baseline student (SPEC).
 
 Every number comes from one full pass (:meth:`ExitSentenceTransformer.layer_embeddings`)
@@ -105,9 +108,10 @@ def frontier_record(
     pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
     common_quality: frontier.StackQualityFn | None = None,
 ) -> dict:
-    """Truncation at every layer, the rule at the config's setting, and both sweeps (and the
-    theta sweep under common-depth scoring, given ``common_quality``), each exit point with
-    its exit advantage over truncation at the same E[l]."""
+    """Truncation at every layer, the rule at the config's setting, both sweeps (and the
+    theta sweep under common-depth scoring, given ``common_quality``) and the oracle rule
+    (the exit ceiling), each exit point with its exit advantage over truncation at the same
+    E[l]. ``exit`` must be resolved (its ``min_layer`` set)."""
     trunc = frontier.truncation_points(embed_vectors, quality)
     at, _ = frontier.exit_point(rule_vectors, embed_vectors, exit, quality)
 
@@ -117,6 +121,7 @@ def frontier_record(
     sweep = frontier.sweep_points(rule_vectors, embed_vectors, exit, quality, thetas=thetas, pabee=pabee)
     if common_quality is not None:
         sweep += frontier.common_depth_points(rule_vectors, embed_vectors, exit, common_quality, thetas=thetas)
+    sweep += frontier.oracle_points(embed_vectors, exit.min_layer, quality)
     parts = frontier.decompose_advantage(rule_vectors, embed_vectors, exit, quality, trunc)
     return {
         "truncation": [p.to_dict() for p in trunc],
@@ -146,6 +151,7 @@ def evaluate_pairs(
         "layer_maps": model.layer_maps is not None,
         "splits": {},
     }
+    mixing: dict[str, tuple[np.ndarray, frontier.QualityFn]] = {}
     for split in splits:
         df = pairs[pairs["split"] == split]
         if df.empty:
@@ -185,8 +191,14 @@ def evaluate_pairs(
         common = frontier.pair_spearman_common_depth(i1, i2, gold)
         res["frontier"] = frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee, common_quality=common)
         out["splits"][split] = res
+        mixing[split] = (v.float().numpy(), quality)
     if not out["splits"]:
         raise LeapError(f"no pairs for splits {list(splits)}")
+    if "test" in mixing:
+        from leap.layer_mixing import mixing_record
+
+        dev = mixing.get("dev", (None, None))
+        out["layer_mixing"] = mixing_record(*mixing["test"], *dev)
     return out
 
 
@@ -266,6 +278,51 @@ def layer_analysis(
     return out
 
 
+def _retrieval_split(
+    v: torch.Tensor,
+    ev: torch.Tensor,
+    qrows: np.ndarray,
+    drows: np.ndarray,
+    qids: list[str],
+    dids: list[str],
+    qrels: dict[str, dict[str, int]],
+    exit: ExitConfig,
+    k_values: Sequence[int],
+    thetas: Sequence[float],
+    pabee: Sequence[tuple[float, int]],
+) -> dict:
+    """One split of a retrieval set in both settings, from the pooled vectors of one pass.
+
+    *Both exit* (the paper's): queries and documents under the rule. *Query-only* (as an
+    index is deployed): documents embedded once at full depth, only queries under the rule;
+    its truncation comparator cuts only the queries (maps applied)."""
+    L = v.shape[0]
+    rows = np.concatenate([qrows, drows])
+    vs, evs = v[:, rows], ev[:, rows]  # queries first, then documents
+    q, d = np.arange(len(qrows)), np.arange(len(qrows), len(rows))
+    ndcg = frontier.retrieval_scores(q, d, qids, dids, qrels, k_values=k_values)
+    emb, layers = simulate_exit(vs, exit, embed_vectors=evs)
+    quality = frontier.retrieval_ndcg(q, d, qids, dids, qrels, k=10)
+    common = frontier.retrieval_ndcg_common_depth(q, d, qids, dids, qrels, k=10)
+    docs_full = F.normalize(evs[-1, d].float(), dim=-1).numpy()  # [D, d] the index, full depth
+    ranked = frontier.ranked_scores(qids, dids, qrels, k_values=k_values)
+    q_emb, q_layers = simulate_exit(vs[:, q], exit, embed_vectors=evs[:, q])
+    query_quality = lambda e: ranked(e @ docs_full.T)["NDCG@10"]  # noqa: E731  [Q, d] queries at their depth
+    return {
+        "queries": len(qids),
+        "full": ndcg(F.normalize(evs[-1].float(), dim=-1).numpy()),
+        "exit": {
+            **ndcg(emb),
+            "corpus_exit": exit_summary(layers[d], L),
+            "query_exit": exit_summary(layers[q], L),
+            **exit_summary(layers, L),
+        },
+        "exit_query_only": {**ranked(q_emb @ docs_full.T), **exit_summary(q_layers, L)},
+        "frontier": frontier_record(vs, evs, exit, quality, thetas=thetas, pabee=pabee, common_quality=common),
+        "frontier_query_only": frontier_record(vs[:, q], evs[:, q], exit, query_quality, thetas=thetas, pabee=pabee),
+    }
+
+
 def evaluate_beir(
     model: Any,
     dataset: Any,
@@ -276,41 +333,42 @@ def evaluate_beir(
     pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
 ) -> dict:
     """NDCG@k at full depth and with early exit on one BEIR set (:class:`leap.data.RetrievalSet`),
-    from one full pass over queries and documents (``title + " " + text``, as BEIR's
-    SentenceBERT), and the frontier on NDCG@10."""
+    from one full pass over its test and dev queries and documents (``title + " " + text``,
+    as BEIR's SentenceBERT): the test split's figures at the top level (both settings,
+    :func:`_retrieval_split`), the dev split's under ``dev`` (for choices made on dev), and
+    the layer-mixing record (:mod:`leap.layer_mixing`, the contrast chosen on dev)."""
+    from leap.layer_mixing import mixing_record
+
     L = model.num_layers
     exit = exit.resolve(L)
-    qids, dids = list(dataset.queries), list(dataset.corpus)
+    qids, dev_qids, dids = list(dataset.queries), list(dataset.dev_queries), list(dataset.corpus)
     docs = [(dataset.corpus[d].get("title", "") + " " + dataset.corpus[d]["text"]).strip() for d in dids]
+    texts = [dataset.queries[q] for q in qids] + [dataset.dev_queries[q] for q in dev_qids] + docs
     t0 = time.perf_counter()
-    v = model.layer_embeddings([dataset.queries[q] for q in qids] + docs, batch_size=batch_size)
+    v = model.layer_embeddings(texts, batch_size=batch_size)  # [L, N, d] raw pooled
     seconds = time.perf_counter() - t0
     ev = model.embed_vectors(v)
-    qrows, drows = np.arange(len(qids)), np.arange(len(qids), len(qids) + len(dids))
-    ndcg = frontier.retrieval_scores(qrows, drows, qids, dids, dataset.qrels, k_values=k_values)
-    full = ndcg(F.normalize(ev[-1].float(), dim=-1).numpy())
-    emb, layers = simulate_exit(v, exit, embed_vectors=ev)
-    exited = ndcg(emb)
-    quality = frontier.retrieval_ndcg(qrows, drows, qids, dids, dataset.qrels, k=10)
-    common = frontier.retrieval_ndcg_common_depth(qrows, drows, qids, dids, dataset.qrels, k=10)
+    test_rows = np.arange(len(qids))
+    dev_rows = np.arange(len(qids), len(qids) + len(dev_qids))
+    drows = np.arange(len(qids) + len(dev_qids), len(texts))
+    args = (exit, k_values, thetas, pabee)
+    test = _retrieval_split(v, ev, test_rows, drows, qids, dids, dataset.qrels, *args)
+    dev = _retrieval_split(v, ev, dev_rows, drows, dev_qids, dids, dataset.dev_qrels, *args) if dev_qids else None
+    raw = v.float().numpy()
+    ndcg_test = frontier.retrieval_ndcg(test_rows, drows, qids, dids, dataset.qrels, k=10)
+    ndcg_dev = frontier.retrieval_ndcg(dev_rows, drows, dev_qids, dids, dataset.dev_qrels, k=10) if dev else None
     return {
         "dataset": dataset.name,
         "synthetic": dataset.synthetic,
         "docs": len(dids),
-        "queries": len(qids),
         "ignore_identical_ids": True,
         "num_layers": L,
         "exit_rule": exit.to_dict(),
         "layer_maps": model.layer_maps is not None,
         "encode_seconds": seconds,
-        "full": full,
-        "exit": {
-            **exited,
-            "corpus_exit": exit_summary(layers[drows], L),
-            "query_exit": exit_summary(layers[qrows], L),
-            **exit_summary(layers, L),
-        },
-        "frontier": frontier_record(v, ev, exit, quality, thetas=thetas, pabee=pabee, common_quality=common),
+        **test,
+        "dev": dev,
+        "layer_mixing": mixing_record(raw, ndcg_test, raw if dev else None, ndcg_dev),
     }
 
 
@@ -494,16 +552,21 @@ def run_beir(
     out_json: str,
     exit: dict,
     batch_size: int = 64,
+    max_seq_length: int | None = None,
     threads: int | None = None,
     device: str | None = None,
 ) -> dict:
+    """BEIR evaluation of ``model`` on the set in ``folder``; ``max_seq_length`` caps every
+    retrieval text's tokens (below the model's own cap only), recorded in the output."""
     from leap.data import RetrievalSet
     from leap.files import write_json
 
     _setup(threads)
-    res = evaluate_beir(
-        load_model(str(model), device), RetrievalSet.load(folder), ExitConfig.from_dict(exit), batch_size=batch_size
-    )
+    m = load_model(str(model), device)
+    if max_seq_length is not None and max_seq_length < m.max_seq_length:
+        m.max_seq_length = max_seq_length
+    res = evaluate_beir(m, RetrievalSet.load(folder), ExitConfig.from_dict(exit), batch_size=batch_size)
+    res["max_seq_length"] = m.max_seq_length
     write_json(out_json, res)
     return res
 

@@ -457,9 +457,7 @@ def load_exit_model(
         from leap.onnx_runtime import OnnxExitModel  # the optional engine: onnxruntime is imported there
 
         rule = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
-        return OnnxExitModel(
-            resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8", threads=threads
-        )
+        return OnnxExitModel(resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8", threads=threads)
     if backend != "torch":
         raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
     dev = check_device(device)

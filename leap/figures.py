@@ -66,7 +66,13 @@ def frontier_figure(df, bench: str):
         c = colors[m]
         tr = g[g["rule"] == "truncation"].sort_values("layer_reduction")
         axes[0].plot(tr["layer_reduction"], tr["quality"], ls="--", color=c, lw=1, marker=".", alpha=0.8)
-        for rule, style in (("convergence", "-o"), ("common_depth", "-D"), ("pabee", ":^"), ("deebert", "-.s")):
+        for rule, style in (
+            ("convergence", "-o"),
+            ("common_depth", "-D"),
+            ("pabee", ":^"),
+            ("deebert", "-.s"),
+            ("oracle", ":x"),
+        ):
             pts = g[(g["rule"] == rule) & ~g["at_config"]].sort_values("layer_reduction")
             if len(pts):
                 axes[0].plot(
@@ -108,6 +114,7 @@ def frontier_figure(df, bench: str):
             ("-", "D", "common-depth scoring"),
             (":", "^", "PABEE"),
             ("-.", "s", "DeeBERT heads"),
+            (":", "x", "oracle (exit ceiling, not deployable)"),
             ("--", ".", "truncation at layer l"),
         )
     ]

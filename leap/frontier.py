@@ -16,6 +16,12 @@ sweep and every truncation depth cost no re-encoding (SPEC "Metrics", Frontier).
 * Common-depth scoring (rule ``common_depth``, not in the paper): convergence exit over
   the same thetas, but two inputs are compared at the depth both reached
   (:mod:`leap.common_depth`), so no cross-depth cosine enters the score.
+* The exit ceiling (rule ``oracle``, not deployable, not in the paper): an input stops at
+  the first layer ``l >= l_min`` whose returned vector (maps applied) has cosine ``>= tau``
+  with its own final-layer vector (:func:`oracle_layers`), over a tau sweep. It reads the
+  final layer, so it cannot be served; it bounds every rule that stops once the embedding
+  has reached its final value, and so splits the gap to truncation into the rule's share
+  and the model's.
 
 Quality is any function of the ``[N, d]`` embeddings (``quality_fn``): STS Spearman of
 pair cosines (:func:`pair_spearman`), retrieval NDCG@10 (:func:`retrieval_ndcg`); for
@@ -43,6 +49,10 @@ THETA_SWEEP = (0.80, 0.83, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98,
 """The frontier's default theta sweep (issue: at least 8 values from 0.80 to 0.99)."""
 PABEE_SWEEP = ((0.95, 2), (0.97, 2), (0.98, 2), (0.99, 2), (0.95, 3), (0.97, 3), (0.99, 3))
 """PABEE (pabee_theta, pabee_patience) pairs swept on the frontier."""
+ORACLE_SWEEP = (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)
+"""Cosine-to-final thresholds tau of the oracle rule (the exit ceiling)."""
+NOT_DEPLOYABLE = ("oracle",)
+"""Rules on the frontier that read the final layer: bounds, never a deployable operating point."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +60,10 @@ class FrontierPoint:
     """One operating point of one model on one benchmark.
 
     Attributes:
-        rule: ``truncation``, ``convergence``, ``pabee`` or ``common_depth`` (convergence
-            exit, pairs compared at their common depth).
-        setting: the layer (truncation), theta (convergence) or ``"theta/patience"`` (PABEE).
+        rule: ``truncation``, ``convergence``, ``pabee``, ``common_depth`` (convergence
+            exit, pairs compared at their common depth) or ``oracle`` (the exit ceiling).
+        setting: the layer (truncation), theta (convergence), ``"theta/patience"`` (PABEE)
+            or tau (oracle).
         exit_rate: fraction of samples with exit layer ``< L`` (truncation: 1 below ``L``).
         mean_exit_layer: ``E[l]``.
         layer_reduction: ``L / E[l]``.
@@ -177,6 +188,44 @@ def common_depth_points(
                 mean_exit_layer=metrics.expected_exit_layer(layers),
                 layer_reduction=metrics.layer_reduction(layers, n_layers),
                 quality=float(quality_fn(unit, layers)),
+            )
+        )
+    return out
+
+
+def oracle_layers(embed_vectors: Tensor, min_layer: int, tau: float) -> np.ndarray:
+    """``[N]`` exit layers of the oracle rule: the first layer ``l >= min_layer`` whose
+    returned vector (``embed_vectors[l - 1]``, maps applied) has cosine ``>= tau`` with the
+    input's own final-layer vector; ``L`` when none has. Reads the final layer: a bound,
+    not a servable rule."""
+    unit = _unit(embed_vectors.float())  # [L, N, d]
+    to_final = (unit * unit[-1]).sum(-1)  # [L, N]
+    reached = to_final >= tau
+    reached[: max(0, min_layer - 1)] = False
+    reached[-1] = True  # every input has stopped by the last layer
+    return (reached.float().argmax(dim=0) + 1).numpy().astype(np.int64)  # first True, 1-based
+
+
+def oracle_points(
+    embed_vectors: Tensor,
+    min_layer: int,
+    quality_fn: QualityFn,
+    taus: Iterable[float] = ORACLE_SWEEP,
+) -> list[FrontierPoint]:
+    """The oracle rule (:func:`oracle_layers`) over ``taus``: the exit ceiling on the frontier."""
+    unit = _unit(embed_vectors.float())
+    n_layers, rows = unit.shape[0], torch.arange(unit.shape[1])
+    out = []
+    for tau in taus:
+        layers = oracle_layers(embed_vectors, min_layer, float(tau))
+        out.append(
+            FrontierPoint(
+                rule="oracle",
+                setting=float(tau),
+                exit_rate=metrics.exit_rate(layers, n_layers),
+                mean_exit_layer=metrics.expected_exit_layer(layers),
+                layer_reduction=metrics.layer_reduction(layers, n_layers),
+                quality=float(quality_fn(unit[torch.as_tensor(layers) - 1, rows].numpy())),
             )
         )
     return out

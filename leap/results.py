@@ -27,11 +27,18 @@ TABLE_NAMES = (
     "table1_main", "table2_cross_distillation", "table3_layerwise", "table4_per_layer", "table5_pareto",
     "table6_beir", "table7_latency", "table8_thresholds", "table9_similarity", "table10_strategies",
     "table11_ablation", "table12_beta", "table13_nn_failure", "table14_hyperparameters",
-    "table15_beir_ndcg5_10", "table16_beir_ndcg1_3",
+    "table15_beir_ndcg5_10", "table16_beir_ndcg1_3", "table_layer_mixing",
 )  # fmt: skip
 """Every table the ``tables`` rule writes (:func:`leap.tables.build_tables`)."""
 FIGURE_NAMES = ("fig1_layer_dynamics", "fig2_exit_distribution", "fig4_contraction", "fig5_nn_failure")
 """Every figure the ``figures`` rule writes (Fig. 3, the frontier, is the frontier rule's)."""
+
+
+def table_order(name: str) -> tuple[int, str]:
+    """Sort key of a table name: the paper's number (``table11_ablation`` -> 11); tables that
+    are not in the paper (no number) after the paper's."""
+    m = re.search(r"\d+", name)
+    return (int(m.group()) if m else 99, name)
 
 
 def frontier_figure_name(benchmark: str) -> str:

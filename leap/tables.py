@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from leap.files import write_json, write_text
-from leap.frontier import FrontierPoint, truncation_quality_at
+from leap.frontier import NOT_DEPLOYABLE, FrontierPoint, truncation_quality_at
 from leap.results import (
     PAPER_VARIANTS,
     Results,
@@ -34,6 +34,7 @@ from leap.results import (
     seed_summary,
     seed_values,
     split_of,
+    table_order,
 )
 
 log = logging.getLogger(__name__)
@@ -529,7 +530,15 @@ def _frontier_sources(res: Results) -> list[tuple[str, str, list[dict]]]:
             fr = [r["frontier"] for r in rs if "frontier" in r]
             if fr:
                 out.append((v, ds, fr))
+            fq = [r["frontier_query_only"] for r in rs if "frontier_query_only" in r]
+            if fq:
+                out.append((v, query_only(ds), fq))
     return out
+
+
+def query_only(dataset: str) -> str:
+    """The benchmark name of a retrieval set in the query-only setting (documents at full depth)."""
+    return f"{dataset} (query-only)"
 
 
 def _latency_speedups(res: Results, variant: str) -> dict[tuple[str, Any], dict[int, float]]:
@@ -652,6 +661,8 @@ def dev_chosen_point(res: Results, model: str) -> dict | None:
     test = [r["splits"]["test"]["frontier"]["sweep"] for r in recs]
     best, best_adv = None, -np.inf
     for i in range(len(dev[0])):
+        if dev[0][i]["rule"] in NOT_DEPLOYABLE:
+            continue
         rate = mean([d[i]["exit_rate"] for d in dev])
         red = mean([d[i]["layer_reduction"] for d in dev])
         el = mean([d[i]["mean_exit_layer"] for d in dev])
@@ -698,10 +709,11 @@ def frontier_summary(res: Results) -> pd.DataFrame | None:
         # a point with every input at (nearly) one layer is static truncation in disguise
         # (advantage ~0 by construction): it cannot be the best exit point
         one_depth = [_one_depth(r, e) for r, e in zip(g["exit_rate"], g["mean_exit_layer"])]
-        sweep = g[~g["at_config"] & ~np.asarray(one_depth, dtype=bool) & (g["exit_rate"] > 0)]
+        points = g[~g["at_config"] & ~np.asarray(one_depth, dtype=bool) & (g["exit_rate"] > 0)]
+        sweep = points[~points["rule"].isin(NOT_DEPLOYABLE)]
         best = sweep.loc[sweep["exit_advantage"].idxmax()] if len(sweep) else None
-        ok = sweep[(sweep["layer_reduction"] >= BAR_REDUCTION) & (sweep["exit_rate"] >= BAR_EXIT_RATE)]
-        best_ok = ok.loc[ok["exit_advantage"].idxmax()] if len(ok) else None
+        best_ok = _best_at_bar(sweep)
+        oracle_ok = _best_at_bar(points[points["rule"] == "oracle"])
         full = df[(df["model"] == model) & (df["benchmark"] == bench) & (df["rule"] == "truncation")]
         full_q = float(full.loc[full["mean_exit_layer"].idxmax(), "quality"]) if len(full) else None
         rows.append(
@@ -727,9 +739,54 @@ def frontier_summary(res: Results) -> pd.DataFrame | None:
                 "quality_at_bar": None if best_ok is None else best_ok["quality"],
                 "exit_rate_at_bar": None if best_ok is None else best_ok["exit_rate"],
                 "layer_reduction_at_bar": None if best_ok is None else best_ok["layer_reduction"],
+                "oracle_advantage_at_bar": None if oracle_ok is None else oracle_ok["exit_advantage"],
+                "oracle_at_bar": "" if oracle_ok is None else f"oracle {oracle_ok['theta']}",
+                "oracle_quality_at_bar": None if oracle_ok is None else oracle_ok["quality"],
                 **_dev_columns(res, model, bench),
             }
         )
+    return pd.DataFrame(rows) if rows else None
+
+
+def _best_at_bar(points: pd.DataFrame) -> pd.Series | None:
+    """The point of highest exit advantage among ``points`` that meet the bar (>= 1.4x layer
+    reduction, >= 80% of inputs exiting), or None."""
+    ok = points[(points["layer_reduction"] >= BAR_REDUCTION) & (points["exit_rate"] >= BAR_EXIT_RATE)]
+    return ok.loc[ok["exit_advantage"].idxmax()] if len(ok) else None
+
+
+def layer_mixing_table(res: Results) -> pd.DataFrame | None:
+    """Layer mixing, SLED-style (:mod:`leap.layer_mixing`): per model and benchmark (STS-B
+    test Spearman; BEIR test NDCG@10), the final layer against the mean of the last two and
+    three layers, the first-last average, and the contrast ``p_L + a (p_L - p_l)`` with ``a``
+    and ``l`` chosen on dev (mean over seeds)."""
+    rows = []
+    for v in res:
+        if v.startswith(("abl_", "beta")):
+            continue
+        sources = [("STS-B", [r["layer_mixing"] for r in runs(res, v, "stsb") if r.get("layer_mixing")])]
+        for ds, rs in sorted(beir_runs(res, v).items()):
+            sources.append((ds, [r["layer_mixing"] for r in rs if r.get("layer_mixing")]))
+        for bench, recs in sources:
+            if not recs:
+                continue
+            con = [r["contrast"] for r in recs if r.get("contrast")]
+            final = mean([r["final"] for r in recs])
+            contrast = mean([c["quality"] for c in con])
+            rows.append(
+                {
+                    "Model": v,
+                    "Benchmark": bench,
+                    "Seeds": len(recs),
+                    "Final layer": final,
+                    "Mean last 2": mean([r.get("mean_last2") for r in recs]),
+                    "Mean last 3": mean([r.get("mean_last3") for r in recs]),
+                    "First-last": mean([r["first_last"] for r in recs]),
+                    "Contrast (dev-chosen)": contrast,
+                    "Contrast a / l": " / ".join(f"{c['alpha']:g}@L{c['layer']}" for c in con),
+                    "Contrast - final": None if contrast is None or final is None else contrast - final,
+                }
+            )
     return pd.DataFrame(rows) if rows else None
 
 
@@ -753,6 +810,7 @@ TABLES = {
     "table12_beta": table12_beta,
     "table13_nn_failure": table13_nn_failure,
     "table15_beir_ndcg5_10": lambda r: table_beir_cutoffs(r, (5, 10)),
+    "table_layer_mixing": layer_mixing_table,
     "table16_beir_ndcg1_3": lambda r: table_beir_cutoffs(r, (1, 3)),
 }
 
@@ -782,11 +840,6 @@ def build_frontier_tables(eval_paths: Iterable[str | os.PathLike], out_dir: str 
     return status
 
 
-def _order(name: str) -> tuple[int, str]:
-    m = re.search(r"\d+", name)
-    return (int(m.group()) if m else 0, name)
-
-
 def build_tables(
     eval_paths: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -799,7 +852,7 @@ def build_tables(
     res = collect(eval_paths)
     out = Path(out_dir)
     status: dict[str, str] = {}
-    for name, fn in sorted(table_builders(train_configs, diagnostics).items(), key=lambda kv: _order(kv[0])):
+    for name, fn in sorted(table_builders(train_configs, diagnostics).items(), key=lambda kv: table_order(kv[0])):
         df = fn(res)
         if df is None or df.empty:
             status[name] = f"skipped: its runs are missing (have variants {sorted(res)})"

@@ -13,6 +13,7 @@ from leap.dependencies import code_inputs
 from leap.errors import LeapError
 from leap.objectives import objective_module
 from leap.variants import make_train_config
+from leap.provenance import git_state, record_invocation
 
 try:
     CFG = validate_workflow_config(config)
@@ -27,6 +28,15 @@ EVAL_RUN = (
     f"{RESULTS}/{{run}}/eval"  # {run} is {variant}/seed{seed} or published/{name}
 )
 ENV = "../environment.yml"
+INVOCATIONS = f"{RESULTS}/logs/invocations.jsonl"
+GIT_STATE = git_state(ROOT)
+
+
+onstart:
+    # every invocation that runs jobs: command line, commit, code hash, config hashes
+    record_invocation(INVOCATIONS, ROOT, sys.argv, workflow.configfiles)
+
+
 SCRIPTS = ROOT / "workflow_scripts"
 GPU = 1 if CFG.gpu else 0  # jobs that can use a GPU ask for one only on GPU machines
 
@@ -46,6 +56,9 @@ DIAGNOSED = [
 ]  # Table 2: checkpoints as published
 LOCAL = [r for r in CFG.data.refs() if r.startswith("local:")]
 RETRIEVAL = [ref.split(":", 1)[1] for ref in CFG.data.retrieval]
+# frontier benchmarks: STS-B, each BEIR set with both sides exiting (the paper's), and each
+# BEIR set query-only (documents at full depth, as an index is built)
+BENCHMARKS = ["STS-B", *RETRIEVAL, *[f"{r} (query-only)" for r in RETRIEVAL]]
 if LOCAL and not CFG.data_dir:
     raise ValueError(
         f"invalid config: sources {LOCAL} read a local data folder but data_dir is not set; pass --config data_dir=/path/to/data (e.g. ../shared/data)"
@@ -167,7 +180,14 @@ def group_evals(group):
 PUBLISHED_EVALS = [
     f"{RESULTS}/published/{m.name}/eval/{e}.json"
     for m in CFG.published_models
-    for e in ["stsb", *(f"beir_{r}" for r in RETRIEVAL if m.retrieval)]
+    for e in [
+        "stsb",
+        *(
+            f"beir_{r}"
+            for r in RETRIEVAL
+            if m.retrieval and (not m.retrieval_sets or r in m.retrieval_sets)
+        ),
+    ]
 ]
 LATENCY_RUNS = runs(
     [v for v in LATENCY["variants"] if v in TRAINED], ["latency"], LATENCY["seeds"]
@@ -187,10 +207,7 @@ MODEL_CARDS = [
 FRONTIER = [
     f"{RESULTS}/tables/frontier.csv",
     f"{RESULTS}/tables/frontier_summary.csv",
-    *(
-        f"{RESULTS}/figures/{frontier_figure_name(b)}.png"
-        for b in ["STS-B", *RETRIEVAL]
-    ),
+    *(f"{RESULTS}/figures/{frontier_figure_name(b)}.png" for b in BENCHMARKS),
 ]
 TABLES_DONE = f"{RESULTS}/tables/index.json"
 FIGURES_DONE = f"{RESULTS}/figures/index.json"
@@ -228,6 +245,7 @@ REPORT_GROUPS = {
         "table16_beir_ndcg1_3": "Table 16",
     },
     "8 Training": {"table14_hyperparameters": "Table 14"},
+    "9 Layer mixing": {"table_layer_mixing": "Layer mixing (SLED-style)"},
 }
 REPORT_CATEGORY = {
     name: (cat, label)
@@ -248,7 +266,6 @@ def reported(path, name, kind):
     )
 
 
-BENCHMARKS = ["STS-B", *RETRIEVAL]
 TABLE_FILES = [f"{RESULTS}/tables/{n}.{e}" for n in TABLE_NAMES for e in ("csv", "md")]
 FIGURE_FILES = [
     f"{RESULTS}/figures/{n}.{e}" for n in FIGURE_NAMES for e in ("png", "pdf")

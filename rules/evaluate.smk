@@ -140,6 +140,7 @@ rule eval_beir:
         model=model_of,
         exit=EXIT,
         batch_size=EVAL.batch_size,
+        max_seq_length=EVAL.retrieval_max_seq_length,
         device=EVAL.device,
     script:
         "../workflow_scripts/eval_beir.py"

@@ -69,9 +69,41 @@ rule model_card:
         "../workflow_scripts/model_card.py"
 
 
+# The run's provenance: the git commit and code hash of every invocation that ran jobs
+# (recorded on start, rules/common.smk), config hashes, commands, machine, time per stage.
+# The commit is a parameter, so a new commit rewrites it; `consistent` says whether one
+# code made every number.
+rule provenance:
+    input:
+        evals=ALL_EVALS,
+        tables=TABLES_DONE,
+        figures=FIGURES_DONE,
+        frontier=FRONTIER,
+        code=code("provenance.py"),
+    output:
+        json=report(
+            f"{RESULTS}/provenance.json",
+            caption="../report/provenance.rst",
+            category="0 Claims versus measured",
+            subcategory="Provenance",
+        ),
+    log:
+        f"{RESULTS}/logs/provenance.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        commit=GIT_STATE["commit"],
+        invocations=INVOCATIONS,
+        benchmarks=f"{RESULTS}/benchmarks",
+    script:
+        "../workflow_scripts/provenance.py"
+
+
 rule claims_report:
     input:
         evals=ALL_EVALS,
+        provenance=f"{RESULTS}/provenance.json",
         diagnostics=DIAGNOSTICS,
         tables=TABLES_DONE,
         figures=FIGURES_DONE,

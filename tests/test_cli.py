@@ -329,3 +329,29 @@ def test_checklist_cannot_pass_when_nothing_exits(tiny_models, sentence_file, ca
     assert out["exit_rate"] == 0.0 and c["target_layer"] is None and c["all_pass"] is False
     for k in ("similarity_to_final", "nn_at_10", "exit_rate"):
         assert c[k]["pass"] is False and c[k]["exit_rate"] == 0.0 and "expected_exit_layer" in c[k]
+
+
+def test_diagnose_judges_the_mapped_vectors_a_model_with_maps_serves(tiny_models, sentence_file, tmp_path, capsys):
+    """Raw layer vectors (the paper's convergence analysis) and the served ones (maps applied)
+    are both reported; the checklist reads the served ones."""
+    from leap.builtin import builtin_sentences
+    from leap.config import ExitConfig
+    from leap.exit_model import convert
+
+    folder = convert(
+        tiny_models["bert"],
+        tmp_path / "m",
+        exit=ExitConfig(theta=-1.0, min_layer=3),
+        fit_maps_on=builtin_sentences()[:80],
+    )
+    argv = ["diagnose", str(folder), "--sentences", str(sentence_file), "--overhead-iters", "3"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    raw, served = out["similarity_to_final"], out["as_served"]["similarity_to_final"]
+    assert out["layer_maps"] is True and served != pytest.approx(raw)
+    target = out["checklist"]["target_layer"]
+    assert target == 3  # theta -1: every row exits at l_min
+    assert out["checklist"]["similarity_to_final"]["value"] == pytest.approx(served[target - 1])
+    assert out["checklist"]["nn_at_10"]["value"] == pytest.approx(out["as_served"]["nn_at_10"][target - 1])
+    assert main(argv) == 0
+    assert "served_sim" in capsys.readouterr().out

@@ -171,3 +171,32 @@ def test_monitor_is_a_wrapper_outside_the_model(minilm):
     with pytest.raises(LeapError, match="counts 12 layers"):
         attach_monitor(minilm, ExitMonitor(12))
     assert monitor_of(minilm) is None
+
+
+def test_cli_calibrate_states_every_budget_and_refuses_a_folder_that_is_not_exit_enabled(tmp_path, tiny_models, capsys):
+    import shutil
+
+    from leap.cli import main
+    from leap.exit_model import convert
+
+    sents = builtin_sentences()[:40]
+    data = tmp_path / "dev.txt"
+    data.write_text("\n".join(sents) + "\n", encoding="utf-8")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{a}\t{b}\t{i % 5}\n" for i, (a, b) in enumerate(zip(sents, sents[1:]))))
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_models["bert"], plain)
+    assert main(["calibrate", str(plain), "--data", str(data)]) == 2
+    assert "not exit-enabled" in capsys.readouterr().err and not (plain / "leap_exit.json").exists()
+    assert main(["calibrate", str(plain), "--data", str(data), "--in-place", "--nn10", "0", "--thetas", "0.5"]) == 0
+    assert (plain / "leap_exit.json").exists()
+    capsys.readouterr()
+    folder = convert(tiny_models["bert"], tmp_path / "m")
+    assert main(["calibrate", str(folder), "--data", str(data), "--thetas", "0.99"]) == 0
+    assert "budget (every criterion checked): NN@10 >= 0.95\n" in capsys.readouterr().out  # the default, said
+    argv = ["calibrate", str(folder), "--data", str(pairs), "--pairs", "--spearman-drop", "0.5", "--thetas", "0.99"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "budget (every criterion checked): Spearman drop <= 0.5\n" in out and "NN@10 >=" not in out
+    assert main(["calibrate", str(folder), "--data", str(data), "--spearman-drop", "0.1"]) == 2
+    assert "needs scored pairs" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leap import common_depth
+from leap import common_depth, frontier
 from leap.config import ExitConfig
 from leap.data import demo_pairs, demo_retrieval
 from leap.evaluate import (
@@ -71,7 +71,9 @@ def test_pair_scores_equal_the_fast_path(model):
     assert [p["setting"] for p in fr["truncation"]] == [1, 2, 3, 4, 5, 6]
     assert [p["quality"] for p in fr["truncation"]] == pytest.approx(test["spearman_per_layer"])
     assert fr["at_config"]["quality"] == pytest.approx(test["spearman_exit"])
-    assert [p["rule"] for p in fr["sweep"]] == ["convergence", "pabee", "common_depth"]
+    assert [p["rule"] for p in fr["sweep"]] == ["convergence", "pabee", "common_depth"] + ["oracle"] * len(
+        frontier.ORACLE_SWEEP
+    )
     common = fr["sweep"][2]  # the same exits as the convergence point, pairs met at their common depth
     sents, i1, i2 = pair_index(df)
     stack, layers = model.encode_with_layer_stack(sents, batch_size=7, exit=cfg)
@@ -114,6 +116,71 @@ def test_beir_ndcg_matches_beir_own_search(tiny_models, model):
     top = {q: {dids[j]: float(sims[i, j]) for j in np.argsort(-sims[i])[:11]} for i, q in enumerate(qids)}
     want, *_ = EvaluateRetrieval.evaluate(ds.qrels, top, [10], ignore_identical_ids=True)
     assert common["quality"] == pytest.approx(want["NDCG@10"], abs=1e-4)
+
+
+def test_query_only_retrieval_equals_a_full_depth_index_searched_by_exited_queries(model):
+    """Query-only setting: documents encoded once at full depth (the index), queries under the
+    rule; its truncation comparator cuts only the queries. Checked against a direct search."""
+    from beir.retrieval.evaluation import EvaluateRetrieval
+
+    ds = demo_retrieval(n_docs=40, n_queries=8, n_dev=4)
+    cfg = ExitConfig(theta=0.9, min_layer=2)
+    ours = evaluate_beir(model, ds, cfg, thetas=(0.9,), pabee=())
+    qids, dids = list(ds.queries), list(ds.corpus)
+    docs = [(ds.corpus[d].get("title", "") + " " + ds.corpus[d]["text"]).strip() for d in dids]
+    index = model.encode(docs, exit=ExitConfig(strategy="none"))
+
+    def ndcg10(q_emb: np.ndarray) -> float:
+        sims = q_emb @ index.T
+        top = {q: {dids[j]: float(sims[i, j]) for j in np.argsort(-sims[i])[:11]} for i, q in enumerate(qids)}
+        return EvaluateRetrieval.evaluate(ds.qrels, top, [10], ignore_identical_ids=True)[0]["NDCG@10"]
+
+    queries = [ds.queries[q] for q in qids]
+    q_exit, q_layers = model.encode_with_exit_layers(queries, exit=cfg)
+    assert ours["exit_query_only"]["NDCG@10"] == pytest.approx(ndcg10(q_exit), abs=1e-4)
+    assert ours["exit_query_only"]["expected_exit_layer"] == pytest.approx(q_layers.mean())
+    qo = ours["frontier_query_only"]
+    cut, _ = model.encode_with_exit_layers(queries, exit=ExitConfig(strategy="truncate", min_layer=2))
+    assert qo["truncation"][1]["quality"] == pytest.approx(ndcg10(cut), abs=1e-4)
+    assert qo["truncation"][-1]["quality"] == pytest.approx(ours["full"]["NDCG@10"], abs=1e-6)
+    assert qo["at_config"]["quality"] == pytest.approx(ndcg10(q_exit), abs=1e-4)
+    assert {p["rule"] for p in qo["sweep"]} == {"convergence", "oracle"}
+    assert ours["dev"]["queries"] == 4 and "frontier_query_only" in ours["dev"]
+    mix = ours["layer_mixing"]
+    assert mix["final"] == pytest.approx(ours["full"]["NDCG@10"], abs=1e-6)  # the model has no maps
+    assert mix["contrast"]["layer"] in range(1, model.num_layers)
+
+
+def test_layer_mixing_on_pairs_scores_each_mix_and_the_dev_chosen_contrast(model):
+    from leap import layer_mixing
+
+    pairs = demo_pairs(60)
+    res = evaluate_pairs(model, pairs, ExitConfig(min_layer=2), thetas=(0.9,), pabee=())
+    mix = res["layer_mixing"]
+    assert mix["final"] == pytest.approx(res["splits"]["test"]["spearman_full"], abs=1e-6)
+    assert set(mix) == {"final", "first_last", "mean_last2", "mean_last3", "contrast"}
+    # the chosen contrast is the best on dev of every (alpha, layer), re-scored here directly
+    dev = pairs[pairs["split"] == "dev"]
+    sents, i1, i2 = pair_index(dev)
+    v = model.layer_embeddings(sents).numpy()
+    q = frontier.pair_spearman(i1, i2, dev["score"].to_numpy(float))
+    grid = {(a, l): q(layer_mixing.contrast(v, a, l)) for a in layer_mixing.CONTRAST_ALPHAS for l in range(1, 6)}
+    best = max(grid, key=grid.get)
+    assert (mix["contrast"]["alpha"], mix["contrast"]["layer"]) == best
+    assert mix["contrast"]["dev_quality"] == pytest.approx(grid[best])
+
+
+def test_layer_mixes_are_the_means_they_name():
+    from leap.layer_mixing import contrast, mixes
+
+    v = np.random.default_rng(0).normal(size=(4, 5, 3))
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    m = mixes(v)
+    assert np.allclose(m["final"], unit(v[3]), atol=1e-6)
+    assert np.allclose(m["mean_last2"], unit(v[2] + v[3]), atol=1e-6)
+    assert np.allclose(m["mean_last3"], unit(v[1] + v[2] + v[3]), atol=1e-6)
+    assert np.allclose(m["first_last"], unit(v[0] + v[3]), atol=1e-6)
+    assert np.allclose(contrast(v, 0.5, 2), unit(v[3] + 0.5 * (v[3] - v[1])), atol=1e-6)
 
 
 def test_deebert_heads_exit_at_the_calibrated_depth(model):

@@ -12,6 +12,8 @@ from leap.frontier import (
     FrontierPoint,
     exit_advantage,
     exit_point,
+    oracle_layers,
+    oracle_points,
     pair_spearman,
     sweep_points,
     truncation_points,
@@ -120,3 +122,39 @@ def test_summary_picks_the_operating_point_on_dev_and_reports_it_on_test():
     assert chosen["rule"] == "convergence 0.86" and chosen["dev_exit_advantage"] == pytest.approx(0.01)
     assert chosen["exit_advantage"] == pytest.approx(-0.01) and chosen["quality"] == pytest.approx(0.7)
     assert dev_chosen_point({"m": {0: run(dev[:2], test[:2])}}, "m") is None  # nothing at the bar on dev
+
+
+def test_oracle_rule_equals_a_plain_loop_over_layers():
+    """The oracle stops each input at the first layer >= l_min whose returned vector has
+    cosine >= tau with its own final-layer vector (maps applied: the vectors passed in)."""
+    g = torch.Generator().manual_seed(0)
+    L, N, d = 6, 40, 8
+    final = torch.randn(N, d, generator=g)
+    noise = torch.stack([torch.randn(N, d, generator=g) * (L - l) / L for l in range(1, L + 1)])
+    ev = final[None] + noise  # [L, N, d], closer to the final vector with depth
+    for min_layer, tau in ((3, 0.9), (2, 0.6), (5, 0.99)):
+        got = oracle_layers(ev, min_layer, tau)
+        want = []
+        for n in range(N):
+            f = ev[-1, n] / ev[-1, n].norm()
+            stop = L
+            for l in range(min_layer, L + 1):
+                if float((ev[l - 1, n] / ev[l - 1, n].norm()) @ f) >= tau:
+                    stop = l
+                    break
+            want.append(stop)
+        assert got.tolist() == want
+    assert len(set(oracle_layers(ev, 2, 0.6).tolist())) > 1  # a mix of depths, not a degenerate case
+
+
+def test_oracle_points_score_the_embeddings_of_their_exit_layers():
+    g = torch.Generator().manual_seed(1)
+    ev = torch.randn(4, 30, 5, generator=g)
+    mean_first_coord = lambda emb: float(emb[:, 0].mean())  # noqa: E731 a quality that sees which rows are used
+    (p,) = oracle_points(ev, 2, mean_first_coord, taus=(0.5,))
+    layers = oracle_layers(ev, 2, 0.5)
+    unit = ev / ev.norm(dim=-1, keepdim=True)
+    want = unit[torch.as_tensor(layers) - 1, torch.arange(30)]
+    assert p.rule == "oracle" and p.setting == 0.5
+    assert p.quality == pytest.approx(mean_first_coord(want.numpy()))
+    assert p.mean_exit_layer == pytest.approx(layers.mean()) and p.exit_rate == pytest.approx((layers < 4).mean())

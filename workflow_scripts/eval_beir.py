@@ -15,6 +15,7 @@ run_beir(
     snakemake.output.json,
     p.exit,  # noqa: F821
     batch_size=p.batch_size,
+    max_seq_length=p.max_seq_length,
     threads=snakemake.threads,
     device=p.device,
 )  # noqa: F821
