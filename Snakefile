@@ -14,12 +14,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The demo config is the default. A --configfile replaces it: Snakemake would otherwise
-# deep-merge it into the demo's keys (a demo-only key such as sweep.max_samples would
-# leak into the CPU or paper run).
+# The paper's configuration is the default (`snakemake --cores all --use-conda` is the full
+# reproduction; `make demo` passes config/demo.yaml). A --configfile replaces it: Snakemake
+# would otherwise deep-merge it into the paper's keys (a paper-only key would leak into the
+# CPU or demo run).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/demo.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"  # found from any --directory
 
 
 report: "report/workflow.rst"

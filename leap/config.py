@@ -715,6 +715,33 @@ def validate_workflow_config(config: dict) -> WorkflowConfig:
     return cfg
 
 
+def gpu_settings(cfg: WorkflowConfig) -> list[str]:
+    """The config keys that ask for a GPU, as ``key: value`` (empty: the run is CPU-only)."""
+    asks = [
+        ("gpu", cfg.gpu, True),
+        ("training.precision", cfg.training.precision, "fp16"),
+        ("training.precision", cfg.training.precision, "bf16"),
+        ("evaluation.device", cfg.evaluation.device, "cuda"),
+        ("latency.device", cfg.latency.device, "cuda"),
+    ]
+    return [f"{key}: {str(value).lower()}" for key, value, gpu in asks if value == gpu]
+
+
+def check_gpu_settings(cfg: WorkflowConfig) -> None:
+    """One clear error, before any job starts, when the config asks for a GPU this machine lacks."""
+    keys = gpu_settings(cfg)
+    if not keys:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise LeapError(
+            f"this config asks for a GPU ({'; '.join(keys)}) but this machine has none; run it on a GPU machine, "
+            "or override for a CPU run: --config gpu=false, training.precision fp32 and evaluation/latency "
+            "device cpu in an overlay config"
+        )
+
+
 if __name__ == "__main__":  # python -m leap.config > config/schema.yaml
     import sys
 

@@ -5,9 +5,16 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT))  # the workflow's own `leap` (conda envs too)
-from leap.config import ExitConfig, to_plain, validate_workflow_config
+from leap.config import (
+    ExitConfig,
+    check_gpu_settings,
+    to_plain,
+    validate_workflow_config,
+)
 from leap.results import FIGURE_NAMES, TABLE_NAMES, frontier_figure_name
 from leap.dependencies import code_inputs
 from leap.errors import LeapError
@@ -33,6 +40,11 @@ GIT_STATE = git_state(ROOT)
 
 
 onstart:
+    # before any job: GPU settings on a machine without one end here, in one line
+    try:
+        check_gpu_settings(CFG)
+    except LeapError as err:
+        raise WorkflowError(str(err)) from None
     # every invocation that runs jobs: command line, commit, code hash, config hashes
     record_invocation(INVOCATIONS, ROOT, sys.argv, workflow.configfiles)
 

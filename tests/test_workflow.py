@@ -292,6 +292,32 @@ def test_bad_config_rejected_in_a_few_lines(tmp_path, tiny_config, patch, messag
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"gpu": True}, "gpu: true"),
+        ({"evaluation": {"device": "cuda"}}, "evaluation.device: cuda"),
+        ({"latency": {"device": "cuda"}}, "latency.device: cuda"),
+        ({"training": {"precision": "fp16"}}, "training.precision: fp16"),
+    ],
+    ids=["gpu", "evaluation_device", "latency_device", "fp16"],
+)
+def test_gpu_settings_without_a_gpu_end_before_any_job_in_one_line(tmp_path, tiny_config, patch, key):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the settings are valid here")
+    cfg = yaml.safe_load(tiny_config.read_text())
+    for k, v in patch.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+    tiny_config.write_text(yaml.safe_dump(cfg))
+    proc = run(["--cores", "1", "--configfile", str(tiny_config)], tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and key in out and "has none" in out
+    assert len([l for l in out.splitlines() if "asks for a GPU" in l]) == 1
+    assert not (tmp_path / "results").exists()  # no job ran
+
+
 def test_committed_schema_is_generated_from_the_dataclasses():
     from leap.config import workflow_schema
 
