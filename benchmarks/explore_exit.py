@@ -45,6 +45,7 @@ from leap.data import read_sentences  # noqa: E402
 from leap.early_exit import ExitConfig, simulate_exit  # noqa: E402
 from leap.evaluate import anisotropy, load_model, pair_cos, pair_index, spearman  # noqa: E402
 from leap.files import write_json  # noqa: E402
+from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION  # noqa: E402
 from leap.training import train  # noqa: E402
 from leap.variants import make_train_config  # noqa: E402
 
@@ -66,7 +67,7 @@ def _frontier_summary(rule_v, emb_v, base: ExitConfig, quality, prefix: str) -> 
     trunc = truncation_points(emb_v, quality)
     pts = sweep_points(rule_v, emb_v, base, quality, pabee=())
     rows = [{**p.to_dict(), "advantage": exit_advantage(p, trunc)} for p in pts]
-    ok = [r for r in rows if r["exit_rate"] >= 0.8 and r["layer_reduction"] >= 1.4]
+    ok = [r for r in rows if r["exit_rate"] >= BAR_EXIT_RATE and r["layer_reduction"] >= BAR_REDUCTION]
     best = max(ok, key=lambda r: r["advantage"]) if ok else None
     return {f"{prefix}truncation": [p.quality for p in trunc], f"{prefix}sweep": rows, f"{prefix}best": best}
 
@@ -242,7 +243,7 @@ def _best(sweep: list[dict], bar: bool) -> dict | None:
         for p in sweep
         if p["exit_rate"] >= 0.05
         and not _one_depth(p)
-        and (not bar or (p["exit_rate"] >= 0.8 and p["layer_reduction"] >= 1.4))
+        and (not bar or (p["exit_rate"] >= BAR_EXIT_RATE and p["layer_reduction"] >= BAR_REDUCTION))
     ]
     return max(pts, key=lambda p: p["advantage"]) if pts else None
 

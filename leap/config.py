@@ -9,7 +9,7 @@ a test). This module imports no torch, so the Snakefile parses quickly.
 Names that mean different things are kept apart: ``ExitConfig.min_layer`` is the exit
 rule's ``l_min`` (Eq. 6); ``LeapLossConfig.focus_layer`` is the first layer of the loss's
 "late layer focus" (``w_l`` and the default L_cross layers); the report maps paper layers
-to student layers by relative depth (:func:`leap.report.paper_layer_to_student`).
+to student layers by relative depth (:func:`leap.claim_measures.paper_layer_to_student`).
 """
 
 from __future__ import annotations

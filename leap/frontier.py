@@ -51,6 +51,10 @@ PABEE_SWEEP = ((0.95, 2), (0.97, 2), (0.98, 2), (0.99, 2), (0.95, 3), (0.97, 3),
 """PABEE (pabee_theta, pabee_patience) pairs swept on the frontier."""
 ORACLE_SWEEP = (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)
 """Cosine-to-final thresholds tau of the oracle rule (the exit ceiling)."""
+BAR_REDUCTION = 1.4
+BAR_EXIT_RATE = 0.8
+"""The bar of a useful exit point: at least 1.4x layer reduction with at least 80% of inputs
+exiting (the one place these numbers live)."""
 NOT_DEPLOYABLE = ("oracle",)
 """Rules on the frontier that read the final layer: bounds, never a deployable operating point."""
 

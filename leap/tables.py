@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from leap.files import write_json, write_text
-from leap.frontier import NOT_DEPLOYABLE, FrontierPoint, truncation_quality_at
+from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION, NOT_DEPLOYABLE, FrontierPoint, truncation_quality_at
 from leap.results import (
     PAPER_VARIANTS,
     Results,
@@ -39,8 +39,6 @@ from leap.results import (
 
 log = logging.getLogger(__name__)
 
-BAR_REDUCTION = 1.4
-BAR_EXIT_RATE = 0.8
 """The issue's bar for a useful exit point: >= 1.4x fewer layers with >= 80% of inputs exiting."""
 
 

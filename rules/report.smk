@@ -110,6 +110,7 @@ rule claims_report:
         frontier=FRONTIER,
         cards=MODEL_CARDS,
         stats=f"{DATA}/stats.json",
+        claims_file=ROOT / "leap/resources/claims.yaml",  # the paper's claims, as data
         code=code("report.py"),
     output:
         claims=report(

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from leap.report import (
-    CLAIMS,
-    MIN_EXIT_RATE,
-    VERDICTS,
-    Measured,
-    at_depth,
-    paper_layer_to_student,
-    verdict,
-)
+from leap.claim_measures import MIN_EXIT_RATE, Measured, at_depth, paper_layer_to_student
+from leap.claims import VERDICTS, load_claims, verdict
 
-BY_NAME = {c.claim: c for c in CLAIMS}
+BY_NAME = {c.claim: c for c in load_claims()}
 EXIT_CLAIM = BY_NAME["STS-B, LEAP early exit, theta 0.95, 3 seeds"]
 
 
@@ -95,14 +88,14 @@ def test_another_device_is_not_comparable():
 
 
 def test_one_benchmark_of_five_is_not_comparable():
-    from leap.report import m_beir_delta
+    from leap.claim_measures import m_beir_delta
 
     def beir(v):
         return {"dataset": "scifact", "full": {"NDCG@10": v, "NDCG@5": v, "NDCG@1": v, "NDCG@3": v}}
 
     res = {"baseline": {0: {"beir_scifact": beir(0.6)}}, "leap": {0: {"beir_scifact": beir(0.6006)}}}
     claim = BY_NAME["BEIR NDCG@10, LEAP full vs baseline full, mean over 5 tasks"]
-    m = m_beir_delta((10,))(res, {}, "leap")
+    m = m_beir_delta(res, {}, "leap", ks=(10,))
     v, why = verdict(claim, m, res, "leap")
     assert v == "not comparable" and "1 of the paper's 5" in why
 
@@ -113,7 +106,7 @@ def test_not_measured_says_what_is_missing():
 
 
 def test_every_verdict_is_from_the_vocabulary():
-    from leap.report import build_claims
+    from leap.claims import build_claims
 
     assert set(build_claims([])["verdict"]) <= set(VERDICTS)
     assert 0 < MIN_EXIT_RATE < 0.1
@@ -125,3 +118,35 @@ def test_paper_layers_map_by_relative_depth_without_duplicates():
     vals = [0.1, 0.2, 0.3, 0.5, 0.8, 1.0]
     assert at_depth(vals, 3.5) == pytest.approx(0.4)  # between layers 3 and 4
     assert at_depth(vals, 3.0) == pytest.approx(0.3)
+
+
+def test_claims_are_data_every_name_resolves_and_a_new_claim_is_one_entry(tmp_path):
+    """Every claim of the paper's file names a registered measurement (and direction); a
+    claims file with one more entry gives one more claim, judged like the others."""
+    import yaml
+
+    from leap.claim_measures import DIRECTIONS, MEASUREMENTS
+    from leap.claims import CLAIMS_FILE, build_claims
+    from leap.errors import LeapError
+
+    claims = load_claims()
+    assert len(claims) == 25 and all(c.measure in MEASUREMENTS for c in claims)
+    assert all(c.direction is None or c.direction in DIRECTIONS for c in claims)
+    entries = yaml.safe_load(CLAIMS_FILE.read_text())
+    entries.append(
+        {"claim": "baseline exit rate, again", "paper": "0%", "values": [0.0], "unit": "fraction",
+         "measure": "exit_rate", "args": {"variant": "baseline"}, "tolerance": [0.01]}
+    )  # fmt: skip
+    extra = tmp_path / "claims.yaml"
+    extra.write_text(yaml.safe_dump(entries))
+    more = load_claims(extra)
+    assert len(more) == 26 and more[-1].args == {"variant": "baseline"}
+    res = {"baseline": {0: {"stsb": {"splits": {"test": {"exit_rate": 0.0}}}}}}
+    assert verdict(more[-1], MEASUREMENTS["exit_rate"](res, {}, "leap", variant="baseline"), res, "leap")[0] == (
+        "reproduced"
+    )
+    assert len(build_claims([])) >= 25
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump([{**entries[0], "measure": "no_such_measure"}]))
+    with pytest.raises(LeapError, match="unknown measure 'no_such_measure'"):
+        load_claims(bad)
