@@ -9,23 +9,20 @@ from snakemake.exceptions import WorkflowError
 
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT))  # the workflow's own `leap` (conda envs too)
-from leap.config import (
-    ExitConfig,
-    check_gpu_settings,
-    to_plain,
-    validate_workflow_config,
-)
+from leap.config import check_gpu_settings, to_plain
 from leap.results import FIGURE_NAMES, TABLE_NAMES, frontier_figure_name
 from leap.dependencies import code_inputs
 from leap.errors import LeapError
 from leap.objectives import objective_module
-from leap.variants import make_train_config
+from leap.plan import HEADS, Plan
 from leap.provenance import git_state, record_invocation
 
+# the run plan (leap/plan.py): validated config, runs, teachers, evaluation files
 try:
-    CFG = validate_workflow_config(config)
+    PLAN = Plan(config)
 except LeapError as err:
     raise ValueError(str(err)) from None
+CFG = PLAN.cfg
 
 EXPERIMENT = CFG.experiment
 RESULTS = f"results/{EXPERIMENT}"
@@ -59,163 +56,30 @@ def code(script, *modules):
     return code_inputs(ROOT, SCRIPTS / script, *modules)
 
 
-PUBLISHED = {m.name: m.model for m in CFG.published_models}
-FIT_MAPS = {
-    m.name: m.fit_maps for m in CFG.published_models if m.fit_maps
-}  # exit-enabled here
-DIAGNOSED = [
-    n for n in PUBLISHED if n not in FIT_MAPS
-]  # Table 2: checkpoints as published
-LOCAL = [r for r in CFG.data.refs() if r.startswith("local:")]
-RETRIEVAL = [ref.split(":", 1)[1] for ref in CFG.data.retrieval]
-# frontier benchmarks: STS-B, each BEIR set with both sides exiting (the paper's), and each
-# BEIR set query-only (documents at full depth, as an index is built)
-BENCHMARKS = ["STS-B", *RETRIEVAL, *[f"{r} (query-only)" for r in RETRIEVAL]]
-if LOCAL and not CFG.data_dir:
-    raise ValueError(
-        f"invalid config: sources {LOCAL} read a local data folder but data_dir is not set; pass --config data_dir=/path/to/data (e.g. ../shared/data)"
-    )
-if LOCAL and not Path(CFG.data_dir).is_dir():
-    raise ValueError(
-        f"invalid config: data_dir {CFG.data_dir!r} is not a folder; point it at a local copy with the layout stsbenchmark/, nli/, mrpc/, beir/"
-    )
-SEEDS = list(CFG.seeds)
-GROUPS = {
-    g: list(getattr(CFG.variants, g))
-    for g in ("main", "ablation", "sweep", "comparisons")
-}
-HEADS = (
-    "deebert"  # off-ramps on the baseline student: an evaluation, not a training run
-)
-TRAINED = list(dict.fromkeys(v for g in GROUPS.values() for v in g if v != HEADS))
-if HEADS in GROUPS["comparisons"] and "baseline" not in TRAINED:
-    raise ValueError(
-        "invalid config: variant deebert needs the baseline variant; add baseline to variants.main"
-    )
-
-
-def seeds_of(variant):
-    """Main variants run every seed; the others the first seed."""
-    return SEEDS if variant in GROUPS["main"] else SEEDS[:1]
-
-
-# Resolve every run's config now: an unknown variant, objective or key fails before any job runs.
-try:
-    RUN_CONFIGS = {
-        (v, s): make_train_config(
-            config.get("training", {}),
-            v,
-            int(s),
-            variant_overrides=CFG.variant_overrides.get(v),
-            sweep=CFG.sweep or None,
-            custom=CFG.custom_variants,
-        )
-        for v in TRAINED
-        for s in seeds_of(v)
-    }
-except LeapError as err:
-    raise ValueError(f"invalid config: {err}") from None
-TRAIN_CONFIGS = {key: c.to_dict() for key, c in RUN_CONFIGS.items()}
-
-
-def teacher_of(cfg):
-    """The teacher a run distils from: the config's, or (``teacher: self``) its own init."""
-    return cfg["student"] if cfg["teacher"] == "self" else CFG.teacher.model
-
-
-def slug(ref):
-    return re.sub(
-        r"[^A-Za-z0-9_.-]+", "_", Path(str(ref).removeprefix("packaged:")).name
-    )
-
-
-TEACHERS = {slug(teacher_of(c)): teacher_of(c) for c in TRAIN_CONFIGS.values()}
+PUBLISHED = PLAN.published
+FIT_MAPS = PLAN.fit_maps  # exit-enabled here
+DIAGNOSED = PLAN.diagnosed  # Table 2: checkpoints as published
+RETRIEVAL = PLAN.retrieval
+BENCHMARKS = PLAN.benchmarks
+GROUPS = PLAN.groups
+TRAINED = PLAN.trained
+TRAIN_CONFIGS = PLAN.train_configs
+TEACHERS = PLAN.teachers
 TEACHER_DIR = f"{RESULTS}/teacher/{{teacher}}"
-
-
-def cache_of(variant, seed):
-    """The teacher cache folder of one run."""
-    return f"{RESULTS}/teacher/{slug(teacher_of(TRAIN_CONFIGS[(variant, int(seed))]))}"
-
-
-def students_of(teacher):
-    """(init, depth, layer map) of every run that reads ``teacher``'s layer-aligned targets
-    (the layers it caches beside the final one, which every run reads)."""
-    return sorted(
-        {
-            (c["student"], c["n_layers"], tuple(c["loss"]["layer_map"] or ()))
-            for key, c in TRAIN_CONFIGS.items()
-            if slug(teacher_of(c)) == teacher
-            and RUN_CONFIGS[key].loss.reads_aligned_targets
-        },
-        key=str,
-    )
+seeds_of = PLAN.seeds_of
+teacher_of = PLAN.teacher_of
+cache_of = PLAN.cache_of
+students_of = PLAN.students_of
+group_evals = PLAN.group_evals
 
 
 EXIT = CFG.evaluation.exit.to_dict()  # min_layer null resolves per model depth
 EVAL = CFG.evaluation
-LATENCY = to_plain(CFG.latency)
-if EVAL.heads_reference not in TRAINED and HEADS in GROUPS["comparisons"]:
-    raise ValueError(
-        f"invalid config: evaluation.heads_reference {EVAL.heads_reference!r} is not a trained variant; choose one of {TRAINED}"
-    )
-
-
-def runs(variants, evals, n_seeds=None):
-    """Eval JSONs of ``variants``: every seed they train, or the first ``n_seeds``."""
-    return [
-        f"{RESULTS}/{v}/seed{s}/eval/{e}.json"
-        for v in variants
-        if v in TRAINED
-        for s in seeds_of(v)[:n_seeds]
-        for e in evals
-    ]
-
-
-def group_evals(group):
-    trained = [v for v in GROUPS[group] if v != HEADS]
-    out = runs(trained, ["stsb", "layers"])
-    if CFG.data.qqp and group == "main":  # QQP 10K pairs: the main models (Table 1)
-        out += runs(trained, ["qqp"])
-    out += runs(
-        [v for v in GROUPS[group] if v in EVAL.retrieval_variants],
-        [f"beir_{r}" for r in RETRIEVAL],
-        EVAL.retrieval_seeds,
-    )
-    if HEADS in GROUPS[group]:
-        out += [
-            f"{RESULTS}/{HEADS}/seed{s}/eval/stsb_heads.json" for s in seeds_of(HEADS)
-        ]
-    return out
-
-
-PUBLISHED_EVALS = [
-    f"{RESULTS}/published/{m.name}/eval/{e}.json"
-    for m in CFG.published_models
-    for e in [
-        "stsb",
-        *(
-            f"beir_{r}"
-            for r in RETRIEVAL
-            if m.retrieval and (not m.retrieval_sets or r in m.retrieval_sets)
-        ),
-    ]
-]
-LATENCY_RUNS = runs(
-    [v for v in LATENCY["variants"] if v in TRAINED], ["latency"], LATENCY["seeds"]
-)
-ALL_EVALS = sorted(
-    set(sum((group_evals(g) for g in GROUPS), []) + LATENCY_RUNS + PUBLISHED_EVALS)
-)
-DIAGNOSTICS = expand(
-    f"{RESULTS}/published/{{name}}/eval/diagnostic.json", name=DIAGNOSED
-)
-MODEL_CARDS = [
-    f"{RESULTS}/{v}/seed{s}/model_card.md"
-    for v in GROUPS["main"]
-    if v in TRAINED
-    for s in seeds_of(v)
-]
+LATENCY = PLAN.latency
+LATENCY_RUNS = PLAN.latency_runs
+ALL_EVALS = PLAN.all_evals
+DIAGNOSTICS = PLAN.diagnostics
+MODEL_CARDS = PLAN.model_cards
 FRONTIER = [
     f"{RESULTS}/tables/frontier.csv",
     f"{RESULTS}/tables/frontier_summary.csv",
@@ -285,18 +149,11 @@ FIGURE_FILES = [
 
 
 def model_of(wc):
-    """The model a {run} evaluates: a trained student's folder, a published checkpoint, or
-    a published checkpoint exit-enabled here with fitted maps."""
-    if wc.run.startswith("published/") and wc.run.split("/", 1)[1] not in FIT_MAPS:
-        return PUBLISHED[wc.run.split("/", 1)[1]]
-    return f"{RESULTS}/{wc.run}/model"
+    return PLAN.model_of(wc.run)
 
 
 def model_input(wc):
-    """A model folder made by the workflow is an input (a published checkpoint is not a file here)."""
-    if wc.run.startswith("published/") and wc.run.split("/", 1)[1] not in FIT_MAPS:
-        return []
-    return [f"{RESULTS}/{wc.run}/model"]
+    return PLAN.model_input(wc.run)
 
 
 def train_code(wc):

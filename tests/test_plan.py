@@ -1,0 +1,80 @@
+"""The run plan of a config, without Snakemake: runs, teachers, evaluation files, checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from leap.errors import LeapError
+from leap.plan import Plan, slug
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_config(tmp_path) -> dict:
+    cfg = yaml.safe_load((ROOT / "config/cpu.yaml").read_text())
+    (tmp_path / "data").mkdir(exist_ok=True)
+    return cfg | {"data_dir": str(tmp_path / "data")}
+
+
+def test_cpu_plan_runs_teachers_and_evaluations(tmp_path):
+    plan = Plan(cpu_config(tmp_path))
+    assert len(plan.run_configs) == 4 * 3 + 11  # main variants x 3 seeds + single-seed runs
+    assert plan.seeds_of("leap") == [0, 1, 2] and plan.seeds_of("abl_final") == [0]
+    assert set(plan.teachers) == {"all-mpnet-base-v2", "all-MiniLM-L6-v2"}  # self-distillation has its own
+    assert plan.cache_of("self_xd", 1) == "results/cpu/teacher/all-MiniLM-L6-v2"
+    # only runs with L_inter read the teacher's aligned layers: the 6-layer students' map and
+    # the 4-layer fixed-depth student's uniform one (self_xd_mpnet reads the final layer only)
+    assert plan.students_of("all-mpnet-base-v2") == [
+        ("packaged:all-MiniLM-L6-v2", 4, ()),
+        ("packaged:all-MiniLM-L6-v2", 6, (2, 4, 6, 8, 10, 12)),
+    ]
+    beir = [p for p in plan.all_evals if "/beir_" in p]
+    assert len(beir) == 4 * 3 * 2 + 1 * 2 + 2 * 2 + 2 * 1
+    assert "results/cpu/published/all-mpnet-base-v2/eval/beir_nfcorpus.json" in beir
+    assert "results/cpu/published/all-mpnet-base-v2/eval/beir_scifact.json" not in beir  # retrieval_sets
+    assert len(plan.latency_runs) == 5 and len(plan.model_cards) == 12
+    assert plan.benchmarks == ["STS-B", "scifact", "nfcorpus", "scifact (query-only)", "nfcorpus (query-only)"]
+    assert plan.diagnosed == ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
+
+
+def test_the_model_an_evaluation_reads(tmp_path):
+    plan = Plan(cpu_config(tmp_path))
+    assert plan.model_of("leap/seed1") == "results/cpu/leap/seed1/model"
+    assert plan.model_of("published/all-MiniLM-L6-v2") == "packaged:all-MiniLM-L6-v2"  # not a workflow file
+    assert plan.model_input("published/all-MiniLM-L6-v2") == []
+    assert plan.model_of("published/all-MiniLM-L6-v2-maps") == "results/cpu/published/all-MiniLM-L6-v2-maps/model"
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"variants": {"main": ["leap"], "comparisons": ["deebert"]}}, "deebert needs the baseline"),
+        (
+            {
+                "evaluation": {"heads_reference": "leap_xd"},
+                "variants": {"main": ["baseline"], "comparisons": ["deebert"]},
+            },
+            "heads_reference 'leap_xd' is not a trained variant",
+        ),
+        ({"data_dir": None}, "data_dir is not set"),
+        ({"data_dir": "/no/such/folder"}, "is not a folder"),
+        ({"variants": {"main": ["baseline", "leapp"]}}, "unknown variant 'leapp'"),
+    ],
+    ids=["deebert_without_baseline", "heads_reference", "no_data_dir", "missing_data_dir", "unknown_variant"],
+)
+def test_plan_refuses_inconsistent_configs_in_one_line(tmp_path, patch, message):
+    cfg = cpu_config(tmp_path)
+    for k, v in patch.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    with pytest.raises(LeapError, match=message) as err:
+        Plan(cfg)
+    assert "\n" not in str(err.value).strip()
+
+
+def test_slug_names_cache_folders():
+    assert slug("packaged:all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"
+    assert slug("models/all-mpnet-base-v2") == "all-mpnet-base-v2"
+    assert slug("sentence-transformers/bert-large-nli-mean-tokens") == "bert-large-nli-mean-tokens"
