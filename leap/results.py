@@ -13,6 +13,9 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -23,14 +26,45 @@ _EVAL = re.compile(r"(?P<variant>[^/]+)/seed(?P<seed>\d+)/eval/(?P<name>[^/]+)\.
 _PUBLISHED = re.compile(r"published/(?P<model>[^/]+)/eval/(?P<name>[^/]+)\.json$")
 PUBLISHED_PREFIX = "published:"
 PAPER_VARIANTS = ("baseline", "leap", "fixed_depth", "deebert", "adaptive_layer", "layerskip")
-TABLE_NAMES = (
-    "table1_main", "table2_cross_distillation", "table3_layerwise", "table4_per_layer", "table5_pareto",
-    "table6_beir", "table7_latency", "table8_thresholds", "table9_similarity", "table10_strategies",
-    "table11_ablation", "table12_beta", "table13_nn_failure", "table14_hyperparameters",
-    "table15_beir_ndcg5_10", "table16_beir_ndcg1_3", "table_layer_mixing",
-)  # fmt: skip
+ITEMS_FILE = Path(__file__).parent / "resources" / "report_items.yaml"
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    """A table or figure of the run (an entry of ``leap/resources/report_items.yaml``)."""
+
+    name: str
+    label: str
+    category: str
+    kind: str  # "tables" or "figures"
+    args: dict = field(default_factory=dict)
+
+
+@cache
+def report_items() -> dict[str, tuple[ReportItem, ...]]:
+    """``{"tables": (...), "figures": (...)}`` in the file's order."""
+    import yaml
+
+    data = yaml.safe_load(ITEMS_FILE.read_text(encoding="utf-8"))
+    return {
+        kind: tuple(
+            ReportItem(e["name"], e["label"], e["category"], kind, dict(e.get("args") or {})) for e in data[kind]
+        )
+        for kind in ("tables", "figures")
+    }
+
+
+def report_groups() -> dict[str, dict[str, str]]:
+    """``{category: {item name: label}}`` of every table and figure (the reports' sections)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in (*report_items()["tables"], *report_items()["figures"]):
+        out.setdefault(item.category, {})[item.name] = item.label
+    return out
+
+
+TABLE_NAMES = tuple(t.name for t in report_items()["tables"])
 """Every table the ``tables`` rule writes (:func:`leap.tables.build_tables`)."""
-FIGURE_NAMES = ("fig1_layer_dynamics", "fig2_exit_distribution", "fig4_contraction", "fig5_nn_failure")
+FIGURE_NAMES = tuple(f.name for f in report_items()["figures"])
 """Every figure the ``figures`` rule writes (Fig. 3, the frontier, is the frontier rule's)."""
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from leap.errors import LeapError
 from leap.files import write_json, write_text
 from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION, NOT_DEPLOYABLE, FrontierPoint, truncation_quality_at
 from leap.results import (
+    ITEMS_FILE,
     PAPER_VARIANTS,
     Results,
     beir_runs,
@@ -29,6 +31,7 @@ from leap.results import (
     load_json,
     mean,
     mean_list,
+    report_items,
     runs,
     seed_interval,
     seed_summary,
@@ -51,6 +54,22 @@ def write_table(
     write_text(md_path, df.to_markdown(index=False, floatfmt=floatfmt, missingval="") + "\n")
 
 
+TABLE_BUILDERS: dict[str, tuple[Callable[..., pd.DataFrame | None], str | None]] = {}
+"""``name -> (builder, what it reads besides the results: None, "train_configs" or "diagnostics")``;
+the tables themselves are listed in ``leap/resources/report_items.yaml``."""
+
+
+def table(name: str, needs: str | None = None) -> Callable:
+    """Register a table builder under ``name`` (its entry in the report items file)."""
+
+    def register(fn: Callable) -> Callable:
+        TABLE_BUILDERS[name] = (fn, needs)
+        return fn
+
+    return register
+
+
+@table("table2_cross_distillation", needs="diagnostics")
 def table2_cross_distillation(diagnostics: dict[str, str | os.PathLike]) -> pd.DataFrame:
     """Table 2: the exit diagnostic on published (distilled) checkpoints."""
     rows = []
@@ -78,6 +97,7 @@ def _main_variants(res: Results) -> list[str]:
     return ["baseline", "leap", *extra_variants(res), *PAPER_VARIANTS[2:]]
 
 
+@table("table1_main")
 def table1_main(res: Results, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
     """Table 1: STS-B test, exited and at full depth (mean [95% t-interval] over seeds, and the
     seed values), exit rate, E[l], layer reduction, measured speedup at batch 1; QQP columns
@@ -144,6 +164,7 @@ def _layers_table(res: Results, variants: Sequence[str]) -> pd.DataFrame | None:
     return df
 
 
+@table("table3_layerwise")
 def table3_layerwise(res: Results) -> pd.DataFrame | None:
     """Table 3: similarity to final and cumulative exit at the config's theta per layer,
     baseline vs LEAP (and every extra exit objective)."""
@@ -152,6 +173,7 @@ def table3_layerwise(res: Results) -> pd.DataFrame | None:
     return _layers_table(res, ("baseline", "leap", *extra_variants(res)))
 
 
+@table("table4_per_layer")
 def table4_per_layer(res: Results, variant: str = "leap") -> pd.DataFrame | None:
     """Table 4 / Table 13: per layer similarity, NN@10, NN@10 failure, cumulative exit, viable."""
     rs = runs(res, variant, "layers")
@@ -179,6 +201,7 @@ def _sweep_points(d: dict, rule: str = "convergence") -> list[dict]:
     return [p for p in d["frontier"]["sweep"] if p["rule"] == rule]
 
 
+@table("table5_pareto")
 def table5_pareto(res: Results, variant: str = "leap") -> pd.DataFrame | None:
     """Table 5: the theta sweep on STS-B test (mean over seeds): exit rate, E[l], layer
     reduction, Spearman, and the exit advantage over the model's own truncation."""
@@ -201,6 +224,7 @@ def table5_pareto(res: Results, variant: str = "leap") -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+@table("table6_beir")
 def table6_beir(res: Results, k: int = 10) -> pd.DataFrame | None:
     """Table 6: NDCG@k, baseline full, LEAP full, LEAP early exit (and every extra exit objective)."""
     base, leap = beir_runs(res, "baseline"), beir_runs(res, "leap")
@@ -233,6 +257,8 @@ def table6_beir(res: Results, k: int = 10) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+@table("table15_beir_ndcg5_10")
+@table("table16_beir_ndcg1_3")
 def table_beir_cutoffs(res: Results, ks: Sequence[int]) -> pd.DataFrame | None:
     """Tables 15 / 16: baseline vs LEAP at full inference at other cutoffs."""
     base, leap = beir_runs(res, "baseline"), beir_runs(res, "leap")
@@ -253,6 +279,7 @@ def _ci(ci: Sequence[float] | None) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
 
+@table("table7_latency")
 def table7_latency(res: Results, variants: Sequence[str] | None = None) -> pd.DataFrame | None:
     """Table 7: median full vs exit latency per batch size, speedup with its 95% interval
     (paired per-round ratios), monitoring overhead; the device is part of the table."""
@@ -283,6 +310,7 @@ def table7_latency(res: Results, variants: Sequence[str] | None = None) -> pd.Da
     return pd.DataFrame(rows) if rows else None
 
 
+@table("table8_thresholds")
 def table8_thresholds(res: Results, variant: str = "leap") -> pd.DataFrame | None:
     """Table 8 (decision thresholds): per theta, exit rate, STS-B of the exited embeddings,
     NN@10 agreement of the exited embeddings with full depth and its failure rate (overlap
@@ -314,6 +342,7 @@ def table8_thresholds(res: Results, variant: str = "leap") -> pd.DataFrame | Non
     return pd.DataFrame(rows)
 
 
+@table("table9_similarity")
 def table9_similarity(res: Results) -> pd.DataFrame | None:
     """Table 9: similarity to final per layer for every trained variant, plus anisotropy of LEAP and baseline."""
     variants = [v for v in res if runs(res, v, "layers")]
@@ -332,18 +361,25 @@ def table9_similarity(res: Results) -> pd.DataFrame | None:
     return df
 
 
-def table10_strategies(res: Results, variant: str = "leap") -> pd.DataFrame | None:
-    """Table 10: exit strategies on STS-B test. Convergence at 0.93 / 0.95 / 0.99 and PABEE
-    (the config's setting) for LEAP and every extra exit objective, DeeBERT heads, the fixed-
-    depth student, and static truncation of the same model at l_min and l_min + 1. Qual. is
-    relative to the same model's full depth; Exit advantage is against its own truncation."""
+@table("table10_strategies")
+def table10_strategies(
+    res: Results,
+    variant: str = "leap",
+    thetas: Sequence[float] = (0.93, 0.95, 0.99),
+    pabee: str = "0.99/3",
+) -> pd.DataFrame | None:
+    """Table 10: exit strategies on STS-B test. Convergence at ``thetas`` and PABEE at
+    ``pabee`` ("theta/patience"; the config's rule if it is PABEE) for LEAP and every extra
+    exit objective, DeeBERT heads, the fixed-depth student, and static truncation of the same
+    model at l_min and l_min + 1. Qual. is relative to the same model's full depth; Exit
+    advantage is against its own truncation."""
     rows = []
     for v in (variant, *extra_variants(res)):
         rs = [split_of(r) for r in runs(res, v, "stsb")]
         if not rs:
             continue
         full = mean([r["spearman_full"] for r in rs])
-        for th in (0.93, 0.95, 0.99):
+        for th in thetas:
             pts = [p for r in rs for p in _sweep_points(r) if abs(p["setting"] - th) < 1e-9]
             if pts:
                 s = mean([p["quality"] for p in pts])
@@ -358,8 +394,8 @@ def table10_strategies(res: Results, variant: str = "leap") -> pd.DataFrame | No
                     }
                 )
         pab = [r["frontier"]["at_config"] for r in rs] if rs[0]["frontier"]["at_config"]["rule"] == "pabee" else []
-        cfg_pab = [p for r in rs for p in r["frontier"]["sweep"] if p["rule"] == "pabee" and p["setting"] == "0.99/3"]
-        for label, pts in (("PABEE 0.99/3", pab or cfg_pab),):
+        cfg_pab = [p for r in rs for p in r["frontier"]["sweep"] if p["rule"] == "pabee" and p["setting"] == pabee]
+        for label, pts in ((f"PABEE {pabee}", pab or cfg_pab),):
             if pts:
                 s = mean([p["quality"] for p in pts])
                 rows.append(
@@ -418,6 +454,7 @@ def table10_strategies(res: Results, variant: str = "leap") -> pd.DataFrame | No
     return pd.DataFrame(rows) if rows else None
 
 
+@table("table11_ablation")
 def table11_ablation(
     res: Results,
     rows_: Sequence[tuple[str, str]] = (
@@ -451,6 +488,7 @@ def table11_ablation(
     return pd.DataFrame(rows) if rows else None
 
 
+@table("table12_beta")
 def table12_beta(res: Results) -> pd.DataFrame | None:
     """Table 12: the beta sweep (reduced training)."""
     rows = []
@@ -469,6 +507,7 @@ def table12_beta(res: Results) -> pd.DataFrame | None:
     return pd.DataFrame(rows).sort_values("beta") if rows else None
 
 
+@table("table14_hyperparameters", needs="train_configs")
 def table14_hyperparameters(train_configs: dict[str, str | os.PathLike]) -> pd.DataFrame | None:
     """Table 14: the resolved training config of each variant (first seed)."""
     if not train_configs:
@@ -505,6 +544,7 @@ def table14_hyperparameters(train_configs: dict[str, str | os.PathLike]) -> pd.D
     return pd.DataFrame(rows)
 
 
+@table("table13_nn_failure")
 def table13_nn_failure(res: Results) -> pd.DataFrame | None:
     """Table 13: NN@10 and its failure rate per layer (LEAP)."""
     df = table4_per_layer(res)
@@ -753,6 +793,7 @@ def _best_at_bar(points: pd.DataFrame) -> pd.Series | None:
     return ok.loc[ok["exit_advantage"].idxmax()] if len(ok) else None
 
 
+@table("table_layer_mixing")
 def layer_mixing_table(res: Results) -> pd.DataFrame | None:
     """Layer mixing, SLED-style (:mod:`leap.layer_mixing`): per model and benchmark (STS-B
     test Spearman; BEIR test NDCG@10), the final layer against the mean of the last two and
@@ -794,31 +835,24 @@ def _dev_columns(res: Results, model: str, bench: str) -> dict:
     return {f"dev_chosen_{k}": (chosen or {}).get(k) for k in keys}
 
 
-TABLES = {
-    "table1_main": table1_main,
-    "table3_layerwise": table3_layerwise,
-    "table4_per_layer": table4_per_layer,
-    "table5_pareto": table5_pareto,
-    "table6_beir": table6_beir,
-    "table7_latency": table7_latency,
-    "table8_thresholds": table8_thresholds,
-    "table9_similarity": table9_similarity,
-    "table10_strategies": table10_strategies,
-    "table11_ablation": table11_ablation,
-    "table12_beta": table12_beta,
-    "table13_nn_failure": table13_nn_failure,
-    "table15_beir_ndcg5_10": lambda r: table_beir_cutoffs(r, (5, 10)),
-    "table_layer_mixing": layer_mixing_table,
-    "table16_beir_ndcg1_3": lambda r: table_beir_cutoffs(r, (1, 3)),
-}
-
-
 def table_builders(train_configs: dict | None = None, diagnostics: dict | None = None) -> dict:
-    """Every table the ``tables`` rule writes: name -> builder of the collected results."""
-    builders = dict(TABLES)
-    builders["table14_hyperparameters"] = lambda r: table14_hyperparameters(train_configs or {})
-    builders["table2_cross_distillation"] = lambda r: table2_cross_distillation(diagnostics) if diagnostics else None
-    return builders
+    """Every table the ``tables`` rule writes, in the report items' order: name -> builder of
+    the collected results (with the item's arguments from the items file)."""
+    extra = {"train_configs": train_configs or {}, "diagnostics": diagnostics}
+    out = {}
+    for item in report_items()["tables"]:
+        if item.name not in TABLE_BUILDERS:
+            raise LeapError(f"table {item.name!r} of {ITEMS_FILE.name} has no builder; register one with @table")
+        fn, needs = TABLE_BUILDERS[item.name]
+        if needs is None:
+            out[item.name] = lambda r, fn=fn, a=item.args: fn(r, **a)
+        elif needs == "diagnostics":
+            out[item.name] = lambda r, fn=fn, a=item.args: (
+                fn(extra["diagnostics"], **a) if extra["diagnostics"] else None
+            )
+        else:
+            out[item.name] = lambda r, fn=fn, a=item.args, n=needs: fn(extra[n], **a)
+    return out
 
 
 def build_frontier_tables(eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, str]:

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT))  # the workflow's own `leap` (conda envs too)
 from leap.config import check_gpu_settings, to_plain
-from leap.results import FIGURE_NAMES, TABLE_NAMES, frontier_figure_name
+from leap.results import FIGURE_NAMES, TABLE_NAMES, frontier_figure_name, report_groups
 from leap.dependencies import code_inputs
 from leap.errors import LeapError
 from leap.objectives import objective_module
@@ -90,39 +90,8 @@ FIGURES_DONE = f"{RESULTS}/figures/index.json"
 REPORT = [f"{RESULTS}/report.md", f"{RESULTS}/claims.csv"]
 
 
-# The report's categories follow the paper (snakemake --report): stage -> what is in it.
-REPORT_GROUPS = {
-    "1 Frontier": {},
-    "2 Main results": {
-        "table1_main": "Table 1",
-        "table5_pareto": "Table 5",
-        "table10_strategies": "Table 10",
-    },
-    "3 Layer analyses": {
-        "table3_layerwise": "Table 3",
-        "table4_per_layer": "Table 4",
-        "table8_thresholds": "Table 8",
-        "table9_similarity": "Table 9",
-        "table13_nn_failure": "Table 13",
-        "fig1_layer_dynamics": "Figure 1",
-        "fig2_exit_distribution": "Figure 2",
-        "fig4_contraction": "Figure 4",
-        "fig5_nn_failure": "Figure 5",
-    },
-    "4 Ablation and sweep": {
-        "table11_ablation": "Table 11",
-        "table12_beta": "Table 12",
-    },
-    "5 Comparisons": {"table2_cross_distillation": "Table 2"},
-    "6 Latency": {"table7_latency": "Table 7"},
-    "7 BEIR": {
-        "table6_beir": "Table 6",
-        "table15_beir_ndcg5_10": "Table 15",
-        "table16_beir_ndcg1_3": "Table 16",
-    },
-    "8 Training": {"table14_hyperparameters": "Table 14"},
-    "9 Layer mixing": {"table_layer_mixing": "Layer mixing (SLED-style)"},
-}
+# the report's categories follow the paper (snakemake --report): from leap/resources/report_items.yaml
+REPORT_GROUPS = report_groups()
 REPORT_CATEGORY = {
     name: (cat, label)
     for cat, items in REPORT_GROUPS.items()

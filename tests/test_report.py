@@ -150,3 +150,22 @@ def test_claims_are_data_every_name_resolves_and_a_new_claim_is_one_entry(tmp_pa
     bad.write_text(yaml.safe_dump([{**entries[0], "measure": "no_such_measure"}]))
     with pytest.raises(LeapError, match="unknown measure 'no_such_measure'"):
         load_claims(bad)
+
+
+def test_every_table_and_figure_is_listed_once_with_a_builder_and_a_caption():
+    """One list (leap/resources/report_items.yaml) that the workflow, the builders and the
+    reports read: each table has a registered builder, each item a caption file."""
+    from pathlib import Path
+
+    from leap.results import FIGURE_NAMES, TABLE_NAMES, report_groups, report_items
+    from leap.tables import TABLE_BUILDERS, table_builders
+
+    root = Path(__file__).resolve().parents[1]
+    assert len(set(TABLE_NAMES)) == len(TABLE_NAMES) and set(TABLE_BUILDERS) == set(TABLE_NAMES)
+    assert list(table_builders()) == list(TABLE_NAMES)
+    for item in (*report_items()["tables"], *report_items()["figures"]):
+        assert (root / "report" / item.kind / f"{item.name}.rst").read_text().strip(), item.name
+    grouped = [name for items in report_groups().values() for name in items]
+    assert sorted(grouped) == sorted([*TABLE_NAMES, *FIGURE_NAMES])
+    args = {t.name: t.args for t in report_items()["tables"]}
+    assert args["table10_strategies"] == {"thetas": [0.93, 0.95, 0.99], "pabee": "0.99/3"}
