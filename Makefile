@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: venv lint
-	$(OFFLINE) $(PY) -m pytest -q tests
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 demo: venv
 	$(OFFLINE) $(VENV)/bin/snakemake --cores all --configfile config/demo.yaml

@@ -45,3 +45,10 @@ def minilm_path() -> str:
 @pytest.fixture
 def sentences() -> list[str]:
     return list(SENTENCES)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (a stable sort): under `pytest -n 2` they start at once, on both
+    workers, instead of last, so the suite's wall time is the longest of them, not their sum
+    plus everything before them."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)

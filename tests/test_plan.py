@@ -78,3 +78,32 @@ def test_slug_names_cache_folders():
     assert slug("packaged:all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"
     assert slug("models/all-mpnet-base-v2") == "all-mpnet-base-v2"
     assert slug("sentence-transformers/bert-large-nli-mean-tokens") == "bert-large-nli-mean-tokens"
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"gpu": True}, "gpu: true"),
+        ({"evaluation": {"device": "cuda"}}, "evaluation.device: cuda"),
+        ({"latency": {"device": "cuda"}}, "latency.device: cuda"),
+        ({"training": {"precision": "fp16"}}, "training.precision: fp16"),
+        ({"training": {"precision": "bf16"}}, "training.precision: bf16"),
+    ],
+    ids=["gpu", "evaluation_device", "latency_device", "fp16", "bf16"],
+)
+def test_gpu_settings_are_named_and_refused_without_a_gpu(tmp_path, monkeypatch, patch, key):
+    import torch
+
+    from leap.config import check_gpu_settings, gpu_settings
+
+    cfg = cpu_config(tmp_path)
+    for k, v in patch.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    plan = Plan(cfg)
+    assert gpu_settings(plan.cfg) == [key]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LeapError, match=f"asks for a GPU \\({key}\\) but this machine has none"):
+        check_gpu_settings(plan.cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_gpu_settings(plan.cfg)  # a GPU machine runs it
+    assert gpu_settings(Plan(cpu_config(tmp_path)).cfg) == []  # the CPU config asks for none
