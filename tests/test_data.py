@@ -201,3 +201,22 @@ def test_demo_data_is_varied_graded_and_labelled_synthetic(tmp_path):
     assert r.synthetic and all(d in r.corpus for q in r.qrels.values() for d in q)
     r.save(tmp_path / "r")
     assert RetrievalSet.load(tmp_path / "r").synthetic
+
+
+def test_every_source_kind_answers_the_same_interface_or_says_which_sources_can(tmp_path):
+    """One class per source kind behind one interface: a question a kind cannot answer is one
+    error naming the sources that can."""
+    from leap.data import DemoSource, HubSource, LocalSource, source
+
+    assert isinstance(source("demo:pairs"), DemoSource)
+    assert isinstance(source("local:nli", tmp_path), LocalSource) and isinstance(source("hub:snli"), HubSource)
+    assert source("demo:qqp").qqp_pairs(n=50)["score"].isin([0.0, 1.0]).all()
+    assert set(source("demo:pairs").nli_pairs()["label"]) <= {0, 1, 2}
+    with pytest.raises(LeapError, match="QQP evaluation pairs come from the hub"):
+        source("local:stsb", tmp_path).qqp_pairs()
+    with pytest.raises(LeapError, match="STS-B pairs come from"):
+        source("hub:snli").stsb_pairs()
+    with pytest.raises(LeapError, match="unknown kind 'web'"):
+        source("web:stsb")
+    assert source("hub:stsb").hub_repos() == ["sentence-transformers/stsb"]
+    assert source("local:stsb", tmp_path).hub_repos() == [] and source("demo:pairs").hub_repos() == []
