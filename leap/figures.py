@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from leap.files import atomic_path, write_json
+from leap.frontier_tables import frontier_table
 from leap.results import collect, extra_variants, frontier_figure_name, mean_list, runs, split_of
-from leap.tables import frontier_table
 
 log = logging.getLogger(__name__)
 

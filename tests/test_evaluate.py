@@ -230,7 +230,7 @@ def test_tables_from_eval_jsons(tmp_path, run_dir):
 
 def test_frontier_tables_and_figures(tmp_path, run_dir):
     from leap.figures import build_frontier_figures
-    from leap.tables import build_frontier_tables
+    from leap.frontier_tables import build_frontier_tables
 
     _, paths = run_dir
     assert build_frontier_tables(paths, tmp_path / "tables") == {"frontier": "written", "frontier_summary": "written"}
@@ -258,7 +258,7 @@ def test_frontier_tables_and_figures(tmp_path, run_dir):
 
 
 def test_frontier_table_shows_a_calibrated_threshold_to_three_decimals(tmp_path, run_dir):
-    from leap.tables import build_frontier_tables
+    from leap.frontier_tables import build_frontier_tables
 
     _, paths = run_dir
     res = json.loads(paths[0].read_text())

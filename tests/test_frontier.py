@@ -97,7 +97,7 @@ def test_advantage_is_selection_gain_plus_mixing():
 def test_summary_picks_the_operating_point_on_dev_and_reports_it_on_test():
     """The dev split chooses (best dev advantage among points at the bar); the test split only
     reports. Point 1 is best on test but fails the bar on dev; point 2 wins on dev."""
-    from leap.tables import dev_chosen_point
+    from leap.frontier_tables import dev_chosen_point
 
     def point(theta, rate, el, adv, q=0.8):
         return {

@@ -7,7 +7,7 @@ import _bootstrap
 _bootstrap.setup(snakemake)  # noqa: F821
 
 from leap.figures import build_frontier_figures  # noqa: E402
-from leap.tables import build_frontier_tables  # noqa: E402
+from leap.frontier_tables import build_frontier_tables  # noqa: E402
 
 o = snakemake.output  # noqa: F821
 build_frontier_tables(snakemake.input.evals, Path(o.table).parent)  # noqa: F821
