@@ -32,9 +32,10 @@ import torch.nn.functional as F
 
 from leap import metrics
 from leap.config import ExitConfig
+from leap.convert import convert
 from leap.data import stsb_pairs
 from leap.early_exit import simulate_exit
-from leap.exit_model import convert, load_exit_model
+from leap.exit_model import load_exit_model
 from leap.files import write_json, write_text
 from leap.models import packaged_minilm_path
 

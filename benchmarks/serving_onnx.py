@@ -44,8 +44,9 @@ from sentence_transformers import SentenceTransformer
 
 from leap import common_depth
 from leap.config import ExitConfig
+from leap.convert import convert
 from leap.data import stsb_pairs
-from leap.exit_model import convert, load_exit_model
+from leap.exit_model import load_exit_model
 from leap.files import write_json, write_text
 from leap.latency import environment
 from leap.models import packaged_minilm_path

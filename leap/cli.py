@@ -245,7 +245,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from leap.exit_model import convert
+    from leap.convert import convert
 
     over = _overrides(args)
     fit = [s for s in _read_lines(args.fit_maps)] if args.fit_maps else None

@@ -337,7 +337,7 @@ def test_diagnose_judges_the_mapped_vectors_a_model_with_maps_serves(tiny_models
     are both reported; the checklist reads the served ones."""
     from leap.builtin import builtin_sentences
     from leap.config import ExitConfig
-    from leap.exit_model import convert
+    from leap.convert import convert
 
     folder = convert(
         tiny_models["bert"],

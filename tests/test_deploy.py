@@ -48,7 +48,7 @@ def test_calibration_picks_the_fastest_rule_within_budget(minilm):
 
 
 def test_an_impossible_budget_chooses_nothing_and_writes_nothing(tmp_path, tiny_models):
-    from leap.exit_model import convert
+    from leap.convert import convert
 
     folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(theta=0.9))
     before = (folder / "leap_exit.json").read_text()
@@ -57,7 +57,8 @@ def test_an_impossible_budget_chooses_nothing_and_writes_nothing(tmp_path, tiny_
 
 
 def test_calibration_record_is_saved_with_the_rule(tmp_path, minilm_path):
-    from leap.exit_model import ExitSentenceTransformer, convert
+    from leap.convert import convert
+    from leap.exit_model import ExitSentenceTransformer
 
     folder = convert(minilm_path, tmp_path / "m", exit=ExitConfig(theta=0.99))
     sents = builtin_sentences()[:80]
@@ -136,7 +137,7 @@ def test_amortize_break_even():
 
 def test_cli_calibrate_and_amortize(tmp_path, tiny_models, capsys):
     from leap.cli import main
-    from leap.exit_model import convert
+    from leap.convert import convert
 
     folder = convert(tiny_models["bert"], tmp_path / "m")
     data = tmp_path / "dev.txt"
@@ -177,7 +178,7 @@ def test_cli_calibrate_states_every_budget_and_refuses_a_folder_that_is_not_exit
     import shutil
 
     from leap.cli import main
-    from leap.exit_model import convert
+    from leap.convert import convert
 
     sents = builtin_sentences()[:40]
     data = tmp_path / "dev.txt"

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from leap.early_exit import ExitConfig, adapter_for, simulate_exit
 from leap.errors import LeapError
-from leap.exit_model import ExitRetrievalModel, ExitSentenceTransformer, load_exit_model
+from leap.exit_model import ExitSentenceTransformer, load_exit_model
 from leap.layer_maps import LayerMaps, fit_layer_maps
 from leap.pooling import mean_pool
+from leap.retrieval_model import ExitRetrievalModel
 
 
 def load(path: str, **exit) -> ExitSentenceTransformer:

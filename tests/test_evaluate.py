@@ -12,14 +12,13 @@ from leap import common_depth, frontier
 from leap.config import ExitConfig
 from leap.data import demo_pairs, demo_retrieval
 from leap.evaluate import (
-    entropy_exit,
     evaluate_beir,
-    evaluate_exit_heads,
     evaluate_pairs,
     layer_analysis,
     pair_index,
     spearman,
 )
+from leap.exit_heads import entropy_exit, evaluate_exit_heads
 from leap.exit_model import load_exit_model
 from leap.results import seed_summary
 

@@ -12,8 +12,9 @@ pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e .[onnx
 
 from leap.builtin import builtin_sentences  # noqa: E402
 from leap.config import ExitConfig  # noqa: E402
+from leap.convert import convert
 from leap.errors import LeapError  # noqa: E402
-from leap.exit_model import convert, load_exit_model  # noqa: E402
+from leap.exit_model import load_exit_model  # noqa: E402
 from leap.onnx_export import export_onnx
 from leap.onnx_runtime import OnnxExitModel  # noqa: E402
 

@@ -4,7 +4,7 @@ import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.evaluate import run_exit_heads  # noqa: E402
+from leap.exit_heads import run_exit_heads  # noqa: E402
 
 i, p = snakemake.input, snakemake.params  # noqa: F821
 run_exit_heads(
