@@ -2,8 +2,8 @@
 
 The claims are data: ``leap/resources/claims.yaml`` (:func:`load_claims`), each naming a
 registered measurement and, where the paper makes a qualitative statement, a direction
-(:mod:`leap.claim_measures`). Every claim gets ``claim, paper, measured, unit, verdict`` (SPEC's
-columns), then ``reason``, ``variant`` (the exit objective a LEAP claim was measured on)
+(:mod:`leap.claim_measures`). Every claim gets ``claim, paper, measured, unit, verdict``,
+then ``reason``, ``variant`` (the exit objective a LEAP claim was measured on)
 and ``source`` (sentence set, layers, device). The verdict vocabulary:
 
 * ``reproduced``: every measured value lies within the claim's tolerance of the paper's;

@@ -51,7 +51,7 @@ def default_min_layer(num_layers: int) -> int:
 
 @dataclass(frozen=True)
 class ExitConfig:
-    """The exit rule (SPEC "Public interface"; paper Algorithm 1, Eq. 6, Table 10)."""
+    """The exit rule (paper Algorithm 1, Eq. 6, Table 10)."""
 
     strategy: str = setting(
         "convergence",
@@ -148,7 +148,8 @@ EXIT_MARGINS = ("sigmoid", "softplus")
 
 @dataclass(frozen=True)
 class LeapLossConfig:
-    """Weights and settings of the LEAP loss (paper Eq. 3, 7; SPEC "Loss"). Defaults are SPEC's."""
+    """Weights and settings of the LEAP loss (paper Eq. 3, 7); defaults are the paper's, or our
+    reading where it is open."""
 
     alpha: float = setting(0.3, "weight of L_inter", minimum=0)
     beta: float = setting(0.4, "weight of L_exit", minimum=0)
@@ -246,7 +247,7 @@ class LeapLossConfig:
         return "inter" in self.terms
 
     def weights(self, n_layers: int) -> list[float]:
-        """``w_l`` for l = 1..L_s (SPEC: 1.0 from ``focus_layer`` on, 0.1 below)."""
+        """``w_l`` for l = 1..L_s (our reading: 1.0 from ``focus_layer`` on, 0.1 below)."""
         if self.layer_weights is not None:
             if len(self.layer_weights) != n_layers:
                 raise LeapError(f"layer_weights has {len(self.layer_weights)} entries for a {n_layers}-layer student")
@@ -262,7 +263,7 @@ class LeapLossConfig:
         return uniform_layer_map(n_student, n_teacher)
 
     def late(self, n_layers: int) -> list[int]:
-        """Student layers of L_late (SPEC: 9..11 of 12, the three below the last)."""
+        """Student layers of L_late (9..11 of 12 in the paper: the three below the last)."""
         if self.late_layers is not None:
             bad = [l for l in self.late_layers if not 1 <= l < n_layers]
             if bad:

@@ -105,7 +105,7 @@ def diagnose(
     """Run the sec 5.2 diagnostic and the sec 5.3 checklist on ``sentences``.
 
     ``model``: a :class:`leap.exit_model.ExitSentenceTransformer`. Returns the JSON-ready
-    dict of SPEC "Public interface" (``leap diagnose --json``): ``layers,
+    dict of ``leap diagnose --json``: ``layers,
     similarity_to_final, stability, exit_rate, cumulative_exit, expected_exit_layer,
     layer_reduction, monitoring_overhead, verdict, checklist``, plus ``nn_at_10``,
     ``nn10_failure``, ``reasons``, the exit rule used, and ``as_served`` (similarity to final

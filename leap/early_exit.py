@@ -7,7 +7,7 @@ exits runs every layer. Batches give every sample the exit layer and embedding i
 alone: each row carries its own exit state, and with ``compact=True`` exited rows leave
 the running batch (and padding no remaining row needs is trimmed).
 
-Strategies (SPEC "Early-exit inference", "Comparison exits"):
+Strategies:
 
 * ``convergence``: Eq. 6 above (``theta``, ``patience`` = k, ``min_layer``).
 * ``pabee``: a counter of consecutive layers with ``cos(p_l, p_{l-1}) >= pabee_theta``;

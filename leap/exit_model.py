@@ -151,7 +151,7 @@ def check_servable(model: SentenceTransformer, name: str) -> None:
     if mode != "mean":
         raise LeapError(
             f"{name}: pooling mode {mode!r} is not supported; early exit pools every layer with "
-            "attention-mask-aware mean pooling (SPEC p_l), so only pooling_mode 'mean' models can be served"
+            "attention-mask-aware mean pooling (the paper's p_l), so only pooling_mode 'mean' models can be served"
         )
     rest = [k for k in kinds[2:] if k != "Normalize"]
     if rest:

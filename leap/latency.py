@@ -37,7 +37,7 @@ from leap.errors import LeapError
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to time. Defaults follow SPEC "Metrics" (Latency): 50 warm-up and 200 timed calls.
+    """What to time. Defaults follow the paper's protocol: 50 warm-up and 200 timed calls.
 
     Attributes:
         rounds: the timed calls are split into this many interleaved rounds.

@@ -1,4 +1,4 @@
-"""Exit and layer-geometry metrics (SPEC "Metrics"; paper sec 4.3-4.4, App. A.1, B.5).
+"""Exit and layer-geometry metrics (paper sec 4.3-4.4, App. A.1, B.5).
 
 Pure functions over NumPy arrays. Conventions:
 

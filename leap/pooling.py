@@ -1,4 +1,4 @@
-"""Attention-mask-aware mean pooling (SPEC "Notation": ``p_l``).
+"""Attention-mask-aware mean pooling (``p_l`` in the paper's notation).
 
 Padding tokens are excluded from the mean, exactly as sentence-transformers'
 ``Pooling(pooling_mode="mean")`` does, so a sentence gets the same vector alone or

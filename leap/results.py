@@ -1,7 +1,7 @@
 """Reading a run's evaluation JSONs back: the one place tables, figures and the report get
 their numbers from.
 
-Paths follow the results layout (SPEC): ``.../{variant}/seed{seed}/eval/{name}.json`` for
+Paths follow the results layout: ``.../{variant}/seed{seed}/eval/{name}.json`` for
 trained models and ``.../published/{name}/eval/{eval}.json`` for published checkpoints
 (collected as variant ``published:{name}``, seed 0).
 """

@@ -1,7 +1,7 @@
 """The teacher-embedding cache (paper sec 4.1: targets are precomputed; the teacher never
 runs during training).
 
-What is stored, in SPEC terms: for every training sentence ``i`` (the order of
+What is stored, in the paper's notation: for every training sentence ``i`` (the order of
 ``sentences.parquet``) and every cached teacher layer ``l`` in ``layers`` (the union of
 ``pi(1..L_s)`` over every student of the workflow, plus ``L_t``), the teacher's mean-pooled
 vector ``e_t^(l)`` (padding excluded, not normalised), float16.

@@ -1,4 +1,4 @@
-"""The ``leap`` command line (SPEC "Public interface"): ``diagnose``, ``bench``, ``encode``,
+"""The ``leap`` command line: ``diagnose``, ``bench``, ``encode``,
 ``convert``, ``calibrate``, ``amortize`` (and ``python -m leap``).
 
 Every sub-command prints a readable table, or JSON with ``--json``. The exit rule is the

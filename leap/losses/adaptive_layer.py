@@ -1,5 +1,5 @@
 """sentence-transformers' own ``AdaptiveLayerLoss`` around distillation to the teacher's
-final embedding (not in the paper; SPEC "Beyond the paper").
+final embedding (not in the paper).
 
     inner(e) = 1 - cos(P e, e_t^(L_t))
 

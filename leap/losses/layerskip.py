@@ -1,4 +1,4 @@
-"""LayerSkip adapted to embeddings (not in the paper; SPEC "Beyond the paper").
+"""LayerSkip adapted to embeddings (not in the paper; our reading).
 
     L = L_baseline + sum_l s_l (1 - cos(P e_s^(l), e_t^(L_t))),   s_l = l / sum_j j
 

@@ -1,4 +1,4 @@
-"""The LEAP objective (paper Eq. 3 and Eq. 7; SPEC "Loss").
+"""The LEAP objective (paper Eq. 3 and Eq. 7).
 
     L = L_final + alpha L_inter + beta L_exit + delta L_contrast + eps L_late + gamma L_redund
 
@@ -58,7 +58,7 @@ def leap_loss(
     projection: Callable[[Tensor], Tensor] | None = None,
     maps: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Every LEAP term and the weighted total (SPEC "Public interface").
+    """Every LEAP term and the weighted total .
 
     Args:
         student: ``[L_s, B, d_s]`` pooled vectors of student layers 1..L_s.
@@ -147,7 +147,7 @@ class LeapLoss(DistillationLoss):
     layer's hidden states, mean-pooled per layer, against the cached teacher layers of the
     batch's rows (``labels``), through :func:`leap_loss`.
 
-    Reference: the paper, sec 3 and App. A; SPEC "Loss" fixes every open choice.
+    Reference: the paper, sec 3 and App. A; the README's "Readings of the paper" lists each open choice and ours.
 
     Example:
         >>> from leap.variants import make_train_config

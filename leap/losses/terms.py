@@ -1,4 +1,4 @@
-"""The LEAP loss terms as pure functions over tensors (paper Eq. 3-9; SPEC "Loss").
+"""The LEAP loss terms as pure functions over tensors (paper Eq. 3-9).
 
 Inputs are pooled (not normalised) vectors, stacked per layer: ``[L_s, B, d]``. Every term
 is computed per sample and averaged over the batch. Equation numbers are the paper's:
@@ -154,7 +154,7 @@ def redund_loss(es: Tensor, margin: float) -> Tensor:
 
 
 def layerskip_exit_loss(ps: Tensor, t_final: Tensor) -> Tensor:
-    """LayerSkip's early-exit term for embeddings (not in the paper; SPEC "Beyond the paper"):
+    """LayerSkip's early-exit term for embeddings (not in the paper; our reading):
     ``sum_l s_l mean_b (1 - cos(P e_s^(l), e_t^(L_t)))``, ``s_l = l / sum_j j``. ``ps``: ``[L, B, d_t]``."""
     n = ps.shape[0]
     s = torch.arange(1, n + 1, dtype=ps.dtype, device=ps.device)

@@ -1,5 +1,5 @@
 """What trains beside the student but is not the inference model: the projection ``P``
-(``d_s -> d_t``, SPEC "Notation") and trained per-layer maps; and the least-squares maps
+(``d_s -> d_t``) and trained per-layer maps; and the least-squares maps
 fitted after training. Maps are saved with the model (:mod:`leap.layer_maps`); ``P`` beside it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """One training run on sentence-transformers' ``SentenceTransformerTrainer`` (paper sec 4.1,
-B.2, G; SPEC "Training setup").
+B.2, G).
 
 The dataset has two columns, ``sentence`` and ``label`` (the sentence's row in the teacher
 cache); the objective (:mod:`leap.objectives`) looks the teacher targets up in the cache,
