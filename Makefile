@@ -49,7 +49,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts
 	$(VENV)/bin/snakefmt --check Snakefile rules
 
-# config/schema.yaml is generated from the dataclasses in leap/config.py (a test checks it)
+# config/schema.yaml is generated from the dataclasses in leap/config/ (a test checks it)
 schema: venv
 	$(PY) -m leap.config > config/schema.yaml
 

@@ -133,13 +133,13 @@ def bench_model(
         return (
             {
                 "sentence-transformers, torch, full depth": (lambda s, b: plain.encode(s, batch_size=b), None),
-                "ONNX Runtime fp32, full depth": (lambda s, b: ort32.encode(s, b, exit=full), None),
-                "ONNX Runtime int8, full depth": (lambda s, b: ort8.encode(s, b, exit=full), None),
-                f"ONNX Runtime fp32, truncated at layer {k}": (lambda s, b: ort32.encode(s, b, exit=cut), k),
-                f"ONNX Runtime int8, truncated at layer {k}": (lambda s, b: ort8.encode(s, b, exit=cut), k),
+                "ONNX Runtime fp32, full depth": (lambda s, b: ort32.encode(s, batch_size=b, exit=full), None),
+                "ONNX Runtime int8, full depth": (lambda s, b: ort8.encode(s, batch_size=b, exit=full), None),
+                f"ONNX Runtime fp32, truncated at layer {k}": (lambda s, b: ort32.encode(s, batch_size=b, exit=cut), k),
+                f"ONNX Runtime int8, truncated at layer {k}": (lambda s, b: ort8.encode(s, batch_size=b, exit=cut), k),
                 "early exit, torch": (lambda s, b: torch_exit.encode(s, batch_size=b), "exit"),
-                "early exit, ONNX Runtime fp32": (lambda s, b: ort32.encode(s, b), "exit_ort32"),
-                "early exit, ONNX Runtime int8": (lambda s, b: ort8.encode(s, b), "exit_ort8"),
+                "early exit, ONNX Runtime fp32": (lambda s, b: ort32.encode(s, batch_size=b), "exit_ort32"),
+                "early exit, ONNX Runtime int8": (lambda s, b: ort8.encode(s, batch_size=b), "exit_ort8"),
                 "early exit + common depth, ONNX Runtime fp32": (
                     lambda s, b: ort32.encode_with_layer_stack(s, b),
                     "common_ort32",

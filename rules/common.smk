@@ -1,5 +1,5 @@
 # Config validation and the names every stage shares. Defaults come from the dataclasses
-# in leap/config.py (the one source; config/schema.yaml is generated from them), and
+# in leap/config/ (the one source; config/schema.yaml is generated from them), and
 # nothing here imports torch, so parsing and dry runs stay fast.
 import re
 import sys
