@@ -34,6 +34,7 @@ from leap import metrics
 from leap.config import ExitConfig
 from leap.convert import convert
 from leap.data import stsb_pairs
+from leap.deploy import agreement
 from leap.early_exit import simulate_exit
 from leap.exit_model import load_exit_model
 from leap.files import write_json, write_text
@@ -53,11 +54,8 @@ def measure(folder: Path, sentences: list[str], rule: ExitConfig) -> dict:
     k = int(min(L, max(1, round(float(layers.mean())))))
     cut = F.normalize(ev[k - 1].float(), dim=-1).numpy()
 
-    def agree(e: np.ndarray) -> tuple[float, float]:
-        return float(metrics.nn_overlap(e, full, 10).mean()), float((e * full).sum(-1).mean())
-
-    nn, cos = agree(emb)
-    tnn, tcos = agree(cut)
+    nn, cos = agreement(emb, full)  # the monitor's and calibrate's own measure
+    tnn, tcos = agreement(cut, full)
     return {
         "n": len(sentences),
         "exit_rate": metrics.exit_rate(layers, L),

@@ -45,7 +45,8 @@ from leap.data import read_sentences  # noqa: E402
 from leap.early_exit import ExitConfig, simulate_exit  # noqa: E402
 from leap.evaluate import anisotropy, load_model, pair_cos, pair_index, spearman  # noqa: E402
 from leap.files import write_json  # noqa: E402
-from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION  # noqa: E402
+from leap.frontier import meets_bar  # noqa: E402
+from leap.plan import slug  # noqa: E402
 from leap.training import train  # noqa: E402
 from leap.variants import make_train_config  # noqa: E402
 
@@ -67,7 +68,7 @@ def _frontier_summary(rule_v, emb_v, base: ExitConfig, quality, prefix: str) -> 
     trunc = truncation_points(emb_v, quality)
     pts = sweep_points(rule_v, emb_v, base, quality, pabee=())
     rows = [{**p.to_dict(), "advantage": exit_advantage(p, trunc)} for p in pts]
-    ok = [r for r in rows if r["exit_rate"] >= BAR_EXIT_RATE and r["layer_reduction"] >= BAR_REDUCTION]
+    ok = [r for r in rows if meets_bar(r["exit_rate"], r["layer_reduction"])]
     best = max(ok, key=lambda r: r["advantage"]) if ok else None
     return {f"{prefix}truncation": [p.quality for p in trunc], f"{prefix}sweep": rows, f"{prefix}best": best}
 
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(args.work) / args.name
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
-    cache = Path(args.cache) if args.cache else res / "teacher" / Path(cfg_yaml["teacher"]["model"]).name
+    cache = Path(args.cache) if args.cache else res / "teacher" / slug(cfg_yaml["teacher"]["model"])  # as the workflow
     model = train(
         cfg,
         sentences,
@@ -241,9 +242,7 @@ def _best(sweep: list[dict], bar: bool) -> dict | None:
     pts = [
         p
         for p in sweep
-        if p["exit_rate"] >= 0.05
-        and not _one_depth(p)
-        and (not bar or (p["exit_rate"] >= BAR_EXIT_RATE and p["layer_reduction"] >= BAR_REDUCTION))
+        if p["exit_rate"] >= 0.05 and not _one_depth(p) and (not bar or meets_bar(p["exit_rate"], p["layer_reduction"]))
     ]
     return max(pts, key=lambda p: p["advantage"]) if pts else None
 

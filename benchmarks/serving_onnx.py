@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +45,11 @@ from leap import common_depth
 from leap.config import ExitConfig
 from leap.convert import convert
 from leap.data import stsb_pairs
+from leap.evaluate import pair_index
 from leap.exit_model import load_exit_model
 from leap.files import write_json, write_text
-from leap.latency import environment
+from leap.frontier import pair_spearman
+from leap.latency import environment, interleaved_ms
 from leap.models import packaged_minilm_path
 from leap.onnx_export import export_onnx
 from leap.onnx_runtime import OnnxExitModel
@@ -57,22 +58,17 @@ log = logging.getLogger("onnx_bench")
 
 
 def stsb_quality(encode, df: pd.DataFrame) -> float:
-    """STS-B Spearman x 100 of an ``encode(list[str]) -> [N, d]`` on the pairs in ``df``."""
-    sents = sorted(set(df["sentence1"]) | set(df["sentence2"]))
-    pos = {s: i for i, s in enumerate(sents)}
+    """STS-B Spearman (in [-1, 1]) of an ``encode(list[str]) -> [N, d]`` on the pairs in ``df``."""
+    sents, i1, i2 = pair_index(df)
     e = np.asarray(encode(sents), dtype=np.float32)
-    e /= np.linalg.norm(e, axis=1, keepdims=True)
-    a, b = e[[pos[s] for s in df["sentence1"]]], e[[pos[s] for s in df["sentence2"]]]
-    return float(spearmanr((a * b).sum(1), df["score"].to_numpy(float)).statistic)
+    return pair_spearman(i1, i2, df["score"].to_numpy(float))(e / np.linalg.norm(e, axis=1, keepdims=True))
 
 
 def stsb_quality_common_depth(encode_stack, df: pd.DataFrame) -> float:
-    """STS-B Spearman x 100 when pairs are compared at their common depth (``encode_stack(list[str])
+    """STS-B Spearman when pairs are compared at their common depth (``encode_stack(list[str])
     -> (stack [N, L, d], layers [N])``, :mod:`leap.common_depth`)."""
-    sents = sorted(set(df["sentence1"]) | set(df["sentence2"]))
-    pos = {s: i for i, s in enumerate(sents)}
+    sents, i1, i2 = pair_index(df)
     stack, layers = encode_stack(sents)
-    i1, i2 = [pos[s] for s in df["sentence1"]], [pos[s] for s in df["sentence2"]]
     return float(spearmanr(common_depth.pair_similarity(stack, layers, i1, i2), df["score"].to_numpy(float)).statistic)
 
 
@@ -93,20 +89,6 @@ def prepare(models: dict[str, str], theta: float, fit: list[str], work: Path) ->
         else:
             convert(path if kind == "convert" else ref, dest)
         out[name] = dest
-    return out
-
-
-def time_rounds(paths: dict, sentences: list[str], batch_size: int, rounds: int) -> dict[str, list[float]]:
-    """Per-round ms per sentence of each path, rounds interleaved in rotating order."""
-    names = list(paths)
-    for n in names:  # warm-up
-        paths[n](sentences[: max(batch_size, 8)], batch_size)
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        for n in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            paths[n](sentences, batch_size)
-            out[n].append((time.perf_counter() - t0) * 1e3 / len(sentences))
     return out
 
 
@@ -174,7 +156,7 @@ def bench_model(
         torch.set_num_threads(t)
         paths = rows_for(t)[0]
         for bs, sents in timed.items():
-            ms = time_rounds({r: fn for r, (fn, _) in paths.items()}, sents, bs, rounds)
+            ms = interleaved_ms({r: fn for r, (fn, _) in paths.items()}, sents, bs, rounds)
             for row, v in ms.items():
                 results.append(
                     {

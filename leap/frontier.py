@@ -56,6 +56,14 @@ BAR_EXIT_RATE = 0.8
 """The bar of a useful exit point: at least 1.4x layer reduction with at least 80% of inputs
 exiting (the one place these numbers live)."""
 NOT_DEPLOYABLE = ("oracle",)
+
+
+def meets_bar(exit_rate: float, layer_reduction: float) -> bool:
+    """Whether an operating point is a useful exit: >= :data:`BAR_REDUCTION` fewer layers with
+    >= :data:`BAR_EXIT_RATE` of inputs exiting."""
+    return exit_rate >= BAR_EXIT_RATE and layer_reduction >= BAR_REDUCTION
+
+
 """Rules on the frontier that read the final layer: bounds, never a deployable operating point."""
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION, NOT_DEPLOYABLE, FrontierPoint, truncation_quality_at
+from leap.frontier import NOT_DEPLOYABLE, FrontierPoint, meets_bar, truncation_quality_at
 from leap.results import (
     Results,
     beir_runs,
@@ -183,7 +183,7 @@ def dev_chosen_point(res: Results, model: str) -> dict | None:
         red = mean([d[i]["layer_reduction"] for d in dev])
         el = mean([d[i]["mean_exit_layer"] for d in dev])
         adv = mean([d[i]["exit_advantage"] for d in dev])
-        if rate >= BAR_EXIT_RATE and red >= BAR_REDUCTION and not _one_depth(rate, el) and adv > best_adv:
+        if meets_bar(rate, red) and not _one_depth(rate, el) and adv > best_adv:
             best, best_adv = i, adv
     if best is None:
         return None
@@ -267,7 +267,7 @@ def frontier_summary(res: Results) -> pd.DataFrame | None:
 def _best_at_bar(points: pd.DataFrame) -> pd.Series | None:
     """The point of highest exit advantage among ``points`` that meet the bar (>= 1.4x layer
     reduction, >= 80% of inputs exiting), or None."""
-    ok = points[(points["layer_reduction"] >= BAR_REDUCTION) & (points["exit_rate"] >= BAR_EXIT_RATE)]
+    ok = points[[meets_bar(r, x) for r, x in zip(points["exit_rate"], points["layer_reduction"])]]
     return ok.loc[ok["exit_advantage"].idxmax()] if len(ok) else None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import platform
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -259,3 +260,22 @@ def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: i
     res = bench(m, builtin_sentences(), cfg, exit=rule)
     write_json(out_json, res)
     return res
+
+
+def interleaved_ms(
+    paths: dict[str, Callable[[list[str], int], Any]], sentences: list[str], batch_size: int, rounds: int
+) -> dict[str, list[float]]:
+    """End-to-end milliseconds per sentence (tokenisation included) of each serving path, one
+    value per round; rounds interleaved in rotating order so that drift in the machine's speed
+    spreads over every path. ``paths``: name -> ``encode(sentences, batch_size)``; one warm-up
+    call each first."""
+    names = list(paths)
+    for n in names:  # warm-up
+        paths[n](sentences[: max(batch_size, 8)], batch_size)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            paths[n](sentences, batch_size)
+            out[n].append((time.perf_counter() - t0) * 1e3 / len(sentences))
+    return out

@@ -158,3 +158,22 @@ def test_oracle_points_score_the_embeddings_of_their_exit_layers():
     assert p.rule == "oracle" and p.setting == 0.5
     assert p.quality == pytest.approx(mean_first_coord(want.numpy()))
     assert p.mean_exit_layer == pytest.approx(layers.mean()) and p.exit_rate == pytest.approx((layers < 4).mean())
+
+
+def test_the_bar_is_one_rule():
+    from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION, meets_bar
+
+    assert meets_bar(BAR_EXIT_RATE, BAR_REDUCTION)
+    assert not meets_bar(BAR_EXIT_RATE - 0.01, 3.0) and not meets_bar(1.0, BAR_REDUCTION - 0.01)
+
+
+def test_interleaved_timing_rotates_the_order_and_reports_every_round():
+    from leap.latency import interleaved_ms
+
+    calls = []
+    paths = {n: (lambda s, b, n=n: calls.append(n)) for n in ("a", "b", "c")}
+    out = interleaved_ms(paths, ["x"] * 4, batch_size=2, rounds=3)
+    assert {n: len(v) for n, v in out.items()} == {"a": 3, "b": 3, "c": 3} and all(
+        x >= 0 for v in out.values() for x in v
+    )
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # after one warm-up call each
