@@ -94,6 +94,29 @@ def checklist(
     return out
 
 
+def incompatibility_reasons(
+    sim: np.ndarray, rate: float, overhead: float, cfg: ExitConfig, t: DiagnosticThresholds
+) -> list[str]:
+    """The sec 5.2 diagnostics that fire (empty: compatible): a flat similarity curve over
+    layers ``l_min..L-1``, a zero exit rate, monitoring overhead without exits."""
+    n_layers = len(sim)
+    reasons = []
+    window = sim[cfg.min_layer - 1 : n_layers - 1]  # layers l_min..L-1
+    if window.size and float(window.max()) < t.flat_similarity:
+        reasons.append(
+            f"flat similarity curve: cos(e_l, e_L) < {t.flat_similarity} for every layer "
+            f"{cfg.min_layer}..{n_layers - 1} (max {window.max():.3f})"
+        )
+    if rate == 0.0:
+        reasons.append(f"zero exit rate at theta {cfg.theta}, l_min {cfg.min_layer}")
+    if overhead > t.overhead and rate < t.overhead_exit_rate:
+        reasons.append(
+            f"monitoring overhead {overhead:.1%} > {t.overhead:.0%} with exit rate {rate:.1%} "
+            f"< {t.overhead_exit_rate:.0%}"
+        )
+    return reasons
+
+
 def diagnose(
     model: Any,
     sentences: list[str],
@@ -137,21 +160,7 @@ def diagnose(
     )
     overhead = timing["rows"][0]["monitoring_overhead"]
 
-    t = thresholds
-    reasons = []
-    window = sim[cfg.min_layer - 1 : n_layers - 1]  # layers l_min..L-1
-    if window.size and float(window.max()) < t.flat_similarity:
-        reasons.append(
-            f"flat similarity curve: cos(e_l, e_L) < {t.flat_similarity} for every layer "
-            f"{cfg.min_layer}..{n_layers - 1} (max {window.max():.3f})"
-        )
-    if rate == 0.0:
-        reasons.append(f"zero exit rate at theta {cfg.theta}, l_min {cfg.min_layer}")
-    if overhead > t.overhead and rate < t.overhead_exit_rate:
-        reasons.append(
-            f"monitoring overhead {overhead:.1%} > {t.overhead:.0%} with exit rate {rate:.1%} "
-            f"< {t.overhead_exit_rate:.0%}"
-        )
+    reasons = incompatibility_reasons(sim, rate, overhead, cfg, thresholds)
     return {
         "model": getattr(model, "source", None),
         "num_sentences": len(sentences),
@@ -175,7 +184,7 @@ def diagnose(
             "nn_at_10": _clean(nn10_served),
             "nn10_failure": _clean(nn_fail_served),
         },
-        "checklist": checklist(sim_served, nn10_served, exit_layers, n_layers, t),
+        "checklist": checklist(sim_served, nn10_served, exit_layers, n_layers, thresholds),
         "device": timing["device"],
         "threads": timing["threads"],
     }

@@ -19,12 +19,13 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from leap.files import atomic_path, write_json
 from leap.frontier_tables import frontier_table
-from leap.results import collect, extra_variants, frontier_figure_name, mean_list, runs, split_of
+from leap.results import collect, extra_variants, frontier_figure_name, mean_list, report_items, runs, split_of
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +159,114 @@ def build_frontier_figures(
     return status
 
 
+FIGURE_BUILDERS: dict[str, Any] = {}
+"""``name -> builder(results, theta) -> (figure or None, why it was skipped)``; the figures
+themselves are listed in ``leap/resources/report_items.yaml``."""
+
+
+def figure(name: str) -> Any:
+    """Register a figure builder under ``name``."""
+
+    def register(fn: Any) -> Any:
+        FIGURE_BUILDERS[name] = fn
+        return fn
+
+    return register
+
+
+def _layer_variants(res: dict) -> list[str]:
+    return [v for v in ("baseline", "leap", *extra_variants(res)) if runs(res, v, "layers")]
+
+
+@figure("fig1_layer_dynamics")
+def fig1_layer_dynamics(res: dict, theta: float) -> tuple[Any, str]:
+    """Fig. 1: similarity to the final layer and inter-layer stability, per layer."""
+    import matplotlib.pyplot as plt
+
+    variants = _layer_variants(res)
+    if not variants:
+        return None, "no layers.json for baseline or leap"
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    for v in variants:
+        sim = _layers(res, v, "similarity_to_final")
+        stab = _layers(res, v, "stability")
+        xs = np.arange(1, len(sim) + 1)
+        ax[0].plot(xs, sim, marker="o", label=v)
+        ax[1].plot(xs[1:], [np.nan if s is None else s for s in stab[1:]], marker="o", label=v)
+    ax[0].axhline(theta, color="k", ls="--", lw=1, label=f"theta={theta}")
+    ax[0].set(xlabel="Layer", ylabel="cos(p_l, p_L)", title="(a) Similarity to final layer")
+    ax[1].set(xlabel="Layer", ylabel="cos(p_l, p_{l-1})", title="(b) Inter-layer stability")
+    ax[0].legend()
+    return fig, ""
+
+
+@figure("fig2_exit_distribution")
+def fig2_exit_distribution(res: dict, theta: float) -> tuple[Any, str]:
+    """Fig. 2: the exit-layer distribution, one panel per exit objective (LEAP, then extras)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    exiting = [(v, [split_of(r) for r in runs(res, v, "stsb")]) for v in ("leap", *extra_variants(res))]
+    exiting = [(v, rs) for v, rs in exiting if rs]
+    if not exiting:
+        return None, "no stsb.json for leap"
+    fig, axes = plt.subplots(1, len(exiting), figsize=(5 * len(exiting), 3.4), squeeze=False)
+    for ax, (v, rs) in zip(axes[0], exiting):
+        dist = mean_list([r["exit_distribution"] for r in rs])
+        xs = np.arange(1, len(dist) + 1)
+        sns.barplot(x=xs, y=np.asarray(dist) * 100, ax=ax, color="C0")
+        ax.plot(xs - 1, np.cumsum(dist) * 100, color="C3", marker="o", label="cumulative")
+        ax.set(
+            xlabel="Exit layer", ylabel="% of sentences", title=f"{v} exit distribution (theta={theta})", ylim=(0, 105)
+        )
+        ax.legend()
+    return fig, ""
+
+
+@figure("fig4_contraction")
+def fig4_contraction(res: dict, theta: float) -> tuple[Any, str]:
+    """Fig. 4: contraction ratios (paper Eq. 2) and final-aligned displacement, per layer."""
+    import matplotlib.pyplot as plt
+
+    variants = _layer_variants(res)
+    if not variants:
+        return None, "no layers.json for baseline or leap"
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    for v in variants:
+        cr = _layers(res, v, "contraction_ratios")
+        disp = _layers(res, v, "final_aligned_displacement")
+        xs = np.arange(1, len(cr) + 1)
+        line = ax[0].plot(xs, [np.nan if c is None else c for c in cr], marker="o", label=v)[0]
+        med = float(np.nanmedian([np.nan if c is None else c for c in cr]))
+        ax[0].axhline(med, color=line.get_color(), ls=":", lw=1)
+        ax[1].plot(xs, [np.nan if d is None else d for d in disp], marker="o", label=v)
+    ax[0].axhline(1.0, color="k", ls="--", lw=1)
+    ax[0].set(xlabel="Layer", ylabel="gamma_l", title="(a) Contraction ratio (dotted: median)")
+    ax[1].set(xlabel="Layer", ylabel="cos(p_{l+1}-p_l, p_L-p_l)", title="(b) Final-aligned displacement")
+    ax[0].legend()
+    return fig, ""
+
+
+@figure("fig5_nn_failure")
+def fig5_nn_failure(res: dict, theta: float) -> tuple[Any, str]:
+    """Fig. 5: NN@10 failure rate (overlap < 0.5) per layer, LEAP."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if "leap" not in _layer_variants(res):
+        return None, "no layers.json for leap"
+    fail = _layers(res, "leap", "nn_failure_rate")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    sns.barplot(x=np.arange(1, len(fail) + 1), y=np.asarray(fail) * 100, ax=ax, color="C1")
+    ax.set(xlabel="Exit layer", ylabel="NN@10 failure (%)", title="NN@10 failure (overlap < 0.5), LEAP")
+    return fig, ""
+
+
 def build_figures(
     eval_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, theta: float = 0.95
 ) -> dict[str, str]:
-    """Write every figure whose inputs exist; returns ``{figure: written | skipped: why}``."""
+    """Write every figure of the report items whose inputs exist (a figure saying why for the
+    others); returns ``{figure: written | skipped: why}``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,85 +277,15 @@ def build_figures(
     res = collect(eval_paths)
     out = Path(out_dir)
     status: dict[str, str] = {}
-    variants = [v for v in ("baseline", "leap", *extra_variants(res)) if runs(res, v, "layers")]
-
-    def skip(name: str, why: str) -> None:
-        status[name] = f"skipped: {why}"
-        log.info("%s: skipped: %s", name, why)
-        _save_note(out, name, f"not run in this configuration: {why}")
-
-    def done(fig, name: str) -> None:
-        _save(fig, out, name)
+    for item in report_items()["figures"]:
+        fig, why = FIGURE_BUILDERS[item.name](res, theta)
+        if fig is None:
+            status[item.name] = f"skipped: {why}"
+            log.info("%s: skipped: %s", item.name, why)
+            _save_note(out, item.name, f"not run in this configuration: {why}")
+            continue
+        _save(fig, out, item.name)
         plt.close(fig)
-        status[name] = "written"
-
-    # Fig 1
-    if variants:
-        fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-        for v in variants:
-            sim = _layers(res, v, "similarity_to_final")
-            stab = _layers(res, v, "stability")
-            xs = np.arange(1, len(sim) + 1)
-            ax[0].plot(xs, sim, marker="o", label=v)
-            ax[1].plot(xs[1:], [np.nan if s is None else s for s in stab[1:]], marker="o", label=v)
-        ax[0].axhline(theta, color="k", ls="--", lw=1, label=f"theta={theta}")
-        ax[0].set(xlabel="Layer", ylabel="cos(p_l, p_L)", title="(a) Similarity to final layer")
-        ax[1].set(xlabel="Layer", ylabel="cos(p_l, p_{l-1})", title="(b) Inter-layer stability")
-        ax[0].legend()
-        done(fig, "fig1_layer_dynamics")
-    else:
-        skip("fig1_layer_dynamics", "no layers.json for baseline or leap")
-
-    # Fig 2: one panel per exit objective (LEAP, then any extra variant)
-    exiting = [(v, [split_of(r) for r in runs(res, v, "stsb")]) for v in ("leap", *extra_variants(res))]
-    exiting = [(v, rs) for v, rs in exiting if rs]
-    if exiting:
-        fig, axes = plt.subplots(1, len(exiting), figsize=(5 * len(exiting), 3.4), squeeze=False)
-        for ax, (v, rs) in zip(axes[0], exiting):
-            dist = mean_list([r["exit_distribution"] for r in rs])
-            cum = np.cumsum(dist)
-            xs = np.arange(1, len(dist) + 1)
-            sns.barplot(x=xs, y=np.asarray(dist) * 100, ax=ax, color="C0")
-            ax.plot(xs - 1, cum * 100, color="C3", marker="o", label="cumulative")
-            ax.set(
-                xlabel="Exit layer",
-                ylabel="% of sentences",
-                title=f"{v} exit distribution (theta={theta})",
-                ylim=(0, 105),
-            )
-            ax.legend()
-        done(fig, "fig2_exit_distribution")
-    else:
-        skip("fig2_exit_distribution", "no stsb.json for leap")
-
-    # Fig 4
-    if variants:
-        fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-        for v in variants:
-            cr = _layers(res, v, "contraction_ratios")
-            disp = _layers(res, v, "final_aligned_displacement")
-            xs = np.arange(1, len(cr) + 1)
-            line = ax[0].plot(xs, [np.nan if c is None else c for c in cr], marker="o", label=v)[0]
-            med = float(np.nanmedian([np.nan if c is None else c for c in cr]))
-            ax[0].axhline(med, color=line.get_color(), ls=":", lw=1)
-            ax[1].plot(xs, [np.nan if d is None else d for d in disp], marker="o", label=v)
-        ax[0].axhline(1.0, color="k", ls="--", lw=1)
-        ax[0].set(xlabel="Layer", ylabel="gamma_l", title="(a) Contraction ratio (dotted: median)")
-        ax[1].set(xlabel="Layer", ylabel="cos(p_{l+1}-p_l, p_L-p_l)", title="(b) Final-aligned displacement")
-        ax[0].legend()
-        done(fig, "fig4_contraction")
-    else:
-        skip("fig4_contraction", "no layers.json for baseline or leap")
-
-    # Fig 5
-    if "leap" in variants:
-        fail = _layers(res, "leap", "nn_failure_rate")
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        xs = np.arange(1, len(fail) + 1)
-        sns.barplot(x=xs, y=np.asarray(fail) * 100, ax=ax, color="C1")
-        ax.set(xlabel="Exit layer", ylabel="NN@10 failure (%)", title="NN@10 failure (overlap < 0.5), LEAP")
-        done(fig, "fig5_nn_failure")
-    else:
-        skip("fig5_nn_failure", "no layers.json for leap")
+        status[item.name] = "written"
     write_json(out / "index.json", status)
     return status

@@ -68,6 +68,77 @@ def _latency_speedups(res: Results, variant: str) -> dict[tuple[str, Any], dict[
     return {k: {b: float(np.mean(v)) for b, v in d.items()} for k, d in out.items()}
 
 
+def _truncation_rows(recs: list[dict], speed: dict) -> list[dict]:
+    """Static truncation at every layer (mean quality over seeds), with measured speedups."""
+    rows = []
+    for i, p in enumerate(recs[0]["truncation"]):
+        q = mean([r["truncation"][i]["quality"] for r in recs])
+        sp = speed.get(("truncation", p["setting"]), {})
+        rows.append(
+            {
+                "rule": "truncation",
+                "theta": p["setting"],
+                "at_config": False,
+                "exit_rate": p["exit_rate"],
+                "mean_exit_layer": p["mean_exit_layer"],
+                "layer_reduction": p["layer_reduction"],
+                "quality": q,
+                "truncation_quality_at_same_depth": q,
+                "exit_advantage": 0.0,
+                "speedup_b1": sp.get(1),
+                "speedup_b32": sp.get(32),
+            }
+        )
+    return rows
+
+
+def _exit_rows(recs: list[dict], trunc: list[list[FrontierPoint]], speed: dict) -> list[dict]:
+    """Every sweep point and the config's rule (mean over seeds), each against its own truncation."""
+    rows = []
+    points = [("sweep", i, p) for i, p in enumerate(recs[0]["sweep"])] + [("at_config", None, recs[0]["at_config"])]
+    for kind, i, p in points:
+        per_seed = [r["sweep"][i] if kind == "sweep" else r["at_config"] for r in recs]
+        sp = speed.get(("exit", None), {}) if kind == "at_config" else {}
+        rows.append(
+            {
+                "rule": p["rule"],
+                "theta": _setting(p["setting"]),
+                "at_config": kind == "at_config",
+                "exit_rate": mean([q["exit_rate"] for q in per_seed]),
+                "mean_exit_layer": mean([q["mean_exit_layer"] for q in per_seed]),
+                "layer_reduction": mean([q["layer_reduction"] for q in per_seed]),
+                "quality": mean([q["quality"] for q in per_seed]),
+                "truncation_quality_at_same_depth": mean(
+                    [truncation_quality_at(q["mean_exit_layer"], t) for q, t in zip(per_seed, trunc)]
+                ),
+                "exit_advantage": mean([q["exit_advantage"] for q in per_seed]),
+                "speedup_b1": sp.get(1),
+                "speedup_b32": sp.get(32),
+            }
+        )
+    return rows
+
+
+def _fixed_depth_row(fixed: list[dict], trunc: list[list[FrontierPoint]], n_layers: int) -> dict:
+    """The fixed-depth student's point beside the baseline's truncation curve (STS-B)."""
+    Lf = len(fixed[0]["exit_distribution"])
+    return {
+        "model": "fixed_depth",
+        "seeds": len(fixed),
+        "rule": "fixed_depth",
+        "theta": Lf,
+        "at_config": True,
+        "exit_rate": None,
+        "mean_exit_layer": float(Lf),
+        "layer_reduction": n_layers / Lf,
+        "quality": mean([r["spearman_full"] for r in fixed]),
+        "truncation_quality_at_same_depth": mean([truncation_quality_at(Lf, t) for t in trunc]),
+        "exit_advantage": None,
+        "speedup_b1": None,
+        "speedup_b32": None,
+    }
+
+
 def frontier_table(res: Results) -> pd.DataFrame | None:
     """Every operating point of every model on every benchmark (mean over seeds):
     ``model, benchmark, rule, theta`` (the setting: theta, PABEE theta/patience, entropy
@@ -80,75 +151,10 @@ def frontier_table(res: Results) -> pd.DataFrame | None:
     for model, bench, recs in _frontier_sources(res):
         speed = _latency_speedups(res, model)
         trunc = [[FrontierPoint(**p) for p in r["truncation"]] for r in recs]
-        L = len(trunc[0])
-        for i, p in enumerate(recs[0]["truncation"]):
-            q = mean([r["truncation"][i]["quality"] for r in recs])
-            sp = speed.get(("truncation", p["setting"]), {})
-            rows.append(
-                {
-                    "model": model,
-                    "seeds": len(recs),
-                    "benchmark": bench,
-                    "rule": "truncation",
-                    "theta": p["setting"],
-                    "at_config": False,
-                    "exit_rate": p["exit_rate"],
-                    "mean_exit_layer": p["mean_exit_layer"],
-                    "layer_reduction": p["layer_reduction"],
-                    "quality": q,
-                    "truncation_quality_at_same_depth": q,
-                    "exit_advantage": 0.0,
-                    "speedup_b1": sp.get(1),
-                    "speedup_b32": sp.get(32),
-                }
-            )
-        points = [("sweep", i, p) for i, p in enumerate(recs[0]["sweep"])] + [("at_config", None, recs[0]["at_config"])]
-        for kind, i, p in points:
-            per_seed = [r["sweep"][i] if kind == "sweep" else r["at_config"] for r in recs]
-            el = mean([q["mean_exit_layer"] for q in per_seed])
-            sp = speed.get(("exit", None), {}) if kind == "at_config" else {}
-            rows.append(
-                {
-                    "model": model,
-                    "seeds": len(recs),
-                    "benchmark": bench,
-                    "rule": p["rule"],
-                    "theta": _setting(p["setting"]),
-                    "at_config": kind == "at_config",
-                    "exit_rate": mean([q["exit_rate"] for q in per_seed]),
-                    "mean_exit_layer": el,
-                    "layer_reduction": mean([q["layer_reduction"] for q in per_seed]),
-                    "quality": mean([q["quality"] for q in per_seed]),
-                    "truncation_quality_at_same_depth": mean(
-                        [truncation_quality_at(q["mean_exit_layer"], t) for q, t in zip(per_seed, trunc)]
-                    ),
-                    "exit_advantage": mean([q["exit_advantage"] for q in per_seed]),
-                    "speedup_b1": sp.get(1),
-                    "speedup_b32": sp.get(32),
-                }
-            )
+        head = {"model": model, "seeds": len(recs), "benchmark": bench}
+        rows += [{**head, **r} for r in _truncation_rows(recs, speed) + _exit_rows(recs, trunc, speed)]
         if model == "baseline" and bench == "STS-B" and fixed:
-            Lf = len(fixed[0]["exit_distribution"])
-            q = mean([r["spearman_full"] for r in fixed])
-            tq = mean([truncation_quality_at(Lf, t) for t in trunc])
-            rows.append(
-                {
-                    "model": "fixed_depth",
-                    "seeds": len(fixed),
-                    "benchmark": bench,
-                    "rule": "fixed_depth",
-                    "theta": Lf,
-                    "at_config": True,
-                    "exit_rate": None,
-                    "mean_exit_layer": float(Lf),
-                    "layer_reduction": L / Lf,
-                    "quality": q,
-                    "truncation_quality_at_same_depth": tq,
-                    "exit_advantage": None,
-                    "speedup_b1": None,
-                    "speedup_b32": None,
-                }
-            )
+            rows.append({"benchmark": bench, **_fixed_depth_row(fixed, trunc, len(trunc[0]))})
     return pd.DataFrame(rows) if rows else None
 
 

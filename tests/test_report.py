@@ -157,12 +157,14 @@ def test_every_table_and_figure_is_listed_once_with_a_builder_and_a_caption():
     reports read: each table has a registered builder, each item a caption file."""
     from pathlib import Path
 
+    from leap.figures import FIGURE_BUILDERS
     from leap.results import FIGURE_NAMES, TABLE_NAMES, report_groups, report_items
     from leap.tables import TABLE_BUILDERS, table_builders
 
     root = Path(__file__).resolve().parents[1]
     assert len(set(TABLE_NAMES)) == len(TABLE_NAMES) and set(TABLE_BUILDERS) == set(TABLE_NAMES)
     assert list(table_builders()) == list(TABLE_NAMES)
+    assert set(FIGURE_BUILDERS) == set(FIGURE_NAMES)
     for item in (*report_items()["tables"], *report_items()["figures"]):
         assert (root / "report" / item.kind / f"{item.name}.rst").read_text().strip(), item.name
     grouped = [name for items in report_groups().values() for name in items]

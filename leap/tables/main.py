@@ -222,81 +222,56 @@ def table7_latency(res: Results, variants: Sequence[str] | None = None) -> pd.Da
     return pd.DataFrame(rows) if rows else None
 
 
-@table("table10_strategies")
-def table10_strategies(
-    res: Results,
-    variant: str = "leap",
-    thetas: Sequence[float] = (0.93, 0.95, 0.99),
-    pabee: str = "0.99/3",
-) -> pd.DataFrame | None:
-    """Table 10: exit strategies on STS-B test. Convergence at ``thetas`` and PABEE at
-    ``pabee`` ("theta/patience"; the config's rule if it is PABEE) for LEAP and every extra
-    exit objective, DeeBERT heads, the fixed-depth student, and static truncation of the same
-    model at l_min and l_min + 1. Qual. is relative to the same model's full depth; Exit
-    advantage is against its own truncation."""
+def _strategy_row(label: str, pts: list[dict], full: float | None) -> dict:
+    """A Table 10 row from the frontier points of one rule over seeds (mean)."""
+    q = mean([p["quality"] for p in pts])
+    return {
+        "Strategy": label,
+        "STS-B": q,
+        "Qual.": q / full,
+        "Layer Red.": mean([p["layer_reduction"] for p in pts]),
+        "Exit rate": mean([p["exit_rate"] for p in pts]),
+        "Exit advantage": mean([p["exit_advantage"] for p in pts]),
+    }
+
+
+def _variant_strategies(res: Results, v: str, thetas: Sequence[float], pabee: str) -> list[dict]:
+    """Convergence at ``thetas``, PABEE at ``pabee`` and truncation at l_min, l_min + 1 of one variant."""
+    rs = [split_of(r) for r in runs(res, v, "stsb")]
+    if not rs:
+        return []
+    full = mean([r["spearman_full"] for r in rs])
     rows = []
-    for v in (variant, *extra_variants(res)):
-        rs = [split_of(r) for r in runs(res, v, "stsb")]
-        if not rs:
-            continue
-        full = mean([r["spearman_full"] for r in rs])
-        for th in thetas:
-            pts = [p for r in rs for p in _sweep_points(r) if abs(p["setting"] - th) < 1e-9]
-            if pts:
-                s = mean([p["quality"] for p in pts])
-                rows.append(
-                    {
-                        "Strategy": f"Convergence theta={th:.2f} ({v})",
-                        "STS-B": s,
-                        "Qual.": s / full,
-                        "Layer Red.": mean([p["layer_reduction"] for p in pts]),
-                        "Exit rate": mean([p["exit_rate"] for p in pts]),
-                        "Exit advantage": mean([p["exit_advantage"] for p in pts]),
-                    }
-                )
-        pab = [r["frontier"]["at_config"] for r in rs] if rs[0]["frontier"]["at_config"]["rule"] == "pabee" else []
-        cfg_pab = [p for r in rs for p in r["frontier"]["sweep"] if p["rule"] == "pabee" and p["setting"] == pabee]
-        for label, pts in ((f"PABEE {pabee}", pab or cfg_pab),):
-            if pts:
-                s = mean([p["quality"] for p in pts])
-                rows.append(
-                    {
-                        "Strategy": f"{label} ({v})",
-                        "STS-B": s,
-                        "Qual.": s / full,
-                        "Layer Red.": mean([p["layer_reduction"] for p in pts]),
-                        "Exit rate": mean([p["exit_rate"] for p in pts]),
-                        "Exit advantage": mean([p["exit_advantage"] for p in pts]),
-                    }
-                )
-        L = len(rs[0]["spearman_per_layer"])
-        l_min = runs(res, v, "stsb")[0]["exit"]["min_layer"]
-        for l in sorted({l_min, min(L - 1, l_min + 1)}):
-            s = mean([r["spearman_per_layer"][l - 1] for r in rs])
-            rows.append(
-                {
-                    "Strategy": f"Truncation at layer {l} ({v})",
-                    "STS-B": s,
-                    "Qual.": s / full,
-                    "Layer Red.": L / l,
-                    "Exit rate": 1.0,
-                    "Exit advantage": 0.0,
-                }
-            )
+    for th in thetas:
+        pts = [p for r in rs for p in _sweep_points(r) if abs(p["setting"] - th) < 1e-9]
+        if pts:
+            rows.append(_strategy_row(f"Convergence theta={th:.2f} ({v})", pts, full))
+    pab = [r["frontier"]["at_config"] for r in rs] if rs[0]["frontier"]["at_config"]["rule"] == "pabee" else []
+    pab = pab or [p for r in rs for p in r["frontier"]["sweep"] if p["rule"] == "pabee" and p["setting"] == pabee]
+    if pab:
+        rows.append(_strategy_row(f"PABEE {pabee} ({v})", pab, full))
+    L = len(rs[0]["spearman_per_layer"])
+    l_min = runs(res, v, "stsb")[0]["exit"]["min_layer"]
+    for l in sorted({l_min, min(L - 1, l_min + 1)}):
+        s = mean([r["spearman_per_layer"][l - 1] for r in rs])
+        row = {"Strategy": f"Truncation at layer {l} ({v})", "STS-B": s, "Qual.": s / full, "Layer Red.": L / l}
+        rows.append({**row, "Exit rate": 1.0, "Exit advantage": 0.0})
+    return rows
+
+
+def _comparison_strategies(res: Results) -> list[dict]:
+    """Table 10's DeeBERT-heads and fixed-depth rows, relative to the baseline's full depth."""
     heads = runs(res, "deebert", "stsb_heads")
     base = [split_of(r) for r in runs(res, "baseline", "stsb")]
+    rows = []
     if heads and base:
-        s = mean([h["test"]["spearman_exit"] for h in heads])
-        bf = mean([r["spearman_full"] for r in base])
+        test = [
+            h["test"]
+            | {"quality": h["test"]["spearman_exit"], "exit_advantage": h["frontier"]["at_config"]["exit_advantage"]}
+            for h in heads
+        ]
         rows.append(
-            {
-                "Strategy": "DeeBERT heads, per-pair exit (baseline)",
-                "STS-B": s,
-                "Qual.": s / bf,
-                "Layer Red.": mean([h["test"]["layer_reduction"] for h in heads]),
-                "Exit rate": mean([h["test"]["exit_rate"] for h in heads]),
-                "Exit advantage": mean([h["frontier"]["at_config"]["exit_advantage"] for h in heads]),
-            }
+            _strategy_row("DeeBERT heads, per-pair exit (baseline)", test, mean([r["spearman_full"] for r in base]))
         )
     fixed = [split_of(r) for r in runs(res, "fixed_depth", "stsb")]
     if fixed and base:
@@ -312,6 +287,23 @@ def table10_strategies(
                 "Exit advantage": None,
             }
         )
+    return rows
+
+
+@table("table10_strategies")
+def table10_strategies(
+    res: Results,
+    variant: str = "leap",
+    thetas: Sequence[float] = (0.93, 0.95, 0.99),
+    pabee: str = "0.99/3",
+) -> pd.DataFrame | None:
+    """Table 10: exit strategies on STS-B test. Convergence at ``thetas`` and PABEE at
+    ``pabee`` ("theta/patience"; the config's rule if it is PABEE) for LEAP and every extra
+    exit objective, DeeBERT heads, the fixed-depth student, and static truncation of the same
+    model at l_min and l_min + 1. Qual. is relative to the same model's full depth; Exit
+    advantage is against its own truncation."""
+    rows = [row for v in (variant, *extra_variants(res)) for row in _variant_strategies(res, v, thetas, pabee)]
+    rows += _comparison_strategies(res)
     return pd.DataFrame(rows) if rows else None
 
 
