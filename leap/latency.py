@@ -24,7 +24,7 @@ import math
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -149,6 +149,44 @@ def ratio_interval(num: list[float], den: list[float], level: float = 0.95) -> t
     return mid, float(math.exp(lo)), float(math.exp(hi))
 
 
+def bench_row(
+    batch_size: int, times: dict[str, list[float]], layers: np.ndarray, n_layers: int, truncate_layers: Sequence[int]
+) -> dict:
+    """One Table 7 row from the interleaved timings of the paths (``full``, ``exit``,
+    ``monitor``, ``truncate@l``) and the exit layers of the timed samples."""
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    iqr = {k: float(np.subtract(*np.percentile(v, [75, 25]))) for k, v in times.items()}
+    speedup, s_lo, s_hi = ratio_interval(times["full"], times["exit"])
+    over, o_lo, o_hi = ratio_interval(times["monitor"], times["full"])
+    reduction = n_layers / float(layers.mean())
+    row = {
+        "batch_size": batch_size,
+        "full_ms": med["full"],
+        "exit_ms": med["exit"],
+        "monitor_ms": med["monitor"],
+        "full_iqr_ms": iqr["full"],
+        "exit_iqr_ms": iqr["exit"],
+        "monitor_iqr_ms": iqr["monitor"],
+        "speedup": speedup,
+        "speedup_ci95": [s_lo, s_hi],
+        "layer_reduction": reduction,
+        "efficiency": speedup / reduction,
+        "monitoring_overhead": over - 1.0,
+        "monitoring_overhead_ci95": [o_lo - 1.0, o_hi - 1.0],
+        "mean_exit_layer": float(layers.mean()),
+        "truncate": {},
+    }
+    for l in truncate_layers:
+        sp, lo, hi = ratio_interval(times["full"], times[f"truncate@{l}"])
+        row["truncate"][str(l)] = {
+            "ms": med[f"truncate@{l}"],
+            "speedup": sp,
+            "speedup_ci95": [lo, hi],
+            "layer_reduction": n_layers / l,
+        }
+    return row
+
+
 def bench(model: Any, sentences: list[str], config: BenchConfig, exit: ExitConfig | None = None) -> dict:
     """Table 7 on the hardware at hand: one row per batch size.
 
@@ -191,37 +229,7 @@ def bench(model: Any, sentences: list[str], config: BenchConfig, exit: ExitConfi
         with torch.inference_mode():
             layers = np.concatenate([model.forward(dict(b), exit=cfg)["exit_layer"].cpu().numpy() for b in batches])
         t = time_paths(paths, batches, config.warmup, config.iters, config.rounds, threads)
-        med = {k: float(np.median(v)) for k, v in t.items()}
-        iqr = {k: float(np.subtract(*np.percentile(v, [75, 25]))) for k, v in t.items()}
-        speedup, s_lo, s_hi = ratio_interval(t["full"], t["exit"])
-        over, o_lo, o_hi = ratio_interval(t["monitor"], t["full"])
-        reduction = L / float(layers.mean())
-        row = {
-            "batch_size": bs,
-            "full_ms": med["full"],
-            "exit_ms": med["exit"],
-            "monitor_ms": med["monitor"],
-            "full_iqr_ms": iqr["full"],
-            "exit_iqr_ms": iqr["exit"],
-            "monitor_iqr_ms": iqr["monitor"],
-            "speedup": speedup,
-            "speedup_ci95": [s_lo, s_hi],
-            "layer_reduction": reduction,
-            "efficiency": speedup / reduction,
-            "monitoring_overhead": over - 1.0,
-            "monitoring_overhead_ci95": [o_lo - 1.0, o_hi - 1.0],
-            "mean_exit_layer": float(layers.mean()),
-            "truncate": {},
-        }
-        for l in config.truncate_layers:
-            sp, lo, hi = ratio_interval(t["full"], t[f"truncate@{l}"])
-            row["truncate"][str(l)] = {
-                "ms": med[f"truncate@{l}"],
-                "speedup": sp,
-                "speedup_ci95": [lo, hi],
-                "layer_reduction": L / l,
-            }
-        rows.append(row)
+        rows.append(bench_row(bs, t, layers, L, config.truncate_layers))
     env = environment(device)
     env["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     return {

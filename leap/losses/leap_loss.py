@@ -58,7 +58,7 @@ def leap_loss(
     projection: Callable[[Tensor], Tensor] | None = None,
     maps: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Every LEAP term and the weighted total .
+    """Every LEAP term and the weighted total.
 
     Args:
         student: ``[L_s, B, d_s]`` pooled vectors of student layers 1..L_s.
@@ -97,20 +97,35 @@ def leap_loss(
     if "final" in on:
         out["final"] = final_loss(ps, t_final)
     if "inter" in on:
-        pi = config.mapping(n_s, n_t)
-        missing = sorted({p for p in pi if p not in teacher})
-        if missing:
-            raise LeapError(
-                f"layer map needs teacher layers {missing}, which the teacher targets lack "
-                f"(have {sorted(teacher)}); rebuild the teacher cache for this layer map"
-            )
-        out["inter"] = inter_loss(ps, torch.stack([teacher[p] for p in pi]))
+        out["inter"] = inter_loss(ps, _aligned_targets(teacher, config.mapping(n_s, n_t)))
     if "exit" in on:
         out["exit_t"] = exit_teacher_loss(ps, t_final, w, config.tau, config.exit_slope, config.exit_margin)
         out["exit_s"] = exit_student_loss(
             student, w, config.tau, config.exit_slope, config.exit_margin, config.exit_s_target
         )
         out["exit"] = out["exit_t"] + config.beta_s_at(progress) * out["exit_s"]
+    out |= _trajectory_terms(student, mapped, t_final, w, config, on)
+    out["total"] = _weighted_total(out, config, on, zero)
+    return out
+
+
+def _aligned_targets(teacher: Mapping[int, Tensor], pi: list[int]) -> Tensor:
+    """``[L_s, B, d_t]`` teacher layers ``pi(1..L_s)``, or one error naming the missing ones."""
+    missing = sorted({p for p in pi if p not in teacher})
+    if missing:
+        raise LeapError(
+            f"layer map needs teacher layers {missing}, which the teacher targets lack "
+            f"(have {sorted(teacher)}); rebuild the teacher cache for this layer map"
+        )
+    return torch.stack([teacher[p] for p in pi])
+
+
+def _trajectory_terms(
+    student: Tensor, mapped: Tensor, t_final: Tensor, w: Tensor, config: LeapLossConfig, on: set[str]
+) -> dict[str, Tensor]:
+    """The terms on the student's own layers (L_contrast, L_late, L_redund; L_depth, L_cross)."""
+    n_s = student.shape[0]
+    out: dict[str, Tensor] = {}
     if "contrast" in on:
         out["contrast"] = contrast_loss(student[-1], t_final, config.tau_c)
     if "late" in on:
@@ -121,7 +136,11 @@ def leap_loss(
         out["depth"] = depth_loss(mapped, student[-1], w, config.exit_layers(n_s))
     if "cross" in on:
         out["cross"] = cross_depth_loss(mapped, [*config.exit_layers(n_s), n_s])
+    return out
 
+
+def _weighted_total(out: dict[str, Tensor], config: LeapLossConfig, on: set[str], zero: Tensor) -> Tensor:
+    """Eq. 7: the weighted sum of the terms that are on."""
     weight = {
         "final": 1.0,
         "inter": config.alpha,
@@ -136,8 +155,7 @@ def leap_loss(
     for term in TERMS:
         if term in on:
             total = total + weight[term] * out[term]
-    out["total"] = total
-    return out
+    return total
 
 
 class LeapLoss(DistillationLoss):
