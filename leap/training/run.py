@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,11 +70,9 @@ def train(
     final model (tests of the resume path use it).
     """
     from datasets import Dataset
-    from safetensors.torch import save_file
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainer
 
     from leap.early_exit import num_layers
-    from leap.model_card import write_model_card
     from leap.teacher import TeacherCache
 
     if threads:
@@ -119,7 +118,41 @@ def train(
     elif log_path.exists():
         log_path.unlink()
 
-    args = SentenceTransformerTrainingArguments(
+    args = training_arguments(cfg, ckpt_dir, progress_bar, cuda)
+    trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss, callbacks=[callback])
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if stop_after_steps is not None and trainer.state.global_step < trainer.state.max_steps:
+        log.info("stopped at step %d of %d (stop_after_steps)", trainer.state.global_step, trainer.state.max_steps)
+        return out / "model"
+    if not trainer.is_world_process_zero():
+        return out / "model"
+
+    loss.finish()
+    info = {
+        **cfg.to_dict(),
+        "teacher": teacher,
+        "n_train": n,
+        "steps": trainer.state.global_step,
+        "student_layers": n_s,
+        "teacher_layers_read": needed,
+        "exit": rule.to_dict(),
+    }
+    target = save_run(out, st, heads, cfg, rule, info, sentences[: min(n, cfg.layer_maps_fit)])
+    log.info(
+        "trained %s (%s) for %d steps -> %s",
+        cfg.objective,
+        ", ".join(cfg.loss.terms),
+        trainer.state.global_step,
+        target,
+    )
+    return target
+
+
+def training_arguments(cfg: TrainConfig, ckpt_dir: Path, progress_bar: bool, cuda: bool) -> Any:
+    """The trainer's arguments for one run (checkpoints under ``ckpt_dir``)."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    return SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
@@ -143,33 +176,26 @@ def train(
         # the heads (P, trained maps) sit in the loss module under heads.*
         learning_rate_mapping={r"(^|\.)heads\.": cfg.projection_lr} if cfg.projection_lr else {},
     )
-    trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss, callbacks=[callback])
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    if stop_after_steps is not None and trainer.state.global_step < trainer.state.max_steps:
-        log.info("stopped at step %d of %d (stop_after_steps)", trainer.state.global_step, trainer.state.max_steps)
-        return out / "model"
-    if not trainer.is_world_process_zero():
-        return out / "model"
 
-    loss.finish()
+
+def save_run(
+    out: Path, st: Any, heads: nn.ModuleDict, cfg: TrainConfig, rule: ExitConfig, info: dict, fit_on: Sequence[str]
+) -> Path:
+    """Write the finished run: the exit-enabled model folder (weights, rule, maps, model card),
+    the projection, ``train_config.json``; remove its checkpoints. Returns the model folder."""
+    from safetensors.torch import save_file
+
+    from leap.model_card import write_model_card
+
     hf_model(st).config.output_hidden_states = False
     st.max_seq_length = st.leap_served_max_seq_length  # serve at the init's length, not the training budget
     maps = None
     if "layer_maps" in heads:
         maps = heads["layer_maps"].export()
     elif cfg.layer_maps == "lstsq":
-        maps = fit_student_maps(st, sentences[: min(n, cfg.layer_maps_fit)])
+        maps = fit_student_maps(st, list(fit_on))
+    info = {**info, "layer_maps_saved": maps is not None}
     target = out / "model"
-    info = {
-        **cfg.to_dict(),
-        "teacher": teacher,
-        "n_train": n,
-        "steps": trainer.state.global_step,
-        "student_layers": n_s,
-        "teacher_layers_read": needed,
-        "exit": rule.to_dict(),
-        "layer_maps_saved": maps is not None,
-    }
     with atomic_dir(target) as tmp:
         st.save(str(tmp), safe_serialization=True)
         rule.save(tmp)
@@ -177,14 +203,7 @@ def train(
             maps.save(tmp)
         write_model_card(tmp, info)
     with atomic_path(out / "projection.safetensors", suffix=".safetensors") as p:
-        save_file({"weight": projection.weight.detach().cpu().contiguous()}, str(p))
+        save_file({"weight": heads["projection"].weight.detach().cpu().contiguous()}, str(p))
     write_json(out / "train_config.json", info)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is complete: nothing left to resume
-    log.info(
-        "trained %s (%s) for %d steps -> %s",
-        cfg.objective,
-        ", ".join(cfg.loss.terms),
-        trainer.state.global_step,
-        target,
-    )
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete: nothing left to resume
     return target
