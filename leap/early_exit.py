@@ -267,6 +267,37 @@ class ExitOutput:
     layer_stack: Tensor | None = None
 
 
+class _ExitOutputs:
+    """The outputs of one exit batch, filled as rows leave: each row's token states at its
+    exit layer (mapped when the model has maps), its embedding, its exit layer and, with
+    ``keep_layers``, its layer stack."""
+
+    def __init__(self, bsz: int, seq: int, hidden: Tensor, n_layers: int, maps: Any, keep_layers: bool) -> None:
+        dev, dim = hidden.device, hidden.shape[-1]
+        self.n_layers, self.maps = n_layers, maps
+        self.tokens = torch.zeros(bsz, seq, dim, dtype=hidden.dtype, device=dev)
+        self.out = torch.zeros(bsz, dim, dtype=torch.float32, device=dev)
+        self.exit_layer = torch.full((bsz,), n_layers, dtype=torch.long, device=dev)
+        self.stack = torch.zeros(bsz, n_layers, dim, dtype=torch.float32, device=dev) if keep_layers else None
+
+    def returned(self, layer: int, pooled: Tensor, unit: Tensor) -> Tensor:
+        """What a row stopped at ``layer`` returns: ``unit``, or its map's normalised image."""
+        if self.maps is not None and layer < self.n_layers:
+            return F.normalize(self.maps.apply(layer, pooled.float()), dim=-1)
+        return unit
+
+    def emit(self, idx: Tensor, layer: int, h: Tensor, pooled: Tensor, unit: Tensor) -> None:
+        """Rows ``idx`` leave at ``layer`` with states ``h [b, t, d]``."""
+        if self.maps is not None and layer < self.n_layers:
+            h = self.maps.apply(layer, h)
+        self.tokens[idx, : h.shape[1]] = h
+        self.out[idx] = self.returned(layer, pooled, unit)
+        self.exit_layer[idx] = layer
+
+    def result(self) -> ExitOutput:
+        return ExitOutput(self.tokens, self.out, self.exit_layer, self.stack)
+
+
 @torch.inference_mode()
 def exit_forward(
     model: Any,
@@ -296,45 +327,24 @@ def exit_forward(
     n_layers = len(layers)
     cfg = config.resolve(n_layers)
     bsz, seq = input_ids.shape
-    dev = input_ids.device
-    exit_layer = torch.full((bsz,), n_layers, dtype=torch.long, device=dev)
-    rows = torch.arange(bsz, device=dev)  # original row of each running row
-    done = torch.zeros(bsz, dtype=torch.bool, device=dev)
-    state = ExitState(cfg, bsz, dev)
-
+    rows = torch.arange(bsz, device=input_ids.device)  # original row of each running row
+    done = torch.zeros(bsz, dtype=torch.bool, device=input_ids.device)
+    state = ExitState(cfg, bsz, input_ids.device)
     mask2d = attention_mask
     weights = mean_pool_weights(mask2d)  # [B, 1, T]
     hidden = ad.embed(model, input_ids, mask2d)  # [B, T, d]
     mask4d = _bidirectional_mask(model, hidden, mask2d)
     extra = ad.extra(model, hidden)
-    tokens = torch.zeros(bsz, seq, hidden.shape[-1], dtype=hidden.dtype, device=dev)
-    out = torch.zeros(bsz, hidden.shape[-1], dtype=torch.float32, device=dev)
-    stack = torch.zeros(bsz, n_layers, hidden.shape[-1], dtype=torch.float32, device=dev) if keep_layers else None
-
-    def kept(layer: int, pooled: Tensor, unit: Tensor) -> Tensor:
-        """What a row stopped at ``layer`` returns: ``unit``, or its map's normalised image."""
-        if maps is not None and layer < n_layers:
-            return F.normalize(maps.apply(layer, pooled.float()), dim=-1)
-        return unit
-
-    def emit(idx: Tensor, layer: int, h: Tensor, pooled: Tensor, unit: Tensor) -> None:
-        """Rows ``idx`` leave at ``layer`` with states ``h [b, t, d]``."""
-        if maps is not None and layer < n_layers:
-            h = maps.apply(layer, h)
-        unit = kept(layer, pooled, unit)
-        tokens[idx, : h.shape[1]] = h
-        out[idx] = unit
-        exit_layer[idx] = layer
-
+    res = _ExitOutputs(bsz, seq, hidden, n_layers, maps, keep_layers)
     for l in range(1, n_layers + 1):
         hidden = ad.call(layers[l - 1], hidden, mask4d, extra)  # h^(l): [b, T, d]
         if l == n_layers or not state.needs_pool(l):
             continue
         pooled = pool_with(weights, hidden)  # p_l: [b, d]
         exits, unit = state.step(l, pooled)  # [b] bool, e_l [b, d]
-        if stack is not None:
+        if res.stack is not None:
             live = ~done[rows]
-            stack[rows[live], l - 1] = kept(l, pooled[live], unit[live])
+            res.stack[rows[live], l - 1] = res.returned(l, pooled[live], unit[live])
         if exits is None:
             continue
         if not compact:
@@ -342,10 +352,10 @@ def exit_forward(
         if not bool(exits.any()):
             continue
         if compact and bool(exits.all()):  # every running row exits here
-            emit(rows, l, hidden, pooled, unit)
-            return ExitOutput(tokens, out, exit_layer, stack)
+            res.emit(rows, l, hidden, pooled, unit)
+            return res.result()
         idx = rows[exits]
-        emit(idx, l, hidden[exits], pooled[exits], unit[exits])
+        res.emit(idx, l, hidden[exits], pooled[exits], unit[exits])
         done[idx] = True
         if compact:
             keep = (~exits).nonzero(as_tuple=True)[0]
@@ -359,14 +369,14 @@ def exit_forward(
             mask4d = _bidirectional_mask(model, hidden, mask2d)
             extra = ad.extra(model, hidden)
         elif bool(done.all()):
-            return ExitOutput(tokens, out, exit_layer, stack)
+            return res.result()
     last = ~done[rows]
     h_last = hidden[last]
-    tokens[rows[last], : h_last.shape[1]] = h_last
-    out[rows[last]] = F.normalize(pool_with(weights[last], h_last).float(), dim=-1)
-    if stack is not None:
-        stack[rows[last], n_layers - 1] = out[rows[last]]
-    return ExitOutput(tokens, out, exit_layer, stack)
+    res.tokens[rows[last], : h_last.shape[1]] = h_last
+    res.out[rows[last]] = F.normalize(pool_with(weights[last], h_last).float(), dim=-1)
+    if res.stack is not None:
+        res.stack[rows[last], n_layers - 1] = res.out[rows[last]]
+    return res.result()
 
 
 @torch.inference_mode()
