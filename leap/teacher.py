@@ -86,6 +86,25 @@ def teacher_identity(model_ref: str) -> dict:
     return {"teacher": model_ref, "teacher_hash": folder_hash(path) if os.path.isdir(path) else None}
 
 
+def _complete_shard(out: Path, k: int, rows: int) -> dict | None:
+    """Shard ``k``'s manifest entry if it is on disk and its checksum matches, else None."""
+    npy, sha = out / f"shard_{k:05d}.npy", out / f"shard_{k:05d}.sha256"
+    if npy.exists() and sha.exists() and sha.read_text().strip() == _sha256(npy):
+        return {"file": npy.name, "rows": rows, "sha256": sha.read_text().strip()}
+    return None
+
+
+def _write_shard(out: Path, k: int, arr: np.ndarray) -> dict:
+    """Write shard ``k`` (``[|layers|, n, d]`` float16) and its checksum, each atomically."""
+    npy, sha = out / f"shard_{k:05d}.npy", out / f"shard_{k:05d}.sha256"
+    with atomic_path(npy, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)
+    digest = _sha256(npy)
+    with atomic_path(sha) as tmp:
+        tmp.write_text(digest + "\n")
+    return {"file": npy.name, "rows": arr.shape[1], "sha256": digest}
+
+
 def build_cache(
     model_ref: str,
     sentences: Sequence[str],
@@ -151,24 +170,17 @@ def build_cache(
     bar = tqdm(total=len(sentences), desc=f"teacher {Path(str(model_ref)).name}", unit="sent", disable=not progress)
     for k in range(n_shards):
         lo, hi = k * shard_size, min(len(sentences), (k + 1) * shard_size)
-        npy, sha = out / f"shard_{k:05d}.npy", out / f"shard_{k:05d}.sha256"
-        if npy.exists() and sha.exists() and sha.read_text().strip() == _sha256(npy):
-            shards.append({"file": npy.name, "rows": hi - lo, "sha256": sha.read_text().strip()})
+        kept = _complete_shard(out, k, hi - lo)
+        if kept is not None:
+            shards.append(kept)
             bar.update(hi - lo)
             continue
         if stop_after_shards is not None and done_now >= stop_after_shards:
             bar.close()
             log.info(f"stopped after {done_now} new shards (of {n_shards})")
             return {}
-        chunk = list(sentences[lo:hi])
-        v = enc.layer_embeddings(chunk, batch_size=batch_size, layers=layers, on_batch=bar.update)  # [|layers|, n, d]
-        arr = v.numpy().astype(np.float16)
-        with atomic_path(npy, suffix=".npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, arr)
-        digest = _sha256(npy)
-        with atomic_path(sha) as tmp:
-            tmp.write_text(digest + "\n")
-        shards.append({"file": npy.name, "rows": hi - lo, "sha256": digest})
+        v = enc.layer_embeddings(list(sentences[lo:hi]), batch_size=batch_size, layers=layers, on_batch=bar.update)
+        shards.append(_write_shard(out, k, v.numpy().astype(np.float16)))  # [|layers|, n, d]
         done_now += 1
     bar.close()
     manifest = dict(head, shards=shards)
