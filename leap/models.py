@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from leap.errors import LeapError
 from leap.files import replace_dir
@@ -70,6 +71,36 @@ def _words(sentences: list[str]) -> list[str]:
     return [w for s in sentences for w in re.findall(r"[a-z]+", s.lower())]
 
 
+def _tiny_transformer(
+    arch: str, hf_dir: Path, num_layers: int, hidden: int, heads: int, intermediate: int, common: dict
+) -> tuple[Any, Any]:
+    """A randomly initialised transformers model of ``arch`` and its tokenizer from ``hf_dir``'s vocabulary."""
+    from transformers import (
+        BertConfig,
+        BertModel,
+        BertTokenizerFast,
+        DistilBertConfig,
+        DistilBertModel,
+        DistilBertTokenizerFast,
+        MPNetConfig,
+        MPNetModel,
+        MPNetTokenizerFast,
+    )
+
+    sizes = dict(
+        hidden_size=hidden, num_hidden_layers=num_layers, num_attention_heads=heads, intermediate_size=intermediate
+    )
+    if arch == "bert":
+        return BertModel(BertConfig(**sizes, **common)), BertTokenizerFast.from_pretrained(str(hf_dir))
+    if arch == "mpnet":
+        cfg = MPNetConfig(**sizes, pad_token_id=1, bos_token_id=0, eos_token_id=2, **common)
+        return MPNetModel(cfg), MPNetTokenizerFast.from_pretrained(str(hf_dir), unk_token="[UNK]")
+    if arch == "distilbert":
+        cfg = DistilBertConfig(dim=hidden, n_layers=num_layers, n_heads=heads, hidden_dim=intermediate, **common)
+        return DistilBertModel(cfg), DistilBertTokenizerFast.from_pretrained(str(hf_dir))
+    raise LeapError(f"unknown tiny architecture {arch!r}; choose bert, mpnet or distilbert")
+
+
 def build_tiny_model(
     path: str | os.PathLike,
     arch: str = "bert",
@@ -93,17 +124,6 @@ def build_tiny_model(
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import (
-        BertConfig,
-        BertModel,
-        BertTokenizerFast,
-        DistilBertConfig,
-        DistilBertModel,
-        DistilBertTokenizerFast,
-        MPNetConfig,
-        MPNetModel,
-        MPNetTokenizerFast,
-    )
 
     if words is None:
         from leap.builtin import builtin_sentences
@@ -118,33 +138,7 @@ def build_tiny_model(
     (hf_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     common = dict(vocab_size=len(vocab), max_position_embeddings=max_seq_length + 4)
     torch.manual_seed(seed)
-    if arch == "bert":
-        cfg = BertConfig(
-            hidden_size=hidden,
-            num_hidden_layers=num_layers,
-            num_attention_heads=heads,
-            intermediate_size=intermediate,
-            **common,
-        )
-        model, tok = BertModel(cfg), BertTokenizerFast.from_pretrained(str(hf_dir))
-    elif arch == "mpnet":
-        cfg = MPNetConfig(
-            hidden_size=hidden,
-            num_hidden_layers=num_layers,
-            num_attention_heads=heads,
-            intermediate_size=intermediate,
-            pad_token_id=1,
-            bos_token_id=0,
-            eos_token_id=2,
-            **common,
-        )
-        model = MPNetModel(cfg)
-        tok = MPNetTokenizerFast.from_pretrained(str(hf_dir), unk_token="[UNK]")
-    elif arch == "distilbert":
-        cfg = DistilBertConfig(dim=hidden, n_layers=num_layers, n_heads=heads, hidden_dim=intermediate, **common)
-        model, tok = DistilBertModel(cfg), DistilBertTokenizerFast.from_pretrained(str(hf_dir))
-    else:
-        raise LeapError(f"unknown tiny architecture {arch!r}; choose bert, mpnet or distilbert")
+    model, tok = _tiny_transformer(arch, hf_dir, num_layers, hidden, heads, intermediate, common)
     model.save_pretrained(str(hf_dir), safe_serialization=True)
     tok.model_max_length = max_seq_length
     tok.save_pretrained(str(hf_dir))
