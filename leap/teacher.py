@@ -86,6 +86,17 @@ def teacher_identity(model_ref: str) -> dict:
     return {"teacher": model_ref, "teacher_hash": folder_hash(path) if os.path.isdir(path) else None}
 
 
+def _start_partial(out: Path, head: dict) -> Path:
+    """Record the cache being built (``partial.json``); the shards of a partial cache from
+    another run (other sentences, teacher or layers) are removed, never resumed."""
+    partial = out / "partial.json"
+    if partial.exists() and json.loads(partial.read_text()) != head:
+        for f in out.glob("shard_*"):
+            f.unlink()
+    write_json(partial, head)
+    return partial
+
+
 def _complete_shard(out: Path, k: int, rows: int) -> dict | None:
     """Shard ``k``'s manifest entry if it is on disk and its checksum matches, else None."""
     npy, sha = out / f"shard_{k:05d}.npy", out / f"shard_{k:05d}.sha256"
@@ -144,11 +155,9 @@ def build_cache(
     bad = [l for l in layers if not 1 <= l <= n_t]
     if bad:
         raise LeapError(f"teacher {model_ref} has {n_t} layers; cannot cache layers {bad}")
-    ident = teacher_identity(model_ref)
-    checksum = sentences_checksum(sentences)
     head = {
         "format": FORMAT_VERSION,
-        **ident,
+        **teacher_identity(model_ref),
         "layers": layers,
         "n_teacher_layers": n_t,
         "dim": dim,
@@ -156,14 +165,9 @@ def build_cache(
         "n": len(sentences),
         "shard_size": shard_size,
         "max_seq_length": enc.max_seq_length,
-        "sentences_sha256": checksum,
+        "sentences_sha256": sentences_checksum(sentences),
     }
-    # a partial cache from another run (other sentences/teacher/layers) must not be resumed
-    partial = out / "partial.json"
-    if partial.exists() and json.loads(partial.read_text()) != head:
-        for f in out.glob("shard_*"):
-            f.unlink()
-    write_json(partial, head)
+    partial = _start_partial(out, head)
     n_shards = (len(sentences) + shard_size - 1) // shard_size
     shards = []
     done_now = 0

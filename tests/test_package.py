@@ -28,3 +28,17 @@ def test_public_names_import_from_the_top_level():
 
     for name in ("ExitSentenceTransformer", "load_exit_model", "ExitConfig", "ExitEncoder", "LayerMaps"):
         assert getattr(leap, name) is not None
+
+
+def test_no_module_over_500_lines_and_no_function_over_80():
+    import ast
+
+    too_long = []
+    for path in sorted((ROOT / "leap").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 500:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert too_long == []

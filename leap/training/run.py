@@ -88,35 +88,22 @@ def train(
     cache = TeacherCache.open(cache_dir, sentences=sentences, teacher=teacher, verify=True)
     st = load_student(cfg, device="cuda" if cuda else "cpu")
     n_s = num_layers(hf_model(st))
-    if cfg.loss.layer_map is not None and len(cfg.loss.layer_map) != n_s:
-        raise LeapError(f"layer_map has {len(cfg.loss.layer_map)} entries for a {n_s}-layer student")
-    cfg.loss.weights(n_s), cfg.loss.late(n_s)  # validate against the depth
-    needed = objective.teacher_layers(cfg, n_s, cache.num_teacher_layers)
-    cache.require(needed)
+    needed = teacher_layers_for(cfg, objective, cache, n_s)
     rule = (exit or ExitConfig()).resolve(n_s)
     n = len(sentences) if cfg.max_samples is None else min(cfg.max_samples, len(sentences))
     ds = Dataset.from_dict({"sentence": list(sentences[:n]), "label": list(range(n))})
 
     torch.manual_seed(cfg.seed)
     hf_model(st).config.output_hidden_states = True  # all_layer_embeddings in the ST forward
-    projection = init_projection(st, cache, sentences, np.arange(min(n, 2048)), cfg.projection_init, cfg.seed)
-    heads = nn.ModuleDict({"projection": projection.to(st.device)})
-    if cfg.layer_maps == "trained":
-        heads["layer_maps"] = TrainableLayerMaps(n_s, st.get_embedding_dimension()).to(st.device)
+    heads = training_heads(st, cache, sentences, cfg, n, n_s)
     loss = objective(st, cache, cfg, heads)
     for param in heads.parameters():
         _sync_grad_hook(param)
 
     ckpt_dir = out / "checkpoints"
-    log_path = out / "train_log.jsonl"
     fingerprint = run_fingerprint(cfg, teacher, cache.manifest["sentences_sha256"], n)
     resume = last_checkpoint(ckpt_dir, fingerprint)
-    callback, restore = progress_callback(loss, log_path, cfg.log_steps, heads, fingerprint, stop_after_steps)
-    if resume is not None:
-        log.info("resuming from %s", resume)
-        restore(resume)
-    elif log_path.exists():
-        log_path.unlink()
+    callback = resume_or_start(out / "train_log.jsonl", resume, loss, heads, cfg, fingerprint, stop_after_steps)
 
     args = training_arguments(cfg, ckpt_dir, progress_bar, cuda)
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss, callbacks=[callback])
@@ -138,13 +125,8 @@ def train(
         "exit": rule.to_dict(),
     }
     target = save_run(out, st, heads, cfg, rule, info, sentences[: min(n, cfg.layer_maps_fit)])
-    log.info(
-        "trained %s (%s) for %d steps -> %s",
-        cfg.objective,
-        ", ".join(cfg.loss.terms),
-        trainer.state.global_step,
-        target,
-    )
+    terms = ", ".join(cfg.loss.terms)
+    log.info("trained %s (%s) for %d steps -> %s", cfg.objective, terms, trainer.state.global_step, target)
     return target
 
 
@@ -207,3 +189,44 @@ def save_run(
     write_json(out / "train_config.json", info)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete: nothing left to resume
     return target
+
+
+def training_heads(st: Any, cache: Any, sentences: Sequence[str], cfg: TrainConfig, n: int, n_s: int) -> nn.ModuleDict:
+    """What trains beside the student: the projection ``P`` (initialised by ``cfg.projection_init``
+    on the first sentences) and, with ``layer_maps: trained``, the per-layer maps."""
+    projection = init_projection(st, cache, sentences, np.arange(min(n, 2048)), cfg.projection_init, cfg.seed)
+    heads = nn.ModuleDict({"projection": projection.to(st.device)})
+    if cfg.layer_maps == "trained":
+        heads["layer_maps"] = TrainableLayerMaps(n_s, st.get_embedding_dimension()).to(st.device)
+    return heads
+
+
+def resume_or_start(
+    log_path: Path,
+    resume: Path | None,
+    loss: Any,
+    heads: nn.ModuleDict,
+    cfg: TrainConfig,
+    fingerprint: dict,
+    stop_after_steps: int | None,
+) -> Any:
+    """The progress callback; restores the heads and the log from ``resume`` (a checkpoint of
+    the same run), or starts a fresh log."""
+    callback, restore = progress_callback(loss, log_path, cfg.log_steps, heads, fingerprint, stop_after_steps)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+        restore(resume)
+    elif log_path.exists():
+        log_path.unlink()
+    return callback
+
+
+def teacher_layers_for(cfg: TrainConfig, objective: Any, cache: Any, n_s: int) -> list[int]:
+    """The teacher layers this run reads, after checking the loss settings against the
+    student's depth and the cache against those layers (one clear error each)."""
+    if cfg.loss.layer_map is not None and len(cfg.loss.layer_map) != n_s:
+        raise LeapError(f"layer_map has {len(cfg.loss.layer_map)} entries for a {n_s}-layer student")
+    cfg.loss.weights(n_s), cfg.loss.late(n_s)  # validate against the depth
+    needed = objective.teacher_layers(cfg, n_s, cache.num_teacher_layers)
+    cache.require(needed)
+    return needed
