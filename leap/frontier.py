@@ -2,7 +2,7 @@
 
 Early exit only pays if it beats the trivial alternative a user has: cut the model at a
 fixed layer. Everything here works on the pooled vectors of one full pass
-(``[L, N, d]``, :meth:`leap.early_exit.EarlyExitEncoder.layer_embeddings`), so a theta
+(``[L, N, d]``, :meth:`leap.exit_model.ExitSentenceTransformer.layer_embeddings`), so a theta
 sweep and every truncation depth cost no re-encoding (see the README's frontier section).
 
 * Static truncation at layer ``l``: every sample returns ``e^(l)`` (E[l] = l).
