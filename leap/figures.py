@@ -174,6 +174,14 @@ def figure(name: str) -> Any:
     return register
 
 
+def _integer_layers(axes: Any) -> None:
+    """Layer axes show whole layers only (no 1.5, 2.5 ticks)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in np.ravel(axes):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _layer_variants(res: dict) -> list[str]:
     return [v for v in ("baseline", "leap", *extra_variants(res)) if runs(res, v, "layers")]
 
@@ -196,7 +204,8 @@ def fig1_layer_dynamics(res: dict, theta: float) -> tuple[Any, str]:
     ax[0].axhline(theta, color="k", ls="--", lw=1, label=f"theta={theta}")
     ax[0].set(xlabel="Layer", ylabel="cos(p_l, p_L)", title="(a) Similarity to final layer")
     ax[1].set(xlabel="Layer", ylabel="cos(p_l, p_{l-1})", title="(b) Inter-layer stability")
-    ax[0].legend()
+    _integer_layers(ax)
+    ax[0].legend(loc="upper left", fontsize=8)
     return fig, ""
 
 
@@ -243,7 +252,8 @@ def fig4_contraction(res: dict, theta: float) -> tuple[Any, str]:
     ax[0].axhline(1.0, color="k", ls="--", lw=1)
     ax[0].set(xlabel="Layer", ylabel="gamma_l", title="(a) Contraction ratio (dotted: median)")
     ax[1].set(xlabel="Layer", ylabel="cos(p_{l+1}-p_l, p_L-p_l)", title="(b) Final-aligned displacement")
-    ax[0].legend()
+    _integer_layers(ax)
+    ax[0].legend(loc="upper left", fontsize=8)
     return fig, ""
 
 
