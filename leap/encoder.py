@@ -103,3 +103,42 @@ def encode_rows(
         if stack is not None:
             stack[idx] = out.layer_stack
     return emb, layers, stack
+
+
+class ExitEncoderMethods:
+    """The encode methods both engines share, over one method each engine implements:
+    ``encode_batches(sentences, batch_size, exit, prompt, show_progress_bar, keep_layers) ->
+    (embeddings, exit_layers, layer_stack or None)`` (through :func:`encode_rows`)."""
+
+    def encode_with_exit_layers(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 32,
+        exit: ExitConfig | dict | None = None,
+        prompt: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(embeddings [N, d] float32, exit_layers [N])``, batches sorted by length (as
+        sentence-transformers sorts them), with the model's rule or ``exit`` for this call."""
+        emb, layers, _ = self.encode_batches(sentences, batch_size, exit, prompt, show_progress_bar, False)
+        return emb, layers
+
+    def encode_with_layer_stack(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 32,
+        exit: ExitConfig | dict | None = None,
+        prompt: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring
+        (:mod:`leap.common_depth`): each row's normalised (mapped) vector at every layer it
+        reached from the first one the rule reads, zeros elsewhere; the row's embedding is
+        ``stack[i, exit_layers[i] - 1]``. Same exits and cost as ``encode``.
+
+        A corpus to be met at any depth (documents encoded offline at full depth) keeps every
+        layer with ``exit=ExitConfig(..., monitor_only=True)``: the rule reads every layer
+        from ``l_min - k``, nobody exits.
+        """
+        _, layers, stack = self.encode_batches(sentences, batch_size, exit, prompt, show_progress_bar, True)
+        return stack, layers

@@ -43,7 +43,7 @@ from sentence_transformers.base.modules.transformer import Transformer
 from torch import Tensor
 
 from leap.early_exit import ExitConfig, adapter_for, exit_forward, layers_forward
-from leap.encoder import BatchResult, ExitEncoder, check_texts, encode_rows, length_batches
+from leap.encoder import BatchResult, ExitEncoder, ExitEncoderMethods, check_texts, encode_rows, length_batches
 from leap.errors import LeapError
 from leap.layer_maps import LayerMaps
 
@@ -205,7 +205,7 @@ def load_sentence_transformer(
         raise LeapError(f"could not load model {str(path_or_id)!r} from {where}: {first}.{hint}") from None
 
 
-class ExitSentenceTransformer(SentenceTransformer):
+class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
     """A ``SentenceTransformer`` that serves early exit (paper Algorithm 1).
 
     Args:
@@ -316,7 +316,7 @@ class ExitSentenceTransformer(SentenceTransformer):
 
         return run
 
-    def _encode_rows(
+    def encode_batches(
         self,
         sentences: Sequence[str],
         batch_size: int,
@@ -337,39 +337,6 @@ class ExitSentenceTransformer(SentenceTransformer):
                 keep_layers=keep_layers,
                 show_progress_bar=show_progress_bar,
             )
-
-    def encode_with_exit_layers(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = 32,
-        exit: ExitConfig | dict | None = None,
-        prompt: str | None = None,
-        show_progress_bar: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(embeddings [N, d] float32, exit_layers [N])`` through the same ``forward`` as
-        ``encode`` (batches sorted by length, as sentence-transformers does)."""
-        emb, layers, _ = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, False)
-        return emb, layers
-
-    def encode_with_layer_stack(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = 32,
-        exit: ExitConfig | dict | None = None,
-        prompt: str | None = None,
-        show_progress_bar: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring
-        (:mod:`leap.common_depth`): each row's normalised (mapped) vector at every layer it
-        reached from the first one the rule reads, zeros elsewhere; the row's embedding is
-        ``stack[i, exit_layers[i] - 1]``. Same exits and cost as :meth:`encode`.
-
-        A corpus to be met at any depth (documents encoded offline at full depth) keeps every
-        layer with ``exit=ExitConfig(..., monitor_only=True)``: the rule reads every layer
-        from ``l_min - k``, nobody exits.
-        """
-        _, layers, stack = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, True)
-        return stack, layers
 
     def layer_embeddings(
         self,

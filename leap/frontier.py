@@ -100,6 +100,18 @@ class FrontierPoint:
         }
 
 
+def point_of(rule: str, setting: float | int | str, layers: np.ndarray, n_layers: int, quality: float) -> FrontierPoint:
+    """The operating point of ``[N]`` exit layers (1-based) whose embeddings scored ``quality``."""
+    return FrontierPoint(
+        rule=rule,
+        setting=setting,
+        exit_rate=metrics.exit_rate(layers, n_layers),
+        mean_exit_layer=metrics.expected_exit_layer(layers),
+        layer_reduction=metrics.layer_reduction(layers, n_layers),
+        quality=float(quality),
+    )
+
+
 def _unit(v: Tensor) -> Tensor:
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -148,15 +160,7 @@ def exit_point(
     emb = _unit(embed_vectors.float()[torch.as_tensor(layers) - 1, rows]).numpy()
     if setting is None:
         setting = config.theta if config.strategy == "convergence" else f"{config.pabee_theta}/{config.pabee_patience}"
-    point = FrontierPoint(
-        rule=config.strategy,
-        setting=setting,
-        exit_rate=metrics.exit_rate(layers, n_layers),
-        mean_exit_layer=metrics.expected_exit_layer(layers),
-        layer_reduction=metrics.layer_reduction(layers, n_layers),
-        quality=float(quality_fn(emb)),
-    )
-    return point, layers
+    return point_of(config.strategy, setting, layers, n_layers, quality_fn(emb)), layers
 
 
 def sweep_points(
@@ -192,16 +196,7 @@ def common_depth_points(
     out = []
     for t in thetas:
         _, layers = simulate_exit(rule_vectors, replace(base, strategy="convergence", theta=float(t)))
-        out.append(
-            FrontierPoint(
-                rule="common_depth",
-                setting=float(t),
-                exit_rate=metrics.exit_rate(layers, n_layers),
-                mean_exit_layer=metrics.expected_exit_layer(layers),
-                layer_reduction=metrics.layer_reduction(layers, n_layers),
-                quality=float(quality_fn(unit, layers)),
-            )
-        )
+        out.append(point_of("common_depth", float(t), layers, n_layers, quality_fn(unit, layers)))
     return out
 
 
@@ -230,16 +225,8 @@ def oracle_points(
     out = []
     for tau in taus:
         layers = oracle_layers(embed_vectors, min_layer, float(tau))
-        out.append(
-            FrontierPoint(
-                rule="oracle",
-                setting=float(tau),
-                exit_rate=metrics.exit_rate(layers, n_layers),
-                mean_exit_layer=metrics.expected_exit_layer(layers),
-                layer_reduction=metrics.layer_reduction(layers, n_layers),
-                quality=float(quality_fn(unit[torch.as_tensor(layers) - 1, rows].numpy())),
-            )
-        )
+        quality = quality_fn(unit[torch.as_tensor(layers) - 1, rows].numpy())
+        out.append(point_of("oracle", float(tau), layers, n_layers, quality))
     return out
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from leap.config import ExitConfig
 from leap.early_exit import ExitState
-from leap.encoder import BatchResult, encode_rows
+from leap.encoder import BatchResult, ExitEncoderMethods, encode_rows
 from leap.errors import LeapError
 from leap.layer_maps import LayerMaps
 
@@ -51,7 +51,7 @@ def weights_sha(folder: Path) -> str:
     return h.hexdigest()
 
 
-class OnnxExitModel:
+class OnnxExitModel(ExitEncoderMethods):
     """An exported exit-enabled model served by ONNX Runtime with early exit.
 
     Args:
@@ -189,7 +189,7 @@ class OnnxExitModel:
     def get_embedding_dimension(self) -> int:
         return int(self.manifest["hidden_size"])
 
-    def _encode_rows(
+    def encode_batches(
         self,
         sentences: Sequence[str],
         batch_size: int,
@@ -210,31 +210,6 @@ class OnnxExitModel:
         return encode_rows(
             sentences, batch_size, run, shape[1], shape[0], keep_layers=keep_layers, show_progress_bar=show_progress_bar
         )
-
-    def encode_with_exit_layers(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = 32,
-        exit: ExitConfig | dict | None = None,
-        prompt: str | None = None,
-        show_progress_bar: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(embeddings [N, d] float32, exit_layers [N])``, batches sorted by length."""
-        emb, layers, _ = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, False)
-        return emb, layers
-
-    def encode_with_layer_stack(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = 32,
-        exit: ExitConfig | dict | None = None,
-        prompt: str | None = None,
-        show_progress_bar: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(layer stack [N, L, d] float32, exit_layers [N])`` for common-depth scoring, as
-        :meth:`leap.exit_model.ExitSentenceTransformer.encode_with_layer_stack`."""
-        _, layers, stack = self._encode_rows(sentences, batch_size, exit, prompt, show_progress_bar, True)
-        return stack, layers
 
     def encode(
         self,
@@ -272,7 +247,7 @@ class OnnxExitModel:
         single = isinstance(inputs, str)
         texts = [inputs] if single else inputs
         show = bool(show_progress_bar) if show_progress_bar is not None else False
-        emb, layers, _ = self._encode_rows(texts, batch_size, exit, prompt, show, False)
+        emb, layers, _ = self.encode_batches(texts, batch_size, exit, prompt, show, False)
         out = torch.from_numpy(emb)
         if truncate_dim is not None:
             out = out[:, :truncate_dim]
