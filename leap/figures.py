@@ -182,6 +182,11 @@ def _integer_layers(axes: Any) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _nan_for_none(values: list) -> list[float]:
+    """A per-layer list with undefined values (``None``) as NaN, which matplotlib leaves out."""
+    return [np.nan if x is None else x for x in values]
+
+
 def _layer_variants(res: dict) -> list[str]:
     return [v for v in ("baseline", "leap", *extra_variants(res)) if runs(res, v, "layers")]
 
@@ -200,7 +205,7 @@ def fig1_layer_dynamics(res: dict, theta: float) -> tuple[Any, str]:
         stab = _layers(res, v, "stability")
         xs = np.arange(1, len(sim) + 1)
         ax[0].plot(xs, sim, marker="o", label=v)
-        ax[1].plot(xs[1:], [np.nan if s is None else s for s in stab[1:]], marker="o", label=v)
+        ax[1].plot(xs[1:], _nan_for_none(stab[1:]), marker="o", label=v)
     ax[0].axhline(theta, color="k", ls="--", lw=1, label=f"theta={theta}")
     ax[0].set(xlabel="Layer", ylabel="cos(p_l, p_L)", title="(a) Similarity to final layer")
     ax[1].set(xlabel="Layer", ylabel="cos(p_l, p_{l-1})", title="(b) Inter-layer stability")
@@ -245,10 +250,9 @@ def fig4_contraction(res: dict, theta: float) -> tuple[Any, str]:
         cr = _layers(res, v, "contraction_ratios")
         disp = _layers(res, v, "final_aligned_displacement")
         xs = np.arange(1, len(cr) + 1)
-        line = ax[0].plot(xs, [np.nan if c is None else c for c in cr], marker="o", label=v)[0]
-        med = float(np.nanmedian([np.nan if c is None else c for c in cr]))
-        ax[0].axhline(med, color=line.get_color(), ls=":", lw=1)
-        ax[1].plot(xs, [np.nan if d is None else d for d in disp], marker="o", label=v)
+        line = ax[0].plot(xs, _nan_for_none(cr), marker="o", label=v)[0]
+        ax[0].axhline(float(np.nanmedian(_nan_for_none(cr))), color=line.get_color(), ls=":", lw=1)
+        ax[1].plot(xs, _nan_for_none(disp), marker="o", label=v)
     ax[0].axhline(1.0, color="k", ls="--", lw=1)
     ax[0].set(xlabel="Layer", ylabel="gamma_l", title="(a) Contraction ratio (dotted: median)")
     ax[1].set(xlabel="Layer", ylabel="cos(p_{l+1}-p_l, p_L-p_l)", title="(b) Final-aligned displacement")

@@ -41,7 +41,7 @@ class Plan:
     (schema, unknown variants, cross-key checks), before any job could run.
     """
 
-    def __init__(self, config: dict[str, Any], check_data_dir: bool = True) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         self.raw = config
         self.cfg: WorkflowConfig = validate_workflow_config(config)
         self.results = f"results/{self.cfg.experiment}"
@@ -54,10 +54,10 @@ class Plan:
         # frontier benchmarks: STS-B, each BEIR set with both sides exiting (the paper's), and
         # each BEIR set query-only (documents at full depth, as an index is built)
         self.benchmarks = ["STS-B", *self.retrieval, *[f"{r} (query-only)" for r in self.retrieval]]
-        self._check(check_data_dir)
+        self._check()
 
     # -- checks across keys ----------------------------------------------------------------
-    def _check(self, check_data_dir: bool) -> None:
+    def _check(self) -> None:
         cfg = self.cfg
         local = [r for r in cfg.data.refs() if r.startswith("local:")]
         if local and not cfg.data_dir:
@@ -65,7 +65,7 @@ class Plan:
                 f"invalid config: sources {local} read a local data folder but data_dir is not set; "
                 "pass --config data_dir=/path/to/data"
             )
-        if check_data_dir and local and not Path(cfg.data_dir).is_dir():
+        if local and not Path(cfg.data_dir).is_dir():
             raise LeapError(
                 f"invalid config: data_dir {cfg.data_dir!r} is not a folder; point it at a local copy with "
                 "the layout stsbenchmark/, nli/, mrpc/, beir/"

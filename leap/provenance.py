@@ -36,6 +36,11 @@ def _git(root: str | os.PathLike, *args: str) -> str | None:
     return out.stdout.strip()
 
 
+def head_commit(root: str | os.PathLike) -> str | None:
+    """The commit checked out at ``root`` (None outside git)."""
+    return _git(root, "rev-parse", "HEAD")
+
+
 def code_hash(root: str | os.PathLike, rev: str = "HEAD") -> str | None:
     """SHA-256 over the git tree ids of :data:`CODE_PATHS` at ``rev`` (None outside git)."""
     ids = []
@@ -49,7 +54,7 @@ def code_hash(root: str | os.PathLike, rev: str = "HEAD") -> str | None:
 
 def git_state(root: str | os.PathLike) -> dict:
     """``commit``, ``dirty`` (tracked files under :data:`CODE_PATHS` differ from it) and ``code_hash``."""
-    commit = _git(root, "rev-parse", "HEAD")
+    commit = head_commit(root)
     if commit is None:
         return {"commit": None, "dirty": None, "code_hash": None}
     status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)

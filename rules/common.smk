@@ -15,7 +15,7 @@ from leap.dependencies import code_inputs
 from leap.errors import LeapError
 from leap.objectives import objective_module
 from leap.plan import HEADS, Plan
-from leap.provenance import git_state, record_invocation
+from leap.provenance import head_commit, record_invocation
 
 # the run plan (leap/plan.py): validated config, runs, teachers, evaluation files
 try:
@@ -33,7 +33,7 @@ EVAL_RUN = (
 )
 ENV = "../environment.yml"
 INVOCATIONS = f"{RESULTS}/logs/invocations.jsonl"
-GIT_STATE = git_state(ROOT)
+COMMIT = head_commit(ROOT)  # a new commit rewrites provenance.json
 
 
 onstart:

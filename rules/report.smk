@@ -93,7 +93,7 @@ rule provenance:
     conda:
         ENV
     params:
-        commit=GIT_STATE["commit"],
+        commit=COMMIT,
         invocations=INVOCATIONS,
         benchmarks=f"{RESULTS}/benchmarks",
     script:
