@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(folder: Path, sentences: list[str], rule: ExitConfig) -> dict:
     """NN@10 and cosine to full depth of ``rule`` and of truncation at its nearest depth."""
-    m = load_exit_model(str(folder), device="cpu")
+    m = load_exit_model(str(folder), device="cpu", backend="torch")
     v = m.layer_embeddings(sentences, batch_size=64)
     ev = m.embed_vectors(v)
     full = F.normalize(ev[-1].float(), dim=-1).numpy()

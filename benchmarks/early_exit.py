@@ -57,7 +57,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     path = packaged_minilm_path()
-    model = load_exit_model(path, exit=ExitConfig(strategy="none"), device="cpu")
+    model = load_exit_model(path, exit=ExitConfig(strategy="none"), device="cpu", backend="torch")
     plain = SentenceTransformer(path, device="cpu").eval()
     sentences = builtin_sentences()
     L = model.num_layers

@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = load_exit_model(a.model, exit=ExitConfig(theta=a.theta, min_layer=a.min_layer), device="cpu")
+    model = load_exit_model(
+        a.model, exit=ExitConfig(theta=a.theta, min_layer=a.min_layer), device="cpu", backend="torch"
+    )
     normal = builtin_sentences()
     rng = random.Random(0)
     traffic = {

@@ -29,7 +29,7 @@ def measure(model_path: str, data_dir: str, name: str, caps: list[int], batch_si
     qids, dids = list(ds.queries), list(ds.corpus)
     docs = [(ds.corpus[d].get("title", "") + " " + ds.corpus[d]["text"]).strip() for d in dids]
     ranked = ranked_scores(qids, dids, ds.qrels, k_values=(10,))
-    model = load_exit_model(model_path, exit=ExitConfig(strategy="none"), device="cpu")
+    model = load_exit_model(model_path, exit=ExitConfig(strategy="none"), device="cpu", backend="torch")
     own = model.max_seq_length
     rows = []
     for cap in caps:

@@ -95,7 +95,7 @@ def prepare(models: dict[str, str], theta: float, fit: list[str], work: Path) ->
 def bench_model(
     name: str, folder: Path, dev: pd.DataFrame, timed: dict[int, list[str]], threads: list[int], rounds: int
 ) -> list[dict]:
-    torch_exit = load_exit_model(str(folder), device="cpu")
+    torch_exit = load_exit_model(str(folder), device="cpu", backend="torch")
     L, rule = torch_exit.num_layers, torch_exit.exit_config
     full = ExitConfig(strategy="none")
     _, probe = torch_exit.encode_with_exit_layers(timed[32], batch_size=32)

@@ -33,7 +33,7 @@ def convert(
     from leap.files import atomic_dir
     from leap.layer_maps import fit_layer_maps
 
-    model = load_exit_model(source, exit=exit or ExitConfig(), device=device)
+    model = load_exit_model(source, exit=exit or ExitConfig(), device=device, backend="torch")
     if fit_maps_on:
         maps = fit_layer_maps(model.layer_embeddings(list(fit_maps_on), batch_size=64))
         model.exit_module.layer_maps = maps

@@ -212,7 +212,7 @@ def calibrate_folder(
     the budget: the result says so)."""
     from leap.exit_model import load_exit_model
 
-    model = load_exit_model(folder, device="cpu")
+    model = load_exit_model(folder, device="cpu", backend="torch")
     result = calibrate(model, sentences, budget, pairs=pairs, **kwargs)
     if result["chosen"] is not None:
         record = calibration_record(result, sentences, source)

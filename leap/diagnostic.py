@@ -211,7 +211,7 @@ def diagnose_to_json(
     if threads:
         torch.set_num_threads(threads)
     cfg = ExitConfig(theta=theta, patience=patience, min_layer=min_layer)
-    m = load_exit_model(model, exit=cfg, device=device)
+    m = load_exit_model(model, exit=cfg, device=device, backend="torch")
     if sentences_file:
         with open(sentences_file, encoding="utf-8") as fh:
             sentences = [line.rstrip("\n") for line in fh if line.strip()]

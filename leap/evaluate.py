@@ -49,7 +49,7 @@ def load_model(model: str, device: str | None = None) -> Any:
     """The model of an evaluation: :class:`leap.exit_model.ExitSentenceTransformer`, CPU by default."""
     from leap.exit_model import load_exit_model
 
-    return load_exit_model(model, device=device or "cpu")
+    return load_exit_model(model, device=device or "cpu", backend="torch")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

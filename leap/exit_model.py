@@ -42,6 +42,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules.transformer import Transformer
 from torch import Tensor
 
+from leap.config import read_serving
 from leap.early_exit import ExitConfig, adapter_for, exit_forward, layers_forward
 from leap.encoder import BatchResult, ExitEncoder, ExitEncoderMethods, check_texts, encode_rows, length_batches
 from leap.errors import LeapError
@@ -49,7 +50,7 @@ from leap.layer_maps import LayerMaps
 
 log = logging.getLogger(__name__)
 
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8")  # leap.config.SERVING_BACKENDS without torch
 STANDARD_TRANSFORMER = f"{Transformer.__module__}.{Transformer.__name__}"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -214,9 +215,10 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
         exit: the exit rule (an :class:`ExitConfig` or its dict); default: the folder's
             ``leap_exit.json``, else ``ExitConfig()`` (theta 0.95, k 1, l_min from the depth).
         layer_maps: per-layer maps; default: the folder's ``layer_maps.safetensors``, if any.
-        backend: ``"torch"`` (default); ``"onnx"`` or ``"onnx-int8"`` serve the same rule on
-            ONNX Runtime over the folder's ``leap export`` segments and return a
+        backend: ``"torch"``; ``"onnx"`` or ``"onnx-int8"`` serve the same rule on ONNX
+            Runtime over the folder's ``leap export`` segments and return a
             :class:`leap.onnx_runtime.OnnxExitModel` (same encode methods and arguments).
+            Default: the path ``leap calibrate --paths auto`` chose for the folder, else torch.
         **kwargs: anything ``SentenceTransformer`` takes (``device``, ``model_kwargs``, ...).
             ``trust_remote_code`` is refused: a model that needs it cannot be served here.
 
@@ -226,7 +228,7 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
     """
 
     def __new__(cls, model_name_or_path: str | os.PathLike | None = None, *args: Any, **kwargs: Any):
-        backend = kwargs.get("backend", "torch")
+        backend = kwargs.get("backend") or served_backend(model_name_or_path, kwargs.get("device"))[0]
         if backend in ONNX_BACKENDS:  # sentence-transformers' spelling, this project's ONNX exit path
             return load_exit_model(
                 model_name_or_path,
@@ -242,10 +244,10 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
         *args: Any,
         exit: ExitConfig | dict | None = None,
         layer_maps: LayerMaps | None = None,
-        backend: str = "torch",
+        backend: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if backend != "torch":
+        if backend not in (None, "torch"):
             raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
         if kwargs.get("trust_remote_code"):
             raise LeapError("trust_remote_code is not supported: LEAP serves only models that load without it")
@@ -402,12 +404,22 @@ def check_device(device: str | None) -> str:
     return device
 
 
+def served_backend(path_or_id: Any, device: str | None = None) -> tuple[str, int | None]:
+    """``(backend, threads)`` a local folder was calibrated to serve (``leap calibrate --paths
+    auto``), or ``("torch", None)``: for a hub id, an uncalibrated folder, or a ``device``
+    other than the CPU (ONNX Runtime serves here on the CPU only)."""
+    if path_or_id is None or device not in (None, "cpu") or not Path(str(path_or_id)).is_dir():
+        return "torch", None
+    rec = read_serving(path_or_id)
+    return (rec["backend"], rec.get("threads")) if rec else ("torch", None)
+
+
 def load_exit_model(
     path_or_id: str | os.PathLike,
     exit: ExitConfig | dict | None = None,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
-    backend: str = "torch",
+    backend: str | None = None,
     threads: int | None = None,
 ) -> ExitEncoder:
     """An exit encoder (:class:`leap.encoder.ExitEncoder`) with one-line errors.
@@ -416,8 +428,14 @@ def load_exit_model(
     ``bfloat16`` is for GPUs (refused on CPU). ``backend="onnx"`` (or ``"onnx-int8"``)
     serves the same rule on ONNX Runtime over the folder's ``leap export`` segments: a
     :class:`leap.onnx_runtime.OnnxExitModel` (CPU, float32 in and out; ``threads`` sets its
-    intra-op threads).
+    intra-op threads). ``backend=None`` (default): the path ``leap calibrate --paths auto``
+    chose for the folder (backend and threads; :func:`leap.config.read_serving`), else torch;
+    a ``device`` or 16-bit ``dtype`` ONNX Runtime cannot serve keeps torch.
     """
+    if backend is None:
+        gpu = dtype not in (None, "float32", torch.float32)
+        backend, served_threads = served_backend(path_or_id, "cuda" if gpu else device)
+        threads = threads if threads is not None else served_threads
     if backend in ONNX_BACKENDS:
         if device not in (None, "cpu") or dtype not in (None, "float32", torch.float32):
             raise LeapError(f"backend {backend!r} runs on the CPU in float32; drop device/dtype")
@@ -428,7 +446,7 @@ def load_exit_model(
     if backend != "torch":
         raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
     dev = check_device(device)
-    model = load_sentence_transformer(path_or_id, device=dev, cls=ExitSentenceTransformer, exit=exit)
+    model = load_sentence_transformer(path_or_id, device=dev, cls=ExitSentenceTransformer, exit=exit, backend="torch")
     if dtype is not None:
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         if torch_dtype in (torch.float16, torch.bfloat16) and torch.device(dev).type == "cpu":

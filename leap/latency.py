@@ -255,7 +255,7 @@ def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: i
     device = bench_cfg.get("device", "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise LeapError("latency.device is cuda but no GPU is visible; set latency.device: cpu")
-    m = load_exit_model(str(model), device=device, dtype=bench_cfg.get("dtype"))
+    m = load_exit_model(str(model), device=device, dtype=bench_cfg.get("dtype"), backend="torch")
     rule = m.exit_module.resolve(ExitConfig.from_dict(exit))
     cfg = BenchConfig(
         batch_sizes=tuple(bench_cfg["batch_sizes"]),

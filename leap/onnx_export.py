@@ -59,15 +59,19 @@ class _Segment(nn.Module):
 
 
 def export_onnx(
-    folder: str | os.PathLike, int8: bool = False, truncations: Sequence[int] = (), opset: int = OPSET
+    folder: str | os.PathLike,
+    int8: bool = False,
+    truncations: Sequence[int] = (),
+    opset: int = OPSET,
+    first_segment_end: int | None = None,
 ) -> dict:
     """Export the exit-enabled model in ``folder`` as depth segments into ``folder/onnx/``.
 
     The first segment ends at the first layer the model's saved rule reads
-    (:meth:`ExitConfig.first_pooled_layer`); a rule that reads earlier layers needs a new
-    export. ``truncations``: layers k at which to write one graph of layers 1..k
-    (``truncated_k.onnx``), served for ``strategy="truncate", min_layer=k``. Returns the
-    manifest (also ``onnx/manifest.json``).
+    (:meth:`ExitConfig.first_pooled_layer`; ``first_segment_end`` sets it instead, for a
+    sweep of rules); a rule that reads earlier layers needs a new export. ``truncations``:
+    layers k at which to write one graph of layers 1..k (``truncated_k.onnx``), served for
+    ``strategy="truncate", min_layer=k``. Returns the manifest (also ``onnx/manifest.json``).
     """
     try:
         import onnx  # noqa: F401
@@ -77,11 +81,13 @@ def export_onnx(
     folder = Path(folder)
     if not (folder / "modules.json").exists():
         raise LeapError(f"{folder} is not a SentenceTransformer folder; run `leap convert` first")
-    model = load_exit_model(str(folder), device="cpu")
+    model = load_exit_model(str(folder), device="cpu", backend="torch")
     model.exit_module.model.set_attn_implementation("eager")  # one attention path the exporter traces exactly
     L = model.num_layers
     cfg = model.exit_config
-    start = max(1, min(L, cfg.first_pooled_layer() if cfg.strategy != "none" else L))
+    if first_segment_end is None:
+        first_segment_end = cfg.first_pooled_layer() if cfg.strategy != "none" else L
+    start = max(1, min(L, int(first_segment_end)))
     bad = [k for k in truncations if not 1 <= int(k) <= L]
     if bad:
         raise LeapError(f"truncation layers {bad} are outside 1..{L}")

@@ -185,6 +185,41 @@ class OnnxExitModel(ExitEncoderMethods):
         out[torch.as_tensor(rows)] = self._finish(pooled, L)
         return out.numpy(), exit_layer
 
+    def served_layers(self) -> list[int]:
+        """The layers (1-based) this export can return a pooled vector of in one pass: every
+        layer from the first segment's end, and those with a truncation graph below it."""
+        start = self.manifest["first_segment_end"]
+        cuts = [int(k) for k in self.manifest.get("truncations", {}) if int(k) < start]
+        return sorted(cuts) + list(range(start, self.num_layers + 1))
+
+    def layer_embeddings(self, sentences: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """``[L, N, d]`` pooled (not normalised, not mapped) vectors of every layer, as the torch
+        model's ``layer_embeddings``, from this export's own graphs (so int8 vectors for an
+        int8 model); a layer outside :meth:`served_layers` is NaN."""
+        from leap.encoder import check_texts, length_batches
+
+        sents = check_texts(sentences)
+        start, L = self.manifest["first_segment_end"], self.num_layers
+        out = torch.full((L, len(sents), self.get_embedding_dimension()), float("nan"))
+        for idx in length_batches(sents, batch_size) if sents else []:
+            ids, mask = self.tokenize([sents[i] for i in idx])
+            rows = torch.as_tensor(idx)
+            for k, name in self.manifest.get("truncations", {}).items():
+                if int(k) < start:
+                    out[int(k) - 1, rows] = torch.from_numpy(self._run(name, ids, mask)[1]).float()
+            hidden, pooled = self._run("segment_00.onnx", ids, mask)
+            out[start - 1, rows] = torch.from_numpy(pooled).float()
+            for l in range(start + 1, L + 1):
+                hidden, pooled = self._run(f"segment_{l:02d}.onnx", hidden, mask)
+                out[l - 1, rows] = torch.from_numpy(pooled).float()
+        return out
+
+    def embed_vectors(self, layer_vectors: torch.Tensor) -> torch.Tensor:
+        """``[L, N, d]`` -> what a sample stopped at each layer returns (the per-layer maps'
+        images when the folder has maps), as the torch model's ``embed_vectors``."""
+        maps = self.layer_maps
+        return layer_vectors if maps is None else maps.apply_all(layer_vectors.float())
+
     # -- the ExitEncoder interface (leap.encoder) ----------------------------------------------
     def get_embedding_dimension(self) -> int:
         return int(self.manifest["hidden_size"])

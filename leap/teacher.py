@@ -146,7 +146,7 @@ def build_cache(
         torch.set_num_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    enc = load_exit_model(model_ref, exit=ExitConfig(strategy="none"), device=device, dtype=dtype)
+    enc = load_exit_model(model_ref, exit=ExitConfig(strategy="none"), device=device, dtype=dtype, backend="torch")
     if max_seq_length is not None:
         enc.max_seq_length = int(max_seq_length)
     n_t = enc.num_layers

@@ -45,7 +45,7 @@ def load_model(args: argparse.Namespace):
     from leap.exit_model import load_exit_model
 
     dtype = None if args.dtype in (None, "float32") else args.dtype
-    model = load_exit_model(args.model, device=args.device, dtype=dtype)
+    model = load_exit_model(args.model, device=args.device, dtype=dtype, backend="torch")
     over = overrides(args)
     if over:
         model.with_exit(dataclasses.replace(model.exit_config, **over))

@@ -106,6 +106,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     kw = {"thetas": tuple(args.thetas)} if args.thetas else {}
     if args.min_layers:
         kw["min_layers"] = tuple(args.min_layers)
+    if args.paths == "auto":
+        return calibrate_auto(args, folder, sentences, pairs, budget, kw)
     res = calibrate_folder(str(folder), sentences, budget, source=args.data, pairs=pairs, **kw)
     chosen = res["chosen"]
     if args.json:
@@ -125,6 +127,55 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(
             f"\nchosen (fastest within budget): {rule_text(chosen.to_dict())}; written to {folder / 'leap_exit.json'}"
+        )
+    return 0
+
+
+def calibrate_auto(
+    args: argparse.Namespace, folder: Path, sentences: list[str], pairs: Any, budget: Any, kw: dict
+) -> int:
+    """``leap calibrate --paths auto``: every serving path measured, the fastest within budget served."""
+    from leap.serving_paths import PLOT_FILE, calibrate_paths
+
+    res = calibrate_paths(
+        folder,
+        sentences,
+        budget,
+        source=args.data,
+        pairs=pairs,
+        batch_sizes=tuple(args.batch_sizes),
+        threads=args.threads,
+        timing_sentences=args.timing_sentences,
+        rounds=args.rounds,
+        export=not args.no_export,
+        **kw,
+    )
+    chosen = res.chosen
+    if args.json:
+        out = {"chosen": chosen.to_dict() if chosen else None, "paths": [p.to_dict() for p in res.paths]}
+        print(json.dumps({**out, "budget": budget.describe(), "skipped": res.skipped}, indent=2, default=float))
+        return 0
+    cols = ["exit_rate", "expected_exit_layer", "nn10", "mean_cosine"]
+    cols += ["spearman_drop", "spearman_common_depth"] if pairs is not None else []
+    ms = [f"ms_b{b}" for b in res.batch_sizes]
+    rows = sorted((p.to_dict() for p in res.paths), key=lambda r: r[ms[0]])
+    body = [
+        [r["path"], r["precision"], *(fmt(r[c], pct=c == "exit_rate") for c in cols + ms)]
+        + ["yes" if r["meets_budget"] else ""]
+        for r in rows
+    ]
+    print(f"Serving paths of {args.model} on {res.n} sentences of {args.data}, threads {res.threads or 'default'}")
+    print(f"budget (every criterion checked): {budget.describe()}\n")
+    print(table(["path", "precision", *cols, *ms, "meets"], body))
+    for why in res.skipped:
+        print(f"not measured: {why}")
+    if chosen is None:
+        print("\nno path meets the budget: the model folder is unchanged (relax the budget)")
+    else:
+        print(
+            f"\nchosen (fastest within budget at batch {res.batch_sizes[0]}): {chosen.name}, "
+            f"{chosen.ms[res.batch_sizes[0]]:.2f} ms/sentence; written to {folder / 'leap_exit.json'} "
+            f"(plot: {folder / PLOT_FILE}); loading the folder now serves it"
         )
     return 0
 
@@ -205,6 +256,18 @@ def add_parsers(sub: Any) -> None:
     k.add_argument("--thetas", type=float, nargs="+", help="thetas swept (default 0.80..0.99)")
     k.add_argument("--min-layers", type=int, nargs="+", help="l_min values swept (default: the model's and one above)")
     k.add_argument("--in-place", action="store_true", help="write the rule into a folder that is not exit-enabled yet")
+    k.add_argument(
+        "--paths",
+        choices=["exit", "auto"],
+        default="exit",
+        help="exit: tune the exit rule on torch (default); auto: measure every serving path (torch and ONNX "
+        "Runtime, fp32 and int8, full depth, every cut, exit over the theta sweep) and serve the fastest in budget",
+    )
+    k.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="--paths auto: timed batch sizes")
+    k.add_argument("--threads", type=int, default=None, help="--paths auto: CPU threads (default: torch's)")
+    k.add_argument("--timing-sentences", type=int, default=64, help="--paths auto: sentences timed per path")
+    k.add_argument("--rounds", type=int, default=3, help="--paths auto: interleaved timing rounds")
+    k.add_argument("--no-export", action="store_true", help="--paths auto: never export ONNX graphs (say which)")
     k.add_argument("--json", action="store_true", help="print JSON instead of a table")
     k.set_defaults(func=cmd_calibrate)
     a = sub.add_parser("amortize", help="when does exit-aware training pay back? (paper App. A.4)")

@@ -119,19 +119,25 @@ def cmd_encode(args: argparse.Namespace) -> int:
     sentences = read_lines(args.input)
     if not sentences:
         raise LeapError(f"input file {args.input!r} is empty; it needs one sentence per line")
-    if args.backend == "torch":
+    from leap.exit_model import served_backend
+
+    gpu = args.dtype not in (None, "float32")
+    backend, threads = served_backend(args.model, "cuda" if gpu else args.device)
+    if args.backend is not None:
+        backend, threads = args.backend, None
+    if backend == "torch":
         model = load_model(args)
     else:
         from leap.config import ExitConfig
         from leap.exit_model import load_exit_model
 
-        if args.device not in (None, "cpu") or args.dtype not in (None, "float32"):
-            raise LeapError(f"--backend {args.backend} runs on the CPU in float32; drop --device/--dtype")
+        if args.device not in (None, "cpu") or gpu:
+            raise LeapError(f"--backend {backend} runs on the CPU in float32; drop --device/--dtype")
 
         rule = ExitConfig.load(args.model) or ExitConfig()
         over = overrides(args)
         model = load_exit_model(
-            args.model, exit=dataclasses.replace(rule, **over) if over else None, backend=args.backend
+            args.model, exit=dataclasses.replace(rule, **over) if over else None, backend=backend, threads=threads
         )
     emb, layers = model.encode_with_exit_layers(sentences, batch_size=args.batch_size, show_progress_bar=not args.json)
     files.save_npy(args.output, emb)
@@ -139,7 +145,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         files.save_npy(args.exit_layers, layers.astype(np.int64))
     summary = {
         "model": args.model,
-        "backend": args.backend,
+        "backend": backend,
         "num_sentences": len(sentences),
         "dim": int(emb.shape[1]),
         "output": args.output,
@@ -186,9 +192,10 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument(
         "--backend",
-        default="torch",
+        default=None,
         choices=["torch", "onnx", "onnx-int8"],
-        help="torch (default), or ONNX Runtime on the `leap export` segments (fp32 or int8)",
+        help="torch, or ONNX Runtime on the `leap export` segments (fp32 or int8); default: the path "
+        "`leap calibrate --paths auto` chose for the folder, else torch",
     )
     exit_args(e)
     e.set_defaults(func=cmd_encode)

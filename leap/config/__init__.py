@@ -15,7 +15,16 @@ rule's ``l_min`` (Eq. 6); ``LeapLossConfig.focus_layer`` is the first layer of t
 to student layers by relative depth (:func:`leap.claim_measures.paper_layer_to_student`).
 """
 
-from leap.config.exit_rule import EXIT_CONFIG_FILE, STRATEGIES, ExitConfig, default_min_layer, read_exit_file
+from leap.config.exit_rule import (
+    EXIT_CONFIG_FILE,
+    SERVING_BACKENDS,
+    SERVING_KEY,
+    STRATEGIES,
+    ExitConfig,
+    default_min_layer,
+    read_exit_file,
+    read_serving,
+)
 from leap.config.fields import dataclass_schema, from_dict, schema_errors, setting, to_plain
 from leap.config.train import (
     EXIT_MARGINS,
@@ -46,6 +55,8 @@ __all__ = [
     "DataConfig",
     "DiagnosticConfig",
     "EXIT_CONFIG_FILE",
+    "SERVING_BACKENDS",
+    "SERVING_KEY",
     "EXIT_MARGINS",
     "EvaluationConfig",
     "ExitConfig",
@@ -67,6 +78,7 @@ __all__ = [
     "from_dict",
     "gpu_settings",
     "read_exit_file",
+    "read_serving",
     "schema_errors",
     "setting",
     "to_plain",

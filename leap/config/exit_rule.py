@@ -115,3 +115,25 @@ def read_exit_file(folder: str | os.PathLike) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise LeapError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); fix or delete it") from None
+
+
+SERVING_KEY = "serving"
+"""The key of ``leap_exit.json`` under which ``leap calibrate --paths auto`` records the path
+it chose (backend, precision, threads, the measured table, the data hash, the machine)."""
+
+SERVING_BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def read_serving(folder: str | os.PathLike) -> dict | None:
+    """The serving record of a model folder's ``leap_exit.json``, or ``None`` when it has none
+    (a folder never calibrated with ``--paths auto``)."""
+    rec = (read_exit_file(folder) or {}).get(SERVING_KEY)
+    if rec is None:
+        return None
+    if not isinstance(rec, dict) or rec.get("backend") not in SERVING_BACKENDS:
+        path = Path(folder) / EXIT_CONFIG_FILE
+        raise LeapError(
+            f"{path}: its {SERVING_KEY!r} record names no backend of {', '.join(SERVING_BACKENDS)}; "
+            f"calibrate again with `leap calibrate {folder} --data FILE --paths auto`, or delete the record"
+        )
+    return rec

@@ -1,0 +1,110 @@
+"""`leap calibrate --paths auto`: every serving path (torch / ONNX Runtime, fp32 / int8, full
+depth, cuts, exit) measured on the user's data, the fastest within the budget written into the
+folder, and loading the folder serving that path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e .[onnx]")
+
+from leap.builtin import builtin_sentences  # noqa: E402
+from leap.config import ExitConfig, read_serving  # noqa: E402
+from leap.convert import convert  # noqa: E402
+from leap.deploy import Budget, agreement  # noqa: E402
+from leap.exit_model import load_exit_model  # noqa: E402
+from leap.onnx_runtime import OnnxExitModel  # noqa: E402
+from leap.serving_paths import PLOT_FILE, calibrate_paths, candidate_rules  # noqa: E402
+
+FAST = {"thetas": (0.5, 0.9), "batch_sizes": (1, 4), "timing_sentences": 8, "rounds": 1, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, tiny_models):
+    """A tiny exit-enabled BERT with maps, calibrated with --paths auto (ONNX exported on the way)."""
+    root = tmp_path_factory.mktemp("paths")
+    sents = builtin_sentences()[:60]
+    folder = convert(tiny_models["bert"], root / "m", exit=ExitConfig(theta=0.9, min_layer=3), fit_maps_on=sents)
+    res = calibrate_paths(folder, sents, Budget(nn10=0.9), source="dev.txt", **FAST)
+    return folder, sents, res
+
+
+def test_every_path_is_measured_and_the_fastest_within_budget_is_chosen(calibrated):
+    folder, _, res = calibrated
+    L = 6
+    assert len(res.paths) == 3 * len(candidate_rules(L, FAST["thetas"], [3, 4]))  # 3 engines x (full, 5 cuts, 4 exits)
+    assert {p.backend for p in res.paths} == {"torch", "onnx", "onnx-int8"}
+    assert all(set(p.ms) == {1, 4} and min(p.ms.values()) > 0 for p in res.paths)
+    ok = [p for p in res.paths if p.nn10 >= 0.9]
+    assert [p.meets_budget for p in res.paths] == [p.nn10 >= 0.9 for p in res.paths]
+    assert res.chosen in ok and res.chosen.ms[1] == min(p.ms[1] for p in ok)
+    full = next(p for p in res.paths if p.backend == "torch" and p.kind == "full")
+    assert full.nn10 == 1.0 and full.exit_rate == 0.0  # the reference itself
+    assert (folder / PLOT_FILE).stat().st_size > 0
+
+
+def test_reloading_the_folder_serves_the_chosen_backend_precision_and_rule(calibrated):
+    from leap import ExitSentenceTransformer
+
+    folder, sents, res = calibrated
+    rec = read_serving(folder)
+    assert (rec["backend"], rec["precision"]) == (res.chosen.backend, res.chosen.precision)
+    assert rec["data"] == "dev.txt" and len(rec["data_sha256"]) == 64 and rec["machine"]["device"] == "cpu"
+    assert len(rec["paths"]) == len(res.paths)
+    for served in (load_exit_model(str(folder)), ExitSentenceTransformer(str(folder))):
+        assert served.exit_config == res.chosen.rule.resolve(6)
+        if res.chosen.backend == "torch":
+            assert not isinstance(served, OnnxExitModel)
+        else:
+            assert isinstance(served, OnnxExitModel) and served.int8 == (res.chosen.precision == "int8")
+    assert not isinstance(load_exit_model(str(folder), backend="torch"), OnnxExitModel)  # the caller overrides
+    assert not isinstance(load_exit_model(str(folder), device="cpu", dtype="float32", backend="torch"), OnnxExitModel)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+def test_a_paths_measured_quality_is_what_encoding_through_that_path_gives(calibrated, backend):
+    """The table is scored from one full pass per engine; encoding through each path agrees."""
+    folder, sents, res = calibrated
+    ref = load_exit_model(str(folder), backend="torch").encode(sents, exit=ExitConfig(strategy="none"))
+    model = load_exit_model(str(folder), backend=backend, threads=1)
+    for p in [q for q in res.paths if q.backend == backend][::3]:
+        emb, layers = model.encode_with_exit_layers(sents, exit=p.rule)
+        nn, cos = agreement(emb, ref)
+        assert abs(nn - p.nn10) < 0.02 and abs(cos - p.mean_cosine) < 1e-3, p.name
+        assert abs(float(np.mean(layers)) - p.expected_exit_layer) < 0.1, p.name
+
+
+def test_cli_calibrate_auto_with_pairs_reports_every_path_and_encode_serves_it(tmp_path, tiny_models, capsys):
+    from leap.cli import main
+
+    sents = builtin_sentences()[:40]
+    folder = convert(tiny_models["mpnet"], tmp_path / "m", exit=ExitConfig(theta=0.9, min_layer=3))
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("\n".join(f"{a}\t{b}\t{i % 5}" for i, (a, b) in enumerate(zip(sents, sents[1:]))) + "\n")
+    base = ["calibrate", str(folder), "--data", str(pairs), "--pairs", "--spearman-drop", "0.05", "--paths", "auto"]
+    fast = ["--thetas", "0.9", "--batch-sizes", "2", "--timing-sentences", "6", "--rounds", "1", "--threads", "1"]
+    assert main([*base, *fast, "--no-export"]) == 0
+    out = capsys.readouterr().out
+    assert "not measured: onnx, onnx-int8: no ONNX export; run `leap export" in out
+    assert "Spearman drop <= 0.05" in out and "NN@10" not in out.split("budget")[1].splitlines()[0]
+    assert read_serving(folder)["backend"] == "torch"
+    assert main([*base, *fast, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert {r["backend"] for r in got["paths"]} == {"torch", "onnx", "onnx-int8"}
+    assert all("spearman_common_depth" in r and "ms_b2" in r for r in got["paths"])
+    chosen = got["chosen"]
+    (tmp_path / "in.txt").write_text("\n".join(sents[:5]) + "\n")
+    out_npy = tmp_path / "e.npy"
+    assert main(["encode", str(folder), "--input", str(tmp_path / "in.txt"), "--output", str(out_npy), "--json"]) == 0
+    enc = json.loads(capsys.readouterr().out)
+    assert enc["backend"] == chosen["backend"] and enc["exit"]["strategy"] == chosen["strategy"]
+    assert np.load(out_npy).shape[0] == 5
+    # calibrating the exit rule alone afterwards drops the serving record it no longer matches
+    assert (
+        main(["calibrate", str(folder), "--data", str(pairs), "--pairs", "--spearman-drop", "1", "--thetas", "0.9"])
+        == 0
+    )
+    assert read_serving(folder) is None
