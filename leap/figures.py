@@ -3,10 +3,11 @@
 - Fig. 1: (a) similarity to final per layer, baseline vs LEAP, threshold drawn; (b) inter-layer stability.
 - Fig. 2: exit distribution per layer at theta with the cumulative curve.
 - Fig. 3 (replaces the paper's single-model Pareto plot): the frontier, one figure per
-  benchmark: quality against layer reduction L / E[l] for every model's exit rules over
-  their sweeps (solid), its static truncation (dashed), the config's rule (a large marker),
-  the fixed-depth student; and quality against measured speedup at batch 1 and 32 where
-  the latency stage timed the point.
+  benchmark, one panel per model: quality against layer reduction L / E[l] for its exit
+  rules over their sweeps (solid), its static truncation (dashed), the config's rule
+  (ringed), the fixed-depth student; on STS-B, for the models the serving-paths stage
+  timed, Spearman against measured ms/sentence on torch and ONNX Runtime int8 (full depth,
+  cuts, exit).
 - Fig. 4: (a) contraction ratios with the median; (b) final-aligned displacement.
 - Fig. 5: NN@10 failure rate per layer.
 
@@ -52,79 +53,106 @@ def _layers(res: dict, v: str, key: str) -> list | None:
     return mean_list([r[key] for r in rs]) if rs else None
 
 
-def frontier_figure(df, bench: str):
-    """Quality against layer reduction and against measured speedup (batch 1, 32) for every
-    model on one benchmark; truncation dashed, the config's rule marked large."""
-    import matplotlib.pyplot as plt
+RULE_STYLES = (  # rule -> (line style, marker, colour, legend label) in the frontier figure
+    ("truncation", "--", ".", "0.45", "truncation at layer l"),
+    ("convergence", "-", "o", "C0", "convergence exit"),
+    ("common_depth", "-", "D", "C1", "common-depth scoring"),
+    ("pabee", ":", "^", "C2", "PABEE"),
+    ("deebert", "-.", "s", "C3", "DeeBERT heads"),
+    ("oracle", ":", "x", "C4", "oracle (exit ceiling, not deployable)"),
+)
+SPEED_STYLES = (  # (backend, kind) -> style of the serving-path panels
+    ("torch", "cut", "--", "s", "0.45", "torch: full depth and cuts"),
+    ("onnx-int8", "cut", "--", "s", "C2", "ONNX Runtime int8: full depth and cuts"),
+    ("torch", "exit", "", "o", "C0", "torch: exit (theta sweep)"),
+    ("onnx-int8", "exit", "", "o", "C3", "ONNX Runtime int8: exit (theta sweep)"),
+)
 
-    d = df[df["benchmark"] == bench]
-    models = [m for m in dict.fromkeys(d["model"]) if m != "fixed_depth"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    palette = plt.get_cmap("tab10" if len(models) <= 10 else "tab20").colors
-    colors = {m: palette[i % len(palette)] for i, m in enumerate(models)}
-    for m in models:
-        g = d[d["model"] == m]
-        c = colors[m]
-        tr = g[g["rule"] == "truncation"].sort_values("layer_reduction")
-        axes[0].plot(tr["layer_reduction"], tr["quality"], ls="--", color=c, lw=1, marker=".", alpha=0.8)
-        for rule, style in (
-            ("convergence", "-o"),
-            ("common_depth", "-D"),
-            ("pabee", ":^"),
-            ("deebert", "-.s"),
-            ("oracle", ":x"),
-        ):
-            pts = g[(g["rule"] == rule) & ~g["at_config"]].sort_values("layer_reduction")
-            if len(pts):
-                axes[0].plot(
-                    pts["layer_reduction"],
-                    pts["quality"],
-                    style,
-                    color=c,
-                    ms=3,
-                    lw=1,
-                )
-        at = g[g["at_config"]]
-        axes[0].scatter(at["layer_reduction"], at["quality"], s=90, color=c, edgecolor="k", zorder=5)
-        for ax, col in ((axes[1], "speedup_b1"), (axes[2], "speedup_b32")):
-            trs = tr.dropna(subset=[col]).sort_values(col)
-            if len(trs):
-                ax.plot(trs[col], trs["quality"], ls="--", color=c, lw=1, marker=".")
-            ats = at.dropna(subset=[col])
-            if len(ats):
-                ax.scatter(ats[col], ats["quality"], s=90, color=c, edgecolor="k", zorder=5)
-    fixed = d[(d["model"] == "fixed_depth") & (d["rule"] == "fixed_depth")]  # its point beside the baseline
-    if len(fixed):
-        axes[0].scatter(fixed["layer_reduction"], fixed["quality"], marker="*", s=160, color="k")
-    axes[0].set(
-        xlabel="Layer reduction L / E[l]",
-        ylabel=f"{bench} quality",
-        title=f"(a) {bench}: exit (solid) vs truncation (dashed)",
-    )
-    axes[1].set(xlabel="Measured speedup, batch 1", title="(b) batch 1")
-    axes[2].set(xlabel="Measured speedup, batch 32", title="(c) batch 32")
-    # one legend below the panels: a colour per model, a marker per rule (the per-line
-    # labels of a dozen models would cover panel (a))
+
+def _reduction_axis(ax: Any, top: float) -> None:
+    """Layer reduction on a log axis with readable ticks (1x, 1.5x, 2x, 3x, ...)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ticks = [t for t in (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24) if t <= max(top, 1.5) * 1.05]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
+
+
+def _layer_panel(ax: Any, g: Any, fixed: Any) -> None:
+    """One model's frontier: every rule over its sweep against layer reduction."""
+    for rule, ls, marker, color, _ in RULE_STYLES:
+        pts = g[(g["rule"] == rule) & (~g["at_config"] | (rule == "truncation"))].sort_values("layer_reduction")
+        if len(pts):
+            ax.plot(pts["layer_reduction"], pts["quality"], ls=ls, marker=marker, color=color, ms=3, lw=1)
+    at = g[g["at_config"] & (g["rule"] != "truncation")]
+    ax.scatter(at["layer_reduction"], at["quality"], s=90, facecolor="none", edgecolor="k", lw=1.5, zorder=5)
+    if fixed is not None and len(fixed):
+        ax.scatter(fixed["layer_reduction"], fixed["quality"], marker="*", s=160, color="k", zorder=6)
+
+
+def _speed_panel(ax: Any, paths: list[dict], batch_size: int) -> None:
+    """One model's serving paths: STS-B dev Spearman against measured ms/sentence."""
+    key = f"ms_b{batch_size}"
+    for backend, kind, ls, marker, color, _ in SPEED_STYLES:
+        pts = sorted(
+            (p for p in paths if p["backend"] == backend and (p["kind"] == "exit") == (kind == "exit")),
+            key=lambda p: p[key],
+        )
+        if pts:
+            ax.plot([p[key] for p in pts], [p["spearman"] for p in pts], ls=ls, marker=marker, color=color, ms=3, lw=1)
+    ax.set_xscale("log")
+
+
+def frontier_figure(df, bench: str, serving: dict[str, dict] | None = None):
+    """One panel per model: quality against layer reduction L / E[l] for every exit rule over
+    its sweep, static truncation dashed, the config's rule ringed, the fixed-depth student
+    starred in the baseline's panel; then, for the models the serving-paths stage timed (its
+    STS-B dev sample), Spearman against measured ms/sentence at batch 1 on torch and ONNX
+    Runtime int8, so that quantisation and cuts sit on the same axes as exit."""
+    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in models]
-    handles += [
-        Line2D([], [], color="0.3", ls=ls, marker=mk, ms=4, lw=1, label=label)
-        for ls, mk, label in (
-            ("-", "o", "convergence exit"),
-            ("-", "D", "common-depth scoring"),
-            (":", "^", "PABEE"),
-            ("-.", "s", "DeeBERT heads"),
-            (":", "x", "oracle (exit ceiling, not deployable)"),
-            ("--", ".", "truncation at layer l"),
-        )
-    ]
-    handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="0.8", mec="k", label="the config's theta"))
+    d = df[df["benchmark"] == bench]
+    models = sorted(
+        (m for m in dict.fromkeys(d["model"]) if m != "fixed_depth"), key=lambda m: m.startswith("published:")
+    )
+    timed = [m for m in models if serving and serving.get(m, {}).get("paths")]
+    ncols = min(4, max(1, len(models)))
+    rows_a, rows_b = -(-len(models) // ncols), -(-len(timed) // ncols)
+    fig, axes = plt.subplots(rows_a + rows_b, ncols, figsize=(4 * ncols, 3.2 * (rows_a + rows_b)), squeeze=False)
+    fixed = d[(d["model"] == "fixed_depth") & (d["rule"] == "fixed_depth")]
+    star_at = "baseline" if "baseline" in models else (models[0] if models else None)
+    top = float(d["layer_reduction"].max()) if len(d) else 2.0
+    for ax, m in zip(axes[:rows_a].flat, models):
+        _layer_panel(ax, d[d["model"] == m], fixed if m == star_at else None)
+        _reduction_axis(ax, top)
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("layer reduction L / E[l]", fontsize=8)
+        ax.set_ylabel(f"{bench} quality", fontsize=8)
+    for ax, m in zip(axes[rows_a:].flat, timed):
+        rec = serving[m]
+        bs = rec["batch_sizes"][0]
+        _speed_panel(ax, rec["paths"], bs)
+        ax.set_title(f"{m}: {rec['benchmark']} ({rec['n_pairs']} pairs)", fontsize=9)
+        ax.set_xlabel(f"measured ms per sentence, batch {bs}", fontsize=8)
+        ax.set_ylabel("Spearman", fontsize=8)
+    for ax in list(axes[:rows_a].flat)[len(models) :] + list(axes[rows_a:].flat)[len(timed) :]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], ls=ls, marker=mk, color=c, ms=4, lw=1, label=lab) for _, ls, mk, c, lab in RULE_STYLES]
+    handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="k", label="the config's rule"))
     if len(fixed):
         handles.append(Line2D([], [], ls="", marker="*", ms=12, color="k", label="fixed-depth student"))
+    if timed:
+        handles += [
+            Line2D([], [], ls=ls or "", marker=mk, color=c, ms=4, lw=1, label=lab)
+            for *_, ls, mk, c, lab in SPEED_STYLES
+        ]
+    fig.suptitle(f"{bench}: exit against truncation of the same model, and measured speed", y=1.0)
     fig.tight_layout()
-    # below the figure: the saved file's tight bounding box takes it in
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=8, frameon=False)
+    # below the panels: the saved file's tight bounding box takes it in
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8, frameon=False)
     return fig
 
 
@@ -142,13 +170,15 @@ def build_frontier_figures(
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
     out = Path(out_dir)
-    df = frontier_table(collect(eval_paths))
+    res = collect(eval_paths)
+    df = frontier_table(res)
+    serving = {m: rs[0] for m in res if (rs := runs(res, m, "serving_paths"))}
     status: dict[str, str] = {}
     have = list(dict.fromkeys(df["benchmark"])) if df is not None else []
     for bench in dict.fromkeys([*benchmarks, *have]):
         name = frontier_figure_name(bench)
         if bench in have:
-            fig = frontier_figure(df, bench)
+            fig = frontier_figure(df, bench, serving if bench == "STS-B" else None)
             _save(fig, out, name)
             plt.close(fig)
             status[name] = "written"

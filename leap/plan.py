@@ -71,6 +71,7 @@ class Plan:
                 "the layout stsbenchmark/, nli/, mrpc/, beir/"
             )
         _ = self.run_configs  # an unknown variant, objective or key fails here first
+        _ = self.pooling  # a published checkpoint that cannot be served stops the plan
         if HEADS in self.groups["comparisons"] and "baseline" not in self.trained:
             raise LeapError("invalid config: variant deebert needs the baseline variant; add baseline to variants.main")
         ref = cfg.evaluation.heads_reference
@@ -79,6 +80,20 @@ class Plan:
                 f"invalid config: evaluation.heads_reference {ref!r} is not a trained variant; "
                 f"choose one of {self.trained}"
             )
+
+    @cached_property
+    def pooling(self) -> dict[str, str]:
+        """``{published name: how it is pooled}`` read from its files (:mod:`leap.checkpoints`);
+        one line naming the checkpoint and its pooling when it cannot be served."""
+        from leap.checkpoints import pooling_of
+
+        out = {}
+        for name, ref in self.published.items():
+            try:
+                out[name] = pooling_of(ref)
+            except LeapError as err:
+                raise LeapError(f"invalid config: published_models {name!r}: {err}") from None
+        return out
 
     # -- runs -----------------------------------------------------------------------------
     def seeds_of(self, variant: str) -> list[int]:
@@ -175,7 +190,8 @@ class Plan:
     @cached_property
     def latency_runs(self) -> list[str]:
         variants = [v for v in self.latency["variants"] if v in self.trained]
-        return self.runs(variants, ["latency"], self.latency["seeds"])
+        serving = self.latency["serving_pairs"] > 0 and self.latency["device"] == "cpu"  # ONNX Runtime: CPU
+        return self.runs(variants, ["latency", *(["serving_paths"] if serving else [])], self.latency["seeds"])
 
     @cached_property
     def all_evals(self) -> list[str]:

@@ -22,8 +22,10 @@ def write_report(
     synthetic: bool,
     experiment: str,
     provenance: dict | None = None,
+    pooling: dict[str, str] | None = None,
 ) -> None:
     """Markdown report: the frontier first, then claims, every written table, every figure,
+    how each published checkpoint was loaded (``pooling``: name -> :func:`leap.checkpoints.pooling_of`),
     and the run's provenance (:mod:`leap.provenance`). On synthetic data its first lines say
     that the numbers are not comparable to the paper."""
     import json
@@ -77,6 +79,9 @@ def write_report(
     lines += ["## Figures", ""]
     for png in sorted(fdir.glob("fig*.png")):
         lines += [f"![{png.stem}]({os.path.relpath(png, out.parent)})", ""]
+    if pooling:
+        lines += ["## Published checkpoints: how they were loaded", "", "| checkpoint | pooling |", "| --- | --- |"]
+        lines += [f"| {name} | {how} |" for name, how in pooling.items()] + [""]
     if provenance is not None:
         from leap.provenance import provenance_markdown
 
@@ -94,6 +99,7 @@ def run_report(
     report_md: str,
     experiment: str,
     provenance_json: str | None = None,
+    pooling: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """claims.csv and report.md (the workflow's report rule)."""
     claims = build_claims(eval_paths, diagnostics)
@@ -101,5 +107,6 @@ def run_report(
         claims.to_csv(tmp, index=False)
     synthetic = bool(load_json(stats_json).get("synthetic", False))
     prov = load_json(provenance_json) if provenance_json else None
-    write_report(report_md, claims, Path(tables_index).parent, Path(figures_index).parent, synthetic, experiment, prov)
+    tables, figures = Path(tables_index).parent, Path(figures_index).parent
+    write_report(report_md, claims, tables, figures, synthetic, experiment, prov, pooling)
     return claims

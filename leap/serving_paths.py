@@ -220,7 +220,12 @@ def onnx_export_needed(folder: Path, num_layers: int, first_layer: int) -> str |
 
 
 def load_engines(
-    folder: Path, num_layers: int, rules: Sequence[ExitConfig], threads: int | None, export: bool
+    folder: Path,
+    num_layers: int,
+    rules: Sequence[ExitConfig],
+    threads: int | None,
+    export: bool,
+    backends: Sequence[str] = ("onnx", "onnx-int8"),
 ) -> tuple[dict[str, Any], list[str]]:
     """The ONNX Runtime engines (fp32, int8) for ``folder``, exported first when needed and
     ``export``; ``(engines, skipped)`` where ``skipped`` says why an engine is missing."""
@@ -240,7 +245,7 @@ def load_engines(
 
         log.info("exporting ONNX graphs into %s (%s)", folder, why)
         export_onnx(folder, int8=True, truncations=range(1, num_layers), first_segment_end=first)
-    engines = {b: OnnxExitModel(folder, int8=b == "onnx-int8", threads=threads) for b in ("onnx", "onnx-int8")}
+    engines = {b: OnnxExitModel(folder, int8=b == "onnx-int8", threads=threads) for b in backends if b != "torch"}
     return engines, []
 
 
@@ -280,8 +285,8 @@ def measure_paths(
     engines: dict[str, Any] = {"torch": torch_model}
     skipped: list[str] = []
     if any(b != "torch" for b in backends):
-        onnx, skipped = load_engines(folder, L, rules, threads, export)
-        engines |= {b: m for b, m in onnx.items() if b in backends}
+        onnx, skipped = load_engines(folder, L, rules, threads, export, backends)
+        engines |= onnx
     v = torch_model.layer_embeddings(sents)
     reference = F.normalize(torch_model.embed_vectors(v)[-1].float(), dim=-1).numpy()
     paths: list[PathResult] = []
@@ -379,3 +384,58 @@ def calibrate_paths(
     plot_paths(result, Path(folder) / PLOT_FILE)
     result.chosen.rule.save(folder, extra=extra)
     return result
+
+
+def run_serving_paths(
+    model: str | os.PathLike,
+    pairs_path: str | os.PathLike,
+    out_json: str | os.PathLike,
+    latency: dict[str, Any],
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The workflow's serving-paths stage: every path of a trained model (torch and ONNX
+    Runtime int8; full depth, every cut, exit over ``latency["serving_thetas"]``) on a seeded
+    sample of ``latency["serving_pairs"]`` STS-B dev pairs -> JSON (the frontier figure's
+    speed panels). The model is exported in a scratch copy; its own folder is not touched."""
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    from leap.evaluate import pair_index
+    from leap.files import write_json
+    from leap.latency import environment
+
+    df = pd.read_parquet(pairs_path)
+    dev = df[df["split"] == "dev"]
+    if dev.empty:
+        raise LeapError(f"{pairs_path} has no dev split; the serving paths are measured on STS-B dev pairs")
+    n = int(latency["serving_pairs"])
+    dev = dev.sample(n=n, random_state=0) if len(dev) > n else dev
+    sents, i1, i2 = pair_index(dev)
+    batch_sizes = tuple(latency["serving_batch_sizes"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        shutil.copytree(model, folder, ignore=shutil.ignore_patterns("onnx"))
+        res = measure_paths(
+            folder,
+            sents,
+            Budget(nn10=0.0),  # nothing is chosen here: every path is reported
+            pairs=(i1, i2, dev["score"].to_numpy(float)),
+            thetas=tuple(latency["serving_thetas"]),
+            batch_sizes=batch_sizes,
+            threads=threads,
+            backends=("torch", "onnx-int8"),
+        )
+    out = {
+        "benchmark": "STS-B dev",
+        "n_pairs": len(dev),
+        "n_sentences": len(sents),
+        "batch_sizes": list(batch_sizes),
+        "threads": threads,
+        "skipped": res.skipped,
+        "machine": environment(torch.device("cpu")),
+        "paths": [p.to_dict() for p in res.paths],
+    }
+    write_json(out_json, out)
+    return out

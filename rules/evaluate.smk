@@ -173,6 +173,33 @@ rule eval_exit_heads:
         "../workflow_scripts/eval_exit_heads.py"
 
 
+# Every serving path of a timed student on a sample of STS-B dev pairs: torch and ONNX Runtime
+# int8, each at full depth, cut at every layer and under exit (the frontier figure's speed
+# panels). The model is exported in a scratch copy; its folder stays as training wrote it.
+rule serving_paths:
+    input:
+        model=f"{RUN}/model",
+        pairs=f"{DATA}/stsb.parquet",
+        code=code("serving_paths.py"),
+    output:
+        json=f"{RUN}/eval/serving_paths.json",
+    log:
+        f"{RESULTS}/logs/serving_paths/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/serving_paths/{{variant}}/seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: CFG.threads
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        exclusive=1,
+    params:
+        latency=LATENCY,
+    script:
+        "../workflow_scripts/serving_paths.py"
+
+
 rule latency_bench:
     input:
         model=f"{RUN}/model",

@@ -127,5 +127,6 @@ rule claims_report:
     params:
         names=DIAGNOSED,
         experiment=EXPERIMENT,
+        pooling=PLAN.pooling,  # how each published checkpoint is loaded (leap.checkpoints)
     script:
         "../workflow_scripts/report.py"

@@ -364,5 +364,24 @@ def test_frontier_figure_marks_the_fixed_depth_student_once_and_names_each_model
     fig = frontier_figure(df, "STS-B")
     stars = [c for c in fig.axes[0].collections if list(c.get_sizes()) == [160]]
     assert len(stars) == 1 and stars[0].get_offsets().tolist() == [[1.5, 0.76]]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["a"]  # one panel per model; the fixed-depth student is a point, not a panel
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels.count("a") == 1 and "fixed_depth" not in labels and "fixed-depth student" in labels
+    assert "fixed-depth student" in labels and "truncation at layer l" in labels
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][:2] == ["1x", "1.5x"]
+    # the serving-paths stage's measurements: a speed panel per timed model, ms on x
+    paths = [
+        {"backend": b, "kind": k, "ms_b1": ms, "spearman": sp}
+        for b, k, ms, sp in [
+            ("torch", "full", 8.0, 0.80),
+            ("torch", "cut", 4.0, 0.70),
+            ("onnx-int8", "full", 1.2, 0.79),
+            ("onnx-int8", "exit", 1.0, 0.75),
+        ]
+    ]
+    rec = {"benchmark": "STS-B dev", "n_pairs": 50, "batch_sizes": [1], "paths": paths}
+    fig = frontier_figure(df, "STS-B", {"a": rec})
+    speed = [ax for ax in fig.axes if ax.get_visible() and "STS-B dev" in ax.get_title()]
+    assert len(speed) == 1
+    xs = sorted(x for line in speed[0].get_lines() for x in line.get_xdata())
+    assert xs == [1.0, 1.2, 4.0, 8.0]

@@ -35,7 +35,8 @@ def test_cpu_plan_runs_teachers_and_evaluations(tmp_path):
     assert len(beir) == 4 * 3 * 2 + 1 * 2 + 2 * 2 + 2 * 1
     assert "results/cpu/published/all-mpnet-base-v2/eval/beir_nfcorpus.json" in beir
     assert "results/cpu/published/all-mpnet-base-v2/eval/beir_scifact.json" not in beir  # retrieval_sets
-    assert len(plan.latency_runs) == 5 and len(plan.model_cards) == 12
+    assert len(plan.latency_runs) == 2 * 5 and len(plan.model_cards) == 12  # latency and serving paths
+    assert "results/cpu/self_xd/seed0/eval/serving_paths.json" in plan.latency_runs
     assert plan.benchmarks == ["STS-B", "scifact", "nfcorpus", "scifact (query-only)", "nfcorpus (query-only)"]
     assert plan.diagnosed == ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
 

@@ -65,7 +65,14 @@ def tiny_cfg(tiny_models) -> dict:
         "variant_overrides": {"fixed_depth": {"n_layers": 3}},
         "sweep": {"max_samples": 48},
         "evaluation": {"exit": {"min_layer": 2}, "layer_sentences": 60, "retrieval_variants": ["baseline", "leap_xd"]},
-        "latency": {"batch_sizes": [1, 4], "warmup": 1, "iters": 3},
+        "latency": {
+            "batch_sizes": [1, 4],
+            "warmup": 1,
+            "iters": 3,
+            "serving_pairs": 30,
+            "serving_thetas": [0.9],
+            "serving_batch_sizes": [1],
+        },
         "published_models": [
             {"name": "tiny-bert", "model": tiny_models["bert"]},
             {"name": "tiny-mpnet", "model": tiny_models["mpnet"]},
@@ -139,6 +146,13 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
     assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
     assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
+    serving = json.loads((res / "leap/seed0/eval/serving_paths.json").read_text())
+    assert {(p["backend"], p["kind"]) for p in serving["paths"]} >= {
+        ("torch", "cut"),
+        ("torch", "exit"),
+        ("torch", "full"),
+    }
+    assert all(p["ms_b1"] > 0 and -1 <= p["spearman"] <= 1 for p in serving["paths"])
     index = json.loads((res / "tables/index.json").read_text())
     assert index["table1_main"] == "written" and index["table11_ablation"] == "written"
     for name, state in index.items():
@@ -360,7 +374,7 @@ def test_cpu_config_resolves(tmp_path):
     assert counts["eval_beir"] == 4 * 3 * 2 + 1 * 2 + 2 * 2 + 2 * 1
     assert counts["eval_stsb"] == 23 + 4
     assert counts["exit_enable_published"] == 2 and counts["diagnose_published"] == 2
-    assert counts["latency_bench"] == 5  # latency seeds 1
+    assert counts["latency_bench"] == 5 and counts["serving_paths"] == 5  # latency seeds 1
 
 
 def test_cpu_frontier_overlay_keeps_the_frontier_and_seeds_and_drops_ablations(tmp_path):

@@ -17,4 +17,5 @@ run_report(
     o.report,
     p.experiment,
     provenance_json=i.provenance,
+    pooling=p.pooling,
 )

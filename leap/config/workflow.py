@@ -97,6 +97,18 @@ class LatencyConfig:
     device: str = setting("cpu", "cpu or cuda", enum=["cpu", "cuda"])
     dtype: str | None = setting(None, "float16 / bfloat16 on GPU", enum=[None, "float16", "bfloat16"])
     seeds: int | None = setting(None, "time the first N seeds of each variant (null = all)", minimum=1)
+    serving_pairs: int = setting(
+        500,
+        "STS-B dev pairs on which every serving path of a timed variant is measured (torch and ONNX Runtime "
+        "int8: full depth, every cut, exit over serving_thetas; quality and ms/sentence; CPU only); 0 = off",
+        minimum=0,
+    )
+    serving_thetas: tuple[float, ...] = setting(
+        (0.80, 0.88, 0.93, 0.97), "exit thetas of the serving paths", items={"minimum": -1, "maximum": 1}
+    )
+    serving_batch_sizes: tuple[int, ...] = setting(
+        (1, 32), "batch sizes the serving paths are timed at", items={"minimum": 1}
+    )
 
 
 @dataclass(frozen=True)
