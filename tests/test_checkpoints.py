@@ -18,17 +18,7 @@ from leap.errors import LeapError
 from leap.exit_model import load_exit_model
 from leap.plan import Plan
 
-
-def plain_copy(st_folder, dest):
-    """A sentence-transformers folder as a plain transformers checkpoint (no modules.json)."""
-    shutil.copytree(st_folder, dest)
-    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
-        (dest / name).unlink(missing_ok=True)
-    for sub in dest.glob("*_Pooling"):
-        shutil.rmtree(sub)
-    for sub in dest.glob("*_Normalize"):
-        shutil.rmtree(sub)
-    return dest
+from .hub_fixtures import plain_copy
 
 
 def with_pooling(st_folder, dest, mode):

@@ -32,11 +32,8 @@ def _slurm_idle() -> str | None:
     return None
 
 
-@pytest.mark.slow
-def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
-    why = _slurm_idle()
-    if why:
-        pytest.skip(why)
+def write_profile(tmp_path) -> None:
+    """profiles/slurm with the test-only changes (no conda, squeue for job states) in tmp_path/profile."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     profile.pop("software-deployment-method")  # no conda on this machine
     profile |= {
@@ -51,6 +48,13 @@ def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
 
+
+@pytest.mark.slow
+def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
+    why = _slurm_idle()
+    if why:
+        pytest.skip(why)
+    write_profile(tmp_path)
     cfg = tiny_cfg(tiny_models)
     cfg["experiment"] = "slurm"
     # one trained variant through every stage (data, teacher, training, evaluation, latency,
@@ -87,3 +91,50 @@ def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
     assert "sbatch" in out or "SLURM" in out  # the jobs went through the executor
     logs = list((tmp_path / "slurm-logs").rglob("*.log"))
     assert any("train_student" in str(p) for p in logs), [str(p) for p in logs][:10]
+
+
+@pytest.mark.slow
+def test_paper_configuration_rehearsal_first_stages_through_slurm_profile(tmp_path):
+    """The paper configuration with the rehearsal's overlay (tests/test_rehearsal.py): data
+    extraction from the stand-in Hub (a local rule: downloads run where the network is) and
+    the teacher cache as a SLURM job."""
+    from tests.hub_fixtures import build_hub, build_models
+    from tests.hub_stub import HubStub
+    from tests.test_rehearsal import overlay
+
+    why = _slurm_idle()
+    if why:
+        pytest.skip(why)
+    write_profile(tmp_path)
+    hub, models = build_hub(tmp_path / "hub"), build_models(tmp_path / "models")
+    offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    env = {k: v for k, v in os.environ.items() if k not in offline}
+    with HubStub(hub) as url:
+        (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay(models, url)))
+        targets = ["results/paper/data/stats.json", "results/paper/teacher/teacher/manifest.json"]
+        cmd = [
+            "timeout",
+            "-k",
+            "10",
+            "600",
+            *SNAKEMAKE,
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--workflow-profile",
+            str(tmp_path / "profile"),
+            "--configfile",
+            str(ROOT / "config/config.yaml"),
+            str(tmp_path / "overlay.yaml"),
+            "--",
+            *targets,
+        ]
+        run_env = env | {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    stats = json.loads((tmp_path / targets[0]).read_text())
+    assert stats["written"] > 0 and "stanfordnlp/snli" in stats["hub_revisions"]
+    logs = [str(p) for p in (tmp_path / "slurm-logs").rglob("*.log")]
+    assert any("teacher_cache" in p for p in logs), logs[:10]  # extraction is a local rule (downloads)

@@ -10,6 +10,9 @@ from leap.config.fields import dataclass_schema, from_dict, schema_errors, setti
 from leap.config.train import TrainConfig
 from leap.errors import LeapError
 
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+"""BEIR's download server (the BEIR README's links); ``data.beir_url`` replaces it with a mirror."""
+
 SOURCE = {"type": "string", "pattern": "^(hub|local|demo):"}
 
 
@@ -36,6 +39,11 @@ class DataConfig:
     revisions: dict[str, str] = setting(
         doc="commit of each Hub dataset by repo id; an unpinned repo is resolved once and recorded in stats.json",
         factory=dict,
+    )
+    beir_url: str = setting(
+        BEIR_URL,
+        "where hub: BEIR sets are downloaded from, {name} standing for the set (BEIR's own server, or a mirror)",
+        pattern=r"\{name\}",
     )
 
     def refs(self) -> list[str]:

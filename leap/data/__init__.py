@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from leap.config import DataConfig
+from leap.config.workflow import BEIR_URL
 from leap.data.demo import demo_pairs, demo_retrieval, demo_sentences
 from leap.data.filtering import (
     FilterResult,
@@ -147,11 +149,12 @@ def retrieval_set(
     download_dir: str | None = None,
     dev_queries: int = 300,
     seed: int = 0,
+    beir_url: str = BEIR_URL,
 ) -> RetrievalSet:
     """A BEIR data set: ``local:<name>`` from ``data_dir/beir/<name>``, ``hub:<name>`` through
     beir's download helper, ``demo:retrieval`` the synthetic set; its dev split is the set's
     own (NFCorpus) or a seeded sample of ``dev_queries`` training queries (SciFact)."""
-    return source(ref, data_dir).retrieval_set(dev_queries, seed, download_dir)
+    return source(ref, data_dir, beir_url=beir_url).retrieval_set(dev_queries, seed, download_dir)
 
 
 def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
@@ -165,11 +168,14 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
             f"{repo} at {sha}{' (pinned)' if cfg.revisions.get(repo) else ' (current head; pin it in data.revisions)'}"
         )
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     stsb = stsb_pairs(cfg.stsb, cfg.data_dir, revisions) if cfg.stsb else None
     qqp = qqp_pairs(cfg.qqp, seed=cfg.seed, revisions=revisions) if cfg.qqp else None
-    retrieval = [
-        retrieval_set(r, cfg.data_dir, dev_queries=cfg.retrieval_dev_queries, seed=cfg.seed) for r in cfg.retrieval
-    ]
+    with tempfile.TemporaryDirectory(dir=out) as downloads:  # BEIR zips; each set is saved below
+        retrieval = [
+            retrieval_set(r, cfg.data_dir, downloads, cfg.retrieval_dev_queries, cfg.seed, cfg.beir_url)
+            for r in cfg.retrieval
+        ]
     exclude = eval_sentences(stsb, pairs=[qqp] if qqp is not None else [], retrieval=retrieval)
     raw = {}
     for ref in cfg.train_sources:

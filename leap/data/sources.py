@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leap.config.workflow import BEIR_URL
 from leap.data.demo import demo_pairs, demo_retrieval, demo_sentences
 from leap.data.retrieval import RetrievalSet, dev_split_of
 from leap.errors import LeapError
@@ -43,7 +44,6 @@ HUB_TRAIN = {
 }
 HUB_STSB = "sentence-transformers/stsb"  # columns sentence1, sentence2, score in [0, 1]
 HUB_QQP_EVAL = ("nyu-mll/glue", "qqp", "validation")  # 10K pairs sampled with the data seed
-BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 BEIR_NAMES = ("arguana", "nfcorpus", "scifact", "scidocs", "fiqa")
 DEMO_NAMES = ("sentences", "pairs", "qqp", "retrieval")  # built-in SYNTHETIC data
 LOCAL_FOLDERS = {"nli": "nli", "mrpc": "mrpc", "stsb": "stsbenchmark"}  # else beir/<name>
@@ -111,9 +111,10 @@ class HubSource(Source):
     kind = "hub"
     names = (*HUB_TRAIN, "stsb", "qqp", *BEIR_NAMES)
 
-    def __init__(self, name: str, revisions: Mapping[str, str] | None = None) -> None:
+    def __init__(self, name: str, revisions: Mapping[str, str] | None = None, beir_url: str = BEIR_URL) -> None:
         super().__init__(name)
         self.revisions = dict(revisions or {})
+        self.beir_url = beir_url
 
     def load(self, repo: str, *args: Any, **kwargs: Any) -> Any:
         """``datasets.load_dataset(repo, ...)`` at the run's commit, or one line naming the source."""
@@ -184,14 +185,15 @@ class HubSource(Source):
     def retrieval_set(self, dev_queries: int = 300, seed: int = 0, download_dir: str | None = None) -> RetrievalSet:
         if self.name not in BEIR_NAMES:
             raise LeapError(f"unknown BEIR set {self.ref!r}; known: {', '.join(BEIR_NAMES)}")
+        url = self.beir_url.format(name=self.name)
         try:
             from beir import util
 
-            folder = util.download_and_unzip(BEIR_URL.format(name=self.name), download_dir or "beir_datasets")
+            folder = util.download_and_unzip(url, download_dir or "beir_datasets")
         except Exception as exc:
             raise LeapError(
-                f"data source {self.ref!r}: BEIR download failed ({type(exc).__name__}); without internet "
-                f"use local:{self.name} with data_dir pointing at a copy"
+                f"data source {self.ref!r}: BEIR download from {url} failed ({type(exc).__name__}); without "
+                f"internet use local:{self.name} with data_dir pointing at a copy, or set data.beir_url to a mirror"
             ) from None
         split = dev_split_of(folder)
         return RetrievalSet.load(folder, self.name, dev_from=split, dev_queries=dev_queries, seed=seed)
@@ -342,7 +344,12 @@ class DemoSource(Source):
 KINDS: dict[str, type[Source]] = {"hub": HubSource, "local": LocalSource, "demo": DemoSource}
 
 
-def source(ref: str, data_dir: str | os.PathLike | None = None, revisions: Mapping[str, str] | None = None) -> Source:
+def source(
+    ref: str,
+    data_dir: str | os.PathLike | None = None,
+    revisions: Mapping[str, str] | None = None,
+    beir_url: str = BEIR_URL,
+) -> Source:
     """The source ``ref`` (``kind:name``) names, or one error saying how sources are named."""
     if ":" not in ref:
         raise LeapError(f"data source {ref!r} must be named kind:name with kind hub, local or demo (e.g. local:nli)")
@@ -350,7 +357,7 @@ def source(ref: str, data_dir: str | os.PathLike | None = None, revisions: Mappi
     if kind not in KINDS:
         raise LeapError(f"data source {ref!r}: unknown kind {kind!r}; use hub:, local: or demo:")
     if kind == "hub":
-        return HubSource(name, revisions)
+        return HubSource(name, revisions, beir_url)
     if kind == "local":
         return LocalSource(name, data_dir)
     return DemoSource(name)
