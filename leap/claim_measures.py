@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from leap.frontier import BAR_REDUCTION
-from leap.results import beir_runs, extra_variants, mean, runs, split_of
+from leap.records import Diagnostic, LatencyRow, heads_runs, latency_runs, layer_runs, pair_splits, retrieval_runs
+from leap.results import extra_variants, mean
 
 PAPER_LAYERS = 12
 MIN_EXIT_RATE = 0.05
@@ -96,12 +96,12 @@ def _fmt(vals: Sequence[float], pattern: str = "{:.3f}", sep: str = " / ") -> st
 
 
 # -- measurements -------------------------------------------------------------------------------------
-def _stsb(res: dict, v: str, key: str = "spearman_exit") -> list[float]:
-    return [split_of(r)[key] for r in runs(res, v, "stsb")]
+def _stsb(res: dict, v: str, full: bool = False) -> list[float]:
+    return pair_splits(res, v).values(lambda r: r.spearman_full if full else r.spearman_exit)
 
 
 def _exit_rate(res: dict, v: str) -> float | None:
-    return mean([split_of(r)["exit_rate"] for r in runs(res, v, "stsb")])
+    return pair_splits(res, v).mean(lambda r: r.exit_rate)
 
 
 @measurement("stsb_exit")
@@ -115,40 +115,39 @@ def m_stsb_exit(res: dict, diag: dict, v: str) -> Measured:
 @measurement("stsb_full")
 def m_stsb_full(res: dict, diag: dict, v: str, variant: str) -> Measured:
     """STS-B test Spearman at full depth of ``variant`` (mean over seeds)."""
-    xs = _stsb(res, variant, "spearman_full")
+    xs = _stsb(res, variant, full=True)
     if not xs:
         return Measured(None, note=f"variant {variant} not run")
     note = f"{len(xs)} seed(s), STS-B test, full depth"
     if variant == "fixed_depth":
-        L = len(split_of(runs(res, variant, "stsb")[0])["exit_distribution"])
+        L = len(pair_splits(res, variant).records[0].exit_distribution)
         note += f"; a {L}-layer student (the paper's is 7 of 12 layers)"
     return Measured((mean(xs),), f"{mean(xs):.3f}", note)
 
 
 @measurement("deebert_heads")
 def m_deebert(res: dict, diag: dict, v: str) -> Measured:
-    heads = runs(res, "deebert", "stsb_heads")
+    heads = heads_runs(res)
     if not heads:
         return Measured(None, note="deebert not run")
-    t = [h["test"] for h in heads]
-    s, rate = mean([x["spearman_exit"] for x in t]), mean([x["exit_rate"] for x in t])
+    s, rate = heads.mean(lambda h: h.test.spearman_exit), heads.mean(lambda h: h.test.exit_rate)
     return Measured(
         (s,),
         f"{s:.3f}",
         f"baseline student, per-pair exit, {100 * rate:.1f}% of sentences exit "
-        f"(E[l] {mean([x['expected_exit_layer'] for x in t]):.2f})",
+        f"(E[l] {heads.mean(lambda h: h.test.expected_exit_layer):.2f})",
         exit_rate=rate,
     )
 
 
 @measurement("cumulative_exit")
 def m_cumulative(res: dict, diag: dict, v: str) -> Measured:
-    rs = [split_of(r) for r in runs(res, v, "stsb")]
+    rs = pair_splits(res, v)
     if not rs:
         return Measured(None, note=f"{v} not run")
-    L = len(rs[0]["exit_distribution"])
+    L = len(rs.records[0].exit_distribution)
     d6, d7 = paper_layer_to_student(6, L), paper_layer_to_student(7, L)
-    cum = [mean([at_depth(r["cumulative_exit"], d) for r in rs]) for d in (d6, d7)]
+    cum = [rs.mean(lambda r, d=d: at_depth(r.cumulative_exit, d)) for d in (d6, d7)]
     return Measured(
         tuple(cum),
         _fmt([100 * c for c in cum], "{:.1f}%"),
@@ -159,11 +158,11 @@ def m_cumulative(res: dict, diag: dict, v: str) -> Measured:
 
 @measurement("expected_exit_layer")
 def m_expected_layer(res: dict, diag: dict, v: str) -> Measured:
-    rs = [split_of(r) for r in runs(res, v, "stsb")]
+    rs = pair_splits(res, v)
     if not rs:
         return Measured(None, note=f"{v} not run")
-    L = len(rs[0]["exit_distribution"])
-    el, red = mean([r["expected_exit_layer"] for r in rs]), mean([r["layer_reduction"] for r in rs])
+    L = len(rs.records[0].exit_distribution)
+    el, red = rs.mean(lambda r: r.expected_exit_layer), rs.mean(lambda r: r.layer_reduction)
     return Measured(
         (el * PAPER_LAYERS / L, red),
         f"{el:.2f} of {L} (= {el * PAPER_LAYERS / L:.2f} of 12) / {red:.2f}x",
@@ -186,12 +185,12 @@ def m_layers(res: dict, diag: dict, v: str, key: str, layers: Sequence[int], var
     """A per-layer analysis ``key`` (layers.json) read at paper ``layers`` (of 12) at the
     same relative depth of the student; ``variant`` overrides the claim's variant."""
     v = variant or v
-    rs = runs(res, v, "layers")
+    rs = layer_runs(res, v)
     if not rs:
         return Measured(None, note=f"no layers.json for {v}")
-    L = rs[0]["num_layers"]
+    L = rs.records[0].num_layers
     depths = [paper_layer_to_student(l, L) for l in layers]
-    vals = [mean([at_depth(r[key], d) for r in rs]) for d in depths]
+    vals = [rs.mean(lambda r, d=d: at_depth(r.series(key), d)) for d in depths]
     if any(x is None for x in vals):
         return Measured(None, note=f"{key} undefined at these depths")
     notes = ", ".join(f"L{l}->{d:g}" for l, d in zip(layers, depths))
@@ -200,36 +199,34 @@ def m_layers(res: dict, diag: dict, v: str, key: str, layers: Sequence[int], var
 
 @measurement("stability")
 def m_stability(res: dict, diag: dict, v: str) -> Measured:
-    rs = runs(res, v, "layers")
+    rs = layer_runs(res, v)
     if not rs:
         return Measured(None, note=f"{v} not run")
     vals = (
-        mean([x["stability_mean"] for x in rs]),
-        mean([x["stability"][1] for x in rs]),
-        mean([x["stability"][-1] for x in rs]),
+        rs.mean(lambda x: x.stability_mean),
+        rs.mean(lambda x: x.stability[1]),
+        rs.mean(lambda x: x.stability[-1]),
     )
-    return Measured(vals, _fmt(vals, sep="; "), f"average; L2; the last layer of {rs[0]['num_layers']}")
+    return Measured(vals, _fmt(vals, sep="; "), f"average; L2; the last layer of {rs.records[0].num_layers}")
 
 
 @measurement("contraction")
 def m_contraction(res: dict, diag: dict, v: str) -> Measured:
-    rs = runs(res, v, "layers")
+    rs = layer_runs(res, v)
     if not rs:
         return Measured(None, note=f"{v} not run")
-    m = mean([x["median_contraction"] for x in rs])
+    m = rs.mean(lambda x: x.median_contraction)
     return Measured((m,), f"{m:.3f}", "median over layers of the per-layer median ratio")
 
 
-def _diag_value(diag: dict, part: str, key: str) -> Any:
-    for name, d in diag.items():
-        if part.lower() in name.lower():
-            return d[key]
-    return None
+def _diag_exit_rate(diag: dict[str, Diagnostic], part: str) -> float | None:
+    """The exit rate of the first diagnosed checkpoint whose name contains ``part``."""
+    return next((d.exit_rate for name, d in diag.items() if part.lower() in name.lower()), None)
 
 
 @measurement("published_exit_rates")
 def m_published_rates(res: dict, diag: dict, v: str) -> Measured:
-    vals = [_diag_value(diag, n, "exit_rate") for n in ("tinybert", "minilm-l6", "distilbert")]
+    vals = [_diag_exit_rate(diag, n) for n in ("tinybert", "minilm-l6", "distilbert")]
     if all(x is None for x in vals):
         return Measured(None, note="none of these checkpoints is in this config")
     text = " / ".join("n/a" if x is None else f"{100 * x:.1f}%" for x in vals)
@@ -246,20 +243,19 @@ def m_published_rates(res: dict, diag: dict, v: str) -> Measured:
 def m_minilm12(res: dict, diag: dict, v: str) -> Measured:
     for name, d in diag.items():
         if "l12" in name.lower():
-            return Measured(
-                (d["similarity_to_final"][6],), f"{d['similarity_to_final'][6]:.3f}", f"published {name}, L7"
-            )
+            sim = d.similarity_to_final[6]
+            return Measured((sim,), f"{sim:.3f}", f"published {name}, L7")
     return Measured(None, note="all-MiniLM-L12-v2 not in this config (hub only)")
 
 
-def _latency_rows(res: dict, v: str, batch: int) -> list[dict]:
-    return [r for l in runs(res, v, "latency") for r in l["rows"] if r["batch_size"] == batch]
+def _latency_rows(res: dict, v: str, batch: int) -> list[LatencyRow]:
+    return [r for l in latency_runs(res, v).records for r in l.rows if r.batch_size == batch]
 
 
 def _device_note(res: dict, v: str) -> tuple[str, str]:
-    lat = runs(res, v, "latency")
-    dev, dtype = lat[0].get("device"), lat[0].get("dtype")
-    name = lat[0].get("device_name") or dev
+    lat = latency_runs(res, v).records[0]
+    dev, dtype = lat.device, lat.dtype
+    name = lat.device_name or dev
     other = (
         ""
         if dev == "cuda" and dtype == "float16"
@@ -270,11 +266,11 @@ def _device_note(res: dict, v: str) -> tuple[str, str]:
 
 @measurement("speedup")
 def m_speedup(res: dict, diag: dict, v: str) -> Measured:
-    if not runs(res, v, "latency"):
+    if not latency_runs(res, v):
         return Measured(None, note=f"no latency run for {v}")
-    vals = [mean([r["speedup"] for r in _latency_rows(res, v, b)]) for b in (1, 8, 32)]
+    vals = [mean([r.speedup for r in _latency_rows(res, v, b)]) for b in (1, 8, 32)]
     note, other = _device_note(res, v)
-    rate = mean([r["exit_rate"] for r in (split_of(x) for x in runs(res, v, "stsb"))]) if runs(res, v, "stsb") else None
+    rate = _exit_rate(res, v)
     return Measured(
         None if any(x is None for x in vals) else tuple(vals),
         " / ".join("n/a" if x is None else f"{x:.2f}x" for x in vals),
@@ -289,7 +285,7 @@ def m_latency_ms(res: dict, diag: dict, v: str) -> Measured:
     rows = _latency_rows(res, v, 1)
     if not rows:
         return Measured(None, note=f"no latency run for {v}")
-    full, ex = mean([r["full_ms"] for r in rows]), mean([r["exit_ms"] for r in rows])
+    full, ex = mean([r.full_ms for r in rows]), mean([r.exit_ms for r in rows])
     note, other = _device_note(res, v)
     return Measured((full, ex), f"{full:.2f} -> {ex:.2f} ms", note, exit_rate=_exit_rate(res, v), not_comparable=other)
 
@@ -299,7 +295,7 @@ def m_overhead(res: dict, diag: dict, v: str) -> Measured:
     rows = _latency_rows(res, v, 1)
     if not rows:
         return Measured(None, note=f"no latency run for {v}")
-    o = mean([r["monitoring_overhead"] for r in rows])
+    o = mean([r.monitoring_overhead for r in rows])
     note, other = _device_note(res, v)
     return Measured((o,), f"{100 * o:.1f}%", f"batch 1, {note}", not_comparable=other)
 
@@ -307,10 +303,10 @@ def m_overhead(res: dict, diag: dict, v: str) -> Measured:
 @measurement("beta_sweep")
 def m_beta(res: dict, diag: dict, v: str) -> Measured:
     vs = sorted(x for x in res if x.startswith("beta"))
-    rs = [split_of(r) for x in vs for r in runs(res, x, "stsb")]
+    rs = [r for x in vs for r in pair_splits(res, x).records]
     if not rs:
         return Measured(None, note="beta sweep not run")
-    rates, red = [r["exit_rate"] for r in rs], [r["layer_reduction"] for r in rs]
+    rates, red = [r.exit_rate for r in rs], [r.layer_reduction for r in rs]
     return Measured(
         (min(rates), min(red), max(red)),
         f"exit {100 * min(rates):.1f}-{100 * max(rates):.1f}%, {min(red):.2f}-{max(red):.2f}x",
@@ -320,14 +316,14 @@ def m_beta(res: dict, diag: dict, v: str) -> Measured:
 
 
 def _beir_delta(res: dict, v: str, k: int) -> tuple[float | None, list[str]]:
-    base, other = beir_runs(res, "baseline"), beir_runs(res, v)
+    base, other = retrieval_runs(res, "baseline"), retrieval_runs(res, v)
     ds = sorted(set(base) & set(other))
     if not ds:
         return None, []
     deltas = []
     for d in ds:
-        b = mean([x["full"][f"NDCG@{k}"] for x in base[d]])
-        l = mean([x["full"][f"NDCG@{k}"] for x in other[d]])
+        b = base[d].mean(lambda x: x.ndcg(k))
+        l = other[d].mean(lambda x: x.ndcg(k))
         deltas.append(100 * (l - b) / b if b else 0.0)
     return float(np.mean(deltas)), ds
 
@@ -345,11 +341,11 @@ def m_beir_delta(res: dict, diag: dict, v: str, ks: Sequence[int]) -> Measured:
 
 
 def _beir_ee(res: dict, v: str, name: str) -> tuple[float | None, float | None]:
-    rs = beir_runs(res, v).get(name)
+    rs = retrieval_runs(res, v).get(name)
     if not rs:
         return None, None
-    lf, le = mean([x["full"]["NDCG@10"] for x in rs]), mean([x["exit"]["NDCG@10"] for x in rs])
-    return (100 * (le - lf) / lf if lf else None), mean([x["exit"]["corpus_exit"]["exit_rate"] for x in rs])
+    lf, le = rs.mean(lambda x: x.ndcg(10)), rs.mean(lambda x: x.ndcg(10, exited=True))
+    return (100 * (le - lf) / lf if lf else None), rs.mean(lambda x: x.exit_rate("corpus"))
 
 
 @measurement("beir_exit_vs_full")
@@ -378,11 +374,11 @@ def m_beir_unchanged(res: dict, diag: dict, v: str) -> Measured:
 def m_beir_docs(res: dict, diag: dict, v: str) -> Measured:
     vals = []
     L = None
-    for _, rs in beir_runs(res, v).items():
-        for x in rs:
-            ce = x["exit"]["corpus_exit"]
-            L = len(ce["cumulative_exit"])
-            vals.append(at_depth(ce["cumulative_exit"], paper_layer_to_student(6, L)))
+    for _, rs in retrieval_runs(res, v).items():
+        for x in rs.records:
+            cum = x.cumulative_exit("corpus")
+            L = len(cum)
+            vals.append(at_depth(cum, paper_layer_to_student(6, L)))
     if not vals:
         return Measured(None, note=f"BEIR not run for {v}")
     m = 100 * mean(vals)

@@ -32,6 +32,7 @@ import pandas as pd
 
 from leap.claim_measures import DIRECTIONS, MEASUREMENTS, MIN_EXIT_RATE, Measured
 from leap.errors import LeapError
+from leap.records import Diagnostic
 from leap.results import collect, extra_variants, load_json, runs
 
 CLAIMS_FILE = Path(__file__).parent / "resources" / "claims.yaml"
@@ -147,7 +148,7 @@ def build_claims(
     """One row per claim of the claims file for ``leap`` (the paper's objective) and, for
     the claims about LEAP, one per extra exit objective of the run."""
     res = collect(eval_paths)
-    diag = {k: load_json(p) for k, p in (diagnostics or {}).items()}
+    diag = {k: Diagnostic.from_dict(load_json(p)) for k, p in (diagnostics or {}).items()}
     extras = [v for v in extra_variants(res) if runs(res, v, "stsb")]
     rows = []
     for c in load_claims():

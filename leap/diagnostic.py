@@ -206,7 +206,7 @@ def diagnose_to_json(
 
     from leap.builtin import builtin_sentences
     from leap.exit_model import load_exit_model
-    from leap.files import write_json
+    from leap.records import write_record
 
     if threads:
         torch.set_num_threads(threads)
@@ -219,5 +219,5 @@ def diagnose_to_json(
         sentences = builtin_sentences()
     out = diagnose(m, sentences, exit=cfg, overhead_iters=overhead_iters)
     out["model_ref"] = model
-    write_json(output, out)
+    write_record(output, out)
     return out

@@ -387,13 +387,13 @@ def run_pairs(
     threads: int | None = None,
     device: str | None = None,
 ) -> dict:
-    from leap.files import write_json
+    from leap.records import write_record
 
     setup_threads(threads)
     res = evaluate_pairs(
         load_model(str(model), device), pd.read_parquet(pairs_path), ExitConfig.from_dict(exit), batch_size=batch_size
     )
-    write_json(out_json, res)
+    write_record(out_json, res)
     return res
 
 
@@ -410,18 +410,18 @@ def run_stsb(
 ) -> dict:
     """STS-B (:func:`evaluate_pairs`) and, with ``layers_json``, the layer analyses on the
     first ``max_sentences`` unique test sentences from the same full pass (one model load)."""
-    from leap.files import write_json
+    from leap.records import write_record
 
     setup_threads(threads)
     m = load_model(str(model), device)
     cfg = ExitConfig.from_dict(exit)
     vectors: dict = {}
     res = evaluate_pairs(m, pd.read_parquet(pairs_path), cfg, batch_size=batch_size, vectors_out=vectors)
-    write_json(out_json, res)
+    write_record(out_json, res)
     if layers_json:
         sents, v = vectors.get("test") or next(iter(vectors.values()))
         n = min(max_sentences, len(sents))
-        write_json(layers_json, layer_analysis(m, sents[:n], cfg, layer_vectors=v[:, :n]))
+        write_record(layers_json, layer_analysis(m, sents[:n], cfg, layer_vectors=v[:, :n]))
     return res
 
 
@@ -438,7 +438,7 @@ def run_beir(
     """BEIR evaluation of ``model`` on the set in ``folder``; ``max_seq_length`` caps every
     retrieval text's tokens (below the model's own cap only), recorded in the output."""
     from leap.data import RetrievalSet
-    from leap.files import write_json
+    from leap.records import write_record
 
     setup_threads(threads)
     m = load_model(str(model), device)
@@ -446,5 +446,5 @@ def run_beir(
         m.max_seq_length = max_seq_length
     res = evaluate_beir(m, RetrievalSet.load(folder), ExitConfig.from_dict(exit), batch_size=batch_size)
     res["max_seq_length"] = m.max_seq_length
-    write_json(out_json, res)
+    write_record(out_json, res)
     return res

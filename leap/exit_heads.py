@@ -166,7 +166,7 @@ def run_exit_heads(
     """DeeBERT heads on the baseline; ``S`` matches the reference variant's dev E[l] (same seed)
     when that variant exits, else half way between ``l_min`` and ``L``."""
 
-    from leap.files import write_json
+    from leap.records import write_record
 
     setup_threads(threads)
     target = None
@@ -185,5 +185,5 @@ def run_exit_heads(
         batch_size=batch_size,
     )
     res["reference"] = reference_json
-    write_json(out_json, res)
+    write_record(out_json, res)
     return res

@@ -26,7 +26,8 @@ import numpy as np
 
 from leap.files import atomic_path, write_json
 from leap.frontier_tables import frontier_table
-from leap.results import collect, extra_variants, frontier_figure_name, mean_list, report_items, runs, split_of
+from leap.records import layer_runs, pair_splits
+from leap.results import collect, extra_variants, frontier_figure_name, report_items, runs
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ def _save_note(out: Path, name: str, text: str) -> None:
 
 
 def _layers(res: dict, v: str, key: str) -> list | None:
-    rs = runs(res, v, "layers")
-    return mean_list([r[key] for r in rs]) if rs else None
+    rs = layer_runs(res, v)
+    return rs.mean_list(lambda r: r.series(key)) if rs else None
 
 
 RULE_STYLES = (  # rule -> (line style, marker, colour, legend label) in the frontier figure
@@ -218,7 +219,7 @@ def _nan_for_none(values: list) -> list[float]:
 
 
 def _layer_variants(res: dict) -> list[str]:
-    return [v for v in ("baseline", "leap", *extra_variants(res)) if runs(res, v, "layers")]
+    return [v for v in ("baseline", "leap", *extra_variants(res)) if layer_runs(res, v)]
 
 
 @figure("fig1_layer_dynamics")
@@ -250,13 +251,13 @@ def fig2_exit_distribution(res: dict, theta: float) -> tuple[Any, str]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    exiting = [(v, [split_of(r) for r in runs(res, v, "stsb")]) for v in ("leap", *extra_variants(res))]
+    exiting = [(v, pair_splits(res, v)) for v in ("leap", *extra_variants(res))]
     exiting = [(v, rs) for v, rs in exiting if rs]
     if not exiting:
         return None, "no stsb.json for leap"
     fig, axes = plt.subplots(1, len(exiting), figsize=(5 * len(exiting), 3.4), squeeze=False)
     for ax, (v, rs) in zip(axes[0], exiting):
-        dist = mean_list([r["exit_distribution"] for r in rs])
+        dist = rs.mean_list(lambda r: r.exit_distribution)
         xs = np.arange(1, len(dist) + 1)
         sns.barplot(x=xs, y=np.asarray(dist) * 100, ax=ax, color="C0")
         ax.plot(xs - 1, np.cumsum(dist) * 100, color="C3", marker="o", label="cumulative")

@@ -16,37 +16,40 @@ import numpy as np
 import pandas as pd
 
 from leap.frontier import NOT_DEPLOYABLE, FrontierPoint, meets_bar, truncation_quality_at
-from leap.results import (
-    Results,
-    beir_runs,
-    collect,
-    mean,
-    runs,
-    seed_summary,
-    split_of,
+from leap.records import (
+    Frontier,
+    PairEval,
+    PairSplit,
+    Point,
+    SeedSet,
+    latency_runs,
+    mean_of,
+    pair_splits,
+    retrieval_runs,
 )
+from leap.results import Results, collect, mean, runs, seed_summary
 from leap.tables import write_table
 
 log = logging.getLogger(__name__)
 
 
-def _frontier_sources(res: Results) -> list[tuple[str, str, list[dict]]]:
+def _frontier_sources(res: Results) -> list[tuple[str, str, list[Frontier]]]:
     """``(model, benchmark, [frontier record per seed])`` for every model and benchmark."""
     out = []
     for v in res:
         if v.startswith(("abl_", "beta")):
             continue
-        stsb = [split_of(r)["frontier"] for r in runs(res, v, "stsb") if "frontier" in split_of(r)]
+        stsb = [r.frontier for r in pair_splits(res, v, "stsb").records if r.frontier is not None]
         if stsb:
             out.append((v, "STS-B", stsb))
-        heads = [h["frontier"] for h in runs(res, v, "stsb_heads") if "frontier" in h]
+        heads = [Frontier.from_dict(h["frontier"]) for h in runs(res, v, "stsb_heads") if "frontier" in h]
         if heads:
             out.append((v, "STS-B", heads))
-        for ds, rs in sorted(beir_runs(res, v).items()):
-            fr = [r["frontier"] for r in rs if "frontier" in r]
+        for ds, rs in sorted(retrieval_runs(res, v).items()):
+            fr = [r.frontier for r in rs.records if r.frontier is not None]
             if fr:
                 out.append((v, ds, fr))
-            fq = [r["frontier_query_only"] for r in rs if "frontier_query_only" in r]
+            fq = [r.frontier_query_only for r in rs.records if r.frontier_query_only is not None]
             if fq:
                 out.append((v, query_only(ds), fq))
     return out
@@ -60,28 +63,28 @@ def query_only(dataset: str) -> str:
 def _latency_speedups(res: Results, variant: str) -> dict[tuple[str, Any], dict[int, float]]:
     """Measured speedups of a variant: ``{("exit", None) or ("truncation", layer): {batch: speedup}}``."""
     out: dict[tuple[str, Any], dict[int, list[float]]] = {}
-    for lat in runs(res, variant, "latency"):
-        for r in lat["rows"]:
-            out.setdefault(("exit", None), {}).setdefault(r["batch_size"], []).append(r["speedup"])
-            for l, t in r.get("truncate", {}).items():
-                out.setdefault(("truncation", int(l)), {}).setdefault(r["batch_size"], []).append(t["speedup"])
+    for lat in latency_runs(res, variant).records:
+        for r in lat.rows:
+            out.setdefault(("exit", None), {}).setdefault(r.batch_size, []).append(r.speedup)
+            for l, t in r.extra.get("truncate", {}).items():
+                out.setdefault(("truncation", int(l)), {}).setdefault(r.batch_size, []).append(t["speedup"])
     return {k: {b: float(np.mean(v)) for b, v in d.items()} for k, d in out.items()}
 
 
-def _truncation_rows(recs: list[dict], speed: dict) -> list[dict]:
+def _truncation_rows(recs: list[Frontier], speed: dict) -> list[dict]:
     """Static truncation at every layer (mean quality over seeds), with measured speedups."""
     rows = []
-    for i, p in enumerate(recs[0]["truncation"]):
-        q = mean([r["truncation"][i]["quality"] for r in recs])
-        sp = speed.get(("truncation", p["setting"]), {})
+    for i, p in enumerate(recs[0].truncation):
+        q = mean([r.truncation[i].quality for r in recs])
+        sp = speed.get(("truncation", p.setting), {})
         rows.append(
             {
                 "rule": "truncation",
-                "theta": p["setting"],
+                "theta": p.setting,
                 "at_config": False,
-                "exit_rate": p["exit_rate"],
-                "mean_exit_layer": p["mean_exit_layer"],
-                "layer_reduction": p["layer_reduction"],
+                "exit_rate": p.exit_rate,
+                "mean_exit_layer": p.mean_exit_layer,
+                "layer_reduction": p.layer_reduction,
                 "quality": q,
                 "truncation_quality_at_same_depth": q,
                 "exit_advantage": 0.0,
@@ -92,26 +95,26 @@ def _truncation_rows(recs: list[dict], speed: dict) -> list[dict]:
     return rows
 
 
-def _exit_rows(recs: list[dict], trunc: list[list[FrontierPoint]], speed: dict) -> list[dict]:
+def _exit_rows(recs: list[Frontier], trunc: list[list[FrontierPoint]], speed: dict) -> list[dict]:
     """Every sweep point and the config's rule (mean over seeds), each against its own truncation."""
     rows = []
-    points = [("sweep", i, p) for i, p in enumerate(recs[0]["sweep"])] + [("at_config", None, recs[0]["at_config"])]
+    points = [("sweep", i, p) for i, p in enumerate(recs[0].sweep)] + [("at_config", None, recs[0].at_config)]
     for kind, i, p in points:
-        per_seed = [r["sweep"][i] if kind == "sweep" else r["at_config"] for r in recs]
+        per_seed: list[Point] = [r.sweep[i] if kind == "sweep" else r.at_config for r in recs]
         sp = speed.get(("exit", None), {}) if kind == "at_config" else {}
         rows.append(
             {
-                "rule": p["rule"],
-                "theta": _setting(p["setting"]),
+                "rule": p.rule,
+                "theta": _setting(p.setting),
                 "at_config": kind == "at_config",
-                "exit_rate": mean([q["exit_rate"] for q in per_seed]),
-                "mean_exit_layer": mean([q["mean_exit_layer"] for q in per_seed]),
-                "layer_reduction": mean([q["layer_reduction"] for q in per_seed]),
-                "quality": mean([q["quality"] for q in per_seed]),
+                "exit_rate": mean_of(per_seed, lambda q: q.exit_rate),
+                "mean_exit_layer": mean_of(per_seed, lambda q: q.mean_exit_layer),
+                "layer_reduction": mean_of(per_seed, lambda q: q.layer_reduction),
+                "quality": mean_of(per_seed, lambda q: q.quality),
                 "truncation_quality_at_same_depth": mean(
-                    [truncation_quality_at(q["mean_exit_layer"], t) for q, t in zip(per_seed, trunc)]
+                    [truncation_quality_at(q.mean_exit_layer, t) for q, t in zip(per_seed, trunc)]
                 ),
-                "exit_advantage": mean([q["exit_advantage"] for q in per_seed]),
+                "exit_advantage": mean_of(per_seed, lambda q: q.exit_advantage),
                 "speedup_b1": sp.get(1),
                 "speedup_b32": sp.get(32),
             }
@@ -119,9 +122,9 @@ def _exit_rows(recs: list[dict], trunc: list[list[FrontierPoint]], speed: dict) 
     return rows
 
 
-def _fixed_depth_row(fixed: list[dict], trunc: list[list[FrontierPoint]], n_layers: int) -> dict:
+def _fixed_depth_row(fixed: SeedSet[PairSplit], trunc: list[list[FrontierPoint]], n_layers: int) -> dict:
     """The fixed-depth student's point beside the baseline's truncation curve (STS-B)."""
-    Lf = len(fixed[0]["exit_distribution"])
+    Lf = len(fixed.records[0].spearman_per_layer)
     return {
         "model": "fixed_depth",
         "seeds": len(fixed),
@@ -131,7 +134,7 @@ def _fixed_depth_row(fixed: list[dict], trunc: list[list[FrontierPoint]], n_laye
         "exit_rate": None,
         "mean_exit_layer": float(Lf),
         "layer_reduction": n_layers / Lf,
-        "quality": mean([r["spearman_full"] for r in fixed]),
+        "quality": fixed.mean(lambda r: r.spearman_full),
         "truncation_quality_at_same_depth": mean([truncation_quality_at(Lf, t) for t in trunc]),
         "exit_advantage": None,
         "speedup_b1": None,
@@ -147,10 +150,10 @@ def frontier_table(res: Results) -> pd.DataFrame | None:
     batch 1 and 32 where the latency stage timed that point (the config's rule and every
     truncation depth from l_min). ``at_config`` marks the config's rule."""
     rows = []
-    fixed = [split_of(r) for r in runs(res, "fixed_depth", "stsb")]
+    fixed = pair_splits(res, "fixed_depth", "stsb")
     for model, bench, recs in _frontier_sources(res):
         speed = _latency_speedups(res, model)
-        trunc = [[FrontierPoint(**p) for p in r["truncation"]] for r in recs]
+        trunc = [[p.frontier_point() for p in r.truncation] for r in recs]
         head = {"model": model, "seeds": len(recs), "benchmark": bench}
         rows += [{**head, **r} for r in _truncation_rows(recs, speed) + _exit_rows(recs, trunc, speed)]
         if model == "baseline" and bench == "STS-B" and fixed:
@@ -176,33 +179,33 @@ def dev_chosen_point(res: Results, model: str) -> dict | None:
     exiting, not one depth), the best dev exit advantage; its test figures (mean over seeds,
     with the seeds' t-interval of the test advantage). ``None`` when no point meets the bar on
     dev or the runs carry no dev split."""
-    recs = [r for r in runs(res, model, "stsb") if "dev" in r["splits"] and "test" in r["splits"]]
+    evals = [PairEval.from_dict(r) for r in runs(res, model, "stsb")]
+    recs = [e for e in evals if {"dev", "test"} <= set(e.splits)]
     if not recs:
         return None
-    dev = [r["splits"]["dev"]["frontier"]["sweep"] for r in recs]
-    test = [r["splits"]["test"]["frontier"]["sweep"] for r in recs]
+    dev = [r.splits["dev"].frontier.sweep for r in recs]
+    test = [r.splits["test"].frontier.sweep for r in recs]
     best, best_adv = None, -np.inf
     for i in range(len(dev[0])):
-        if dev[0][i]["rule"] in NOT_DEPLOYABLE:
+        if dev[0][i].rule in NOT_DEPLOYABLE:
             continue
-        rate = mean([d[i]["exit_rate"] for d in dev])
-        red = mean([d[i]["layer_reduction"] for d in dev])
-        el = mean([d[i]["mean_exit_layer"] for d in dev])
-        adv = mean([d[i]["exit_advantage"] for d in dev])
+        pts = [d[i] for d in dev]
+        rate, red = mean_of(pts, lambda p: p.exit_rate), mean_of(pts, lambda p: p.layer_reduction)
+        el, adv = mean_of(pts, lambda p: p.mean_exit_layer), mean_of(pts, lambda p: p.exit_advantage)
         if meets_bar(rate, red) and not _one_depth(rate, el) and adv > best_adv:
             best, best_adv = i, adv
     if best is None:
         return None
     pts = [t[best] for t in test]
-    s = seed_summary([p["exit_advantage"] for p in pts])
+    s = seed_summary([p.exit_advantage for p in pts])
     return {
-        "rule": f"{pts[0]['rule']} {_setting(pts[0]['setting'])}",
+        "rule": f"{pts[0].rule} {_setting(pts[0].setting)}",
         "dev_exit_advantage": best_adv,
         "exit_advantage": s["mean"],
         "ci95": f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if s["ci_low"] is not None else "",
-        "quality": mean([p["quality"] for p in pts]),
-        "exit_rate": mean([p["exit_rate"] for p in pts]),
-        "layer_reduction": mean([p["layer_reduction"] for p in pts]),
+        "quality": mean_of(pts, lambda p: p.quality),
+        "exit_rate": mean_of(pts, lambda p: p.exit_rate),
+        "layer_reduction": mean_of(pts, lambda p: p.layer_reduction),
     }
 
 
@@ -224,9 +227,9 @@ def frontier_summary(res: Results) -> pd.DataFrame | None:
         seeds_adv, parts = [], {"selection_gain": [], "mixing": []}
         for m, b, recs in _frontier_sources(res):
             if m == model and b == bench:
-                seeds_adv = [r["at_config"]["exit_advantage"] for r in recs]
+                seeds_adv = [r.at_config.exit_advantage for r in recs]
                 for k in parts:
-                    parts[k] = [r["at_config"].get(k) for r in recs]
+                    parts[k] = [r.at_config.extra.get(k) for r in recs]
         s = seed_summary(seeds_adv)
         # a point with every input at (nearly) one layer is static truncation in disguise
         # (advantage ~0 by construction): it cannot be the best exit point

@@ -250,7 +250,7 @@ def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: i
     from ``l_min`` to ``L - 1`` timed beside (the frontier's speed axis)."""
     from leap.builtin import builtin_sentences
     from leap.exit_model import load_exit_model
-    from leap.files import write_json
+    from leap.records import write_record
 
     device = bench_cfg.get("device", "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -266,7 +266,7 @@ def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: i
         truncate_layers=tuple(range(rule.min_layer, m.num_layers)),
     )
     res = bench(m, builtin_sentences(), cfg, exit=rule)
-    write_json(out_json, res)
+    write_record(out_json, res)
     return res
 
 

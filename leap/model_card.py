@@ -17,13 +17,15 @@ from leap.files import write_text
 def _frontier_lines(stsb: dict | None) -> list[str]:
     if not stsb:
         return ["Not evaluated yet: the workflow's `model_card` rule adds the STS-B frontier row here."]
-    split = stsb["splits"].get("test") or next(iter(stsb["splits"].values()))
-    at = split["frontier"]["at_config"]
+    from leap.records import PairEval
+
+    split = PairEval.from_dict(stsb).split("test")
+    at = split.frontier.at_config
     return [
         "| STS-B (full depth) | STS-B (exited) | exit rate | E[l] | layer reduction | exit advantage |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| {split['spearman_full']:.3f} | {split['spearman_exit']:.3f} | {100 * split['exit_rate']:.1f}% | "
-        f"{split['expected_exit_layer']:.2f} | {split['layer_reduction']:.2f}x | {at['exit_advantage']:+.3f} |",
+        f"| {split.spearman_full:.3f} | {split.spearman_exit:.3f} | {100 * split.exit_rate:.1f}% | "
+        f"{split.expected_exit_layer:.2f} | {split.layer_reduction:.2f}x | {at.exit_advantage:+.3f} |",
         "",
         "Exit advantage: exited Spearman minus the same model cut at a fixed layer with the same mean depth "
         "(linear between layers). Below zero, static truncation is the better deal.",

@@ -105,11 +105,6 @@ def runs(res: Results, variant: str, name: str) -> list[dict]:
     return [evals[name] for _, evals in sorted(res.get(variant, {}).items()) if name in evals]
 
 
-def split_of(d: dict, split: str = "test") -> dict:
-    """One split of a pair-set evaluation (``test`` by default, else the first there is)."""
-    return d["splits"].get(split) or next(iter(d["splits"].values()))
-
-
 def mean(xs: Sequence[float | None]) -> float | None:
     """Mean of the values that exist (``None`` and NaN skipped); ``None`` if none."""
     xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
@@ -119,16 +114,6 @@ def mean(xs: Sequence[float | None]) -> float | None:
 def mean_list(lists: Sequence[Sequence[float | None]]) -> list[float | None]:
     """Element-wise :func:`mean` of equal-length lists."""
     return [mean(col) for col in zip(*lists)] if lists else []
-
-
-def beir_runs(res: Results, variant: str) -> dict[str, list[dict]]:
-    """``{dataset: [beir json of each seed]}`` of one variant."""
-    out: dict[str, list[dict]] = {}
-    for _, evals in sorted(res.get(variant, {}).items()):
-        for name, d in evals.items():
-            if name.startswith("beir_"):
-                out.setdefault(d["dataset"], []).append(d)
-    return out
 
 
 def is_published(variant: str) -> bool:

@@ -146,6 +146,13 @@ def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
     assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
     assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
     assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
+    from leap.records import record_type
+
+    typed = [(p, record_type(p.stem)) for p in res.rglob("eval/*.json") if record_type(p.stem)]
+    assert {p.stem for p, _ in typed} >= {"stsb", "qqp", "layers", "latency", "stsb_heads", "beir_retrieval"}
+    for p, kind in typed:  # every evaluation the readers read round-trips through its record
+        d = json.loads(p.read_text())
+        assert kind.from_dict(d).to_dict() == d, p
     serving = json.loads((res / "leap/seed0/eval/serving_paths.json").read_text())
     assert {(p["backend"], p["kind"]) for p in serving["paths"]} >= {
         ("torch", "cut"),

@@ -7,30 +7,27 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from leap.records import PairEval, latency_runs, layer_runs, mean_of, pair_splits, retrieval_runs
 from leap.results import (
     Results,
-    beir_runs,
     extra_variants,
     mean,
-    mean_list,
     runs,
-    split_of,
 )
-from leap.tables.main import _sweep_points
 from leap.tables.registry import table
 
 log = logging.getLogger(__name__)
 
 
 def _layers_table(res: Results, variants: Sequence[str]) -> pd.DataFrame | None:
-    cols = {v: runs(res, v, "layers") for v in variants if runs(res, v, "layers")}
+    cols = {v: rs for v in variants if (rs := layer_runs(res, v))}
     if not cols:
         return None
-    L = max(r["num_layers"] for rs in cols.values() for r in rs)
+    L = max(r.num_layers for rs in cols.values() for r in rs.records)
     df = pd.DataFrame({"Layer": list(range(1, L + 1))})
     for v, rs in cols.items():
-        sim = mean_list([r["similarity_to_final"] for r in rs])
-        cum = mean_list([r["cumulative_exit"] for r in rs])
+        sim = rs.mean_list(lambda r: r.similarity_to_final)
+        cum = rs.mean_list(lambda r: r.cumulative_exit)
         df[f"Sim. to final ({v})"] = sim + [None] * (L - len(sim))
         df[f"Cum. exit ({v})"] = cum + [None] * (L - len(cum))
     return df
@@ -48,13 +45,13 @@ def table3_layerwise(res: Results) -> pd.DataFrame | None:
 @table("table4_per_layer")
 def table4_per_layer(res: Results, variant: str = "leap") -> pd.DataFrame | None:
     """Table 4 / Table 13: per layer similarity, NN@10, NN@10 failure, cumulative exit, viable."""
-    rs = runs(res, variant, "layers")
+    rs = layer_runs(res, variant)
     if not rs:
         return None
-    sim = mean_list([r["similarity_to_final"] for r in rs])
-    nn = mean_list([r["nn_at_10"] for r in rs])
-    fail = mean_list([r["nn_failure_rate"] for r in rs])
-    cum = mean_list([r["cumulative_exit"] for r in rs])
+    sim = rs.mean_list(lambda r: r.similarity_to_final)
+    nn = rs.mean_list(lambda r: r.nn_at_10)
+    fail = rs.mean_list(lambda r: r.nn_failure_rate)
+    cum = rs.mean_list(lambda r: r.cumulative_exit)
     L = len(sim)
     return pd.DataFrame(
         {
@@ -75,26 +72,26 @@ def table8_thresholds(res: Results, variant: str = "leap") -> pd.DataFrame | Non
     NN@10 agreement of the exited embeddings with full depth and its failure rate (overlap
     < 0.5), layer reduction, and the measured speedup at batch 1 where it was timed (the
     config's theta)."""
-    stsb = [split_of(r) for r in runs(res, variant, "stsb")]
-    lay = runs(res, variant, "layers")
-    if not stsb or not lay or "theta_sweep" not in lay[0]:
+    stsb = pair_splits(res, variant, "stsb")
+    lay = layer_runs(res, variant).records
+    if not stsb or not lay or lay[0].theta_sweep is None:
         return None
-    lat = runs(res, variant, "latency")
-    theta_timed = lat[0]["exit"]["theta"] if lat else None
-    sp = mean([next((r["speedup"] for r in l["rows"] if r["batch_size"] == 1), None) for l in lat]) if lat else None
+    lat = latency_runs(res, variant)
+    theta_timed = lat.records[0].extra["exit"]["theta"] if lat else None
+    sp = lat.mean(lambda r: r.speedup(1)) if lat else None
     rows = []
-    for i, p in enumerate(lay[0]["theta_sweep"]):
+    for i, p in enumerate(lay[0].theta_sweep):
         th = p["theta"]
-        nn_pts = [r["theta_sweep"][i] for r in lay]
-        st_pts = [q for r in stsb for q in _sweep_points(r) if abs(q["setting"] - th) < 1e-9]
+        nn_pts = [r.theta_sweep[i] for r in lay]
+        st_pts = [q for r in stsb.records for q in r.frontier.points("convergence") if abs(q.setting - th) < 1e-9]
         rows.append(
             {
                 "theta": th,
-                "Exit rate": mean([q["exit_rate"] for q in st_pts]),
-                "STS-B (exit)": mean([q["quality"] for q in st_pts]),
+                "Exit rate": mean_of(st_pts, lambda q: q.exit_rate),
+                "STS-B (exit)": mean_of(st_pts, lambda q: q.quality),
                 "NN@10": mean([q["nn_at_10"] for q in nn_pts]),
                 "NN@10 Fail": mean([q["nn10_failure"] for q in nn_pts]),
-                "Layer Red.": mean([q["layer_reduction"] for q in st_pts]),
+                "Layer Red.": mean_of(st_pts, lambda q: q.layer_reduction),
                 "Speedup (b=1)": sp if theta_timed is not None and abs(th - theta_timed) < 1e-9 else None,
             }
         )
@@ -104,18 +101,18 @@ def table8_thresholds(res: Results, variant: str = "leap") -> pd.DataFrame | Non
 @table("table9_similarity")
 def table9_similarity(res: Results) -> pd.DataFrame | None:
     """Table 9: similarity to final per layer for every trained variant, plus anisotropy of LEAP and baseline."""
-    variants = [v for v in res if runs(res, v, "layers")]
-    if not variants:
+    sets = {v: rs for v in res if (rs := layer_runs(res, v))}
+    if not sets:
         return None
-    L = max(r["num_layers"] for v in variants for r in runs(res, v, "layers"))
+    L = max(r.num_layers for rs in sets.values() for r in rs.records)
     df = pd.DataFrame({"Layer": list(range(1, L + 1))})
-    for v in variants:
-        sim = mean_list([r["similarity_to_final"] for r in runs(res, v, "layers")])
+    for v, rs in sets.items():
+        sim = rs.mean_list(lambda r: r.similarity_to_final)
         df[v] = sim + [None] * (L - len(sim))
     for v in ("baseline", "leap"):
-        rs = runs(res, v, "layers")
+        rs = layer_runs(res, v)
         if rs:
-            an = mean_list([r["anisotropy"] for r in rs])
+            an = rs.mean_list(lambda r: r.anisotropy)
             df[f"anisotropy ({v})"] = an + [None] * (L - len(an))
     return df
 
@@ -137,9 +134,10 @@ def layer_mixing_table(res: Results) -> pd.DataFrame | None:
     for v in res:
         if v.startswith(("abl_", "beta")):
             continue
-        sources = [("STS-B", [r["layer_mixing"] for r in runs(res, v, "stsb") if r.get("layer_mixing")])]
-        for ds, rs in sorted(beir_runs(res, v).items()):
-            sources.append((ds, [r["layer_mixing"] for r in rs if r.get("layer_mixing")]))
+        stsb = [PairEval.from_dict(r).layer_mixing for r in runs(res, v, "stsb")]
+        sources = [("STS-B", [m for m in stsb if m])]
+        for ds, rs in sorted(retrieval_runs(res, v).items()):
+            sources.append((ds, [r.layer_mixing for r in rs.records if r.layer_mixing]))
         for bench, recs in sources:
             if not recs:
                 continue

@@ -11,18 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from leap.results import (
-    PAPER_VARIANTS,
-    Results,
-    beir_runs,
-    extra_variants,
-    load_json,
-    mean,
-    runs,
-    seed_interval,
-    seed_values,
-    split_of,
-)
+from leap.records import Diagnostic, PairSplit, Point, heads_runs, latency_runs, mean_of, pair_splits, retrieval_runs
+from leap.results import PAPER_VARIANTS, Results, extra_variants, load_json, runs
 from leap.tables.registry import table
 
 log = logging.getLogger(__name__)
@@ -33,20 +23,19 @@ def table2_cross_distillation(diagnostics: dict[str, str | os.PathLike]) -> pd.D
     """Table 2: the exit diagnostic on published (distilled) checkpoints."""
     rows = []
     for name, path in diagnostics.items():
-        d = load_json(path)
-        l_min = d["exit"]["min_layer"]
-        sim = d["similarity_to_final"]
+        d = Diagnostic.from_dict(load_json(path))
+        l_min = d.exit["min_layer"]
         rows.append(
             {
                 "Model": name,
-                "Layers": len(d["layers"]),
+                "Layers": len(d.layers),
                 "l_min": l_min,
-                "Sim. to final @ l_min": sim[l_min - 1],
-                f"Exit rate (theta={d['exit']['theta']:.2f})": d["exit_rate"],
-                "E[l]": d["expected_exit_layer"],
-                "Layer reduction": d["layer_reduction"],
-                "Monitoring overhead": d["monitoring_overhead"],
-                "Verdict": d["verdict"],
+                "Sim. to final @ l_min": d.similarity_to_final[l_min - 1],
+                f"Exit rate (theta={d.exit['theta']:.2f})": d.exit_rate,
+                "E[l]": d.expected_exit_layer,
+                "Layer reduction": d.layer_reduction,
+                "Monitoring overhead": d.monitoring_overhead,
+                "Verdict": d.verdict,
             }
         )
     return pd.DataFrame(rows)
@@ -64,73 +53,70 @@ def table1_main(res: Results, variants: Sequence[str] | None = None) -> pd.DataF
     rows = []
     for v in variants or _main_variants(res):
         if v == "deebert":
-            heads = runs(res, v, "stsb_heads")
+            heads = heads_runs(res, v)
             if heads:
-                t = [r["test"] for r in heads]
                 rows.append(
                     {
                         "Model": "deebert (per-pair exit)",
                         "Seeds": len(heads),
-                        "STS-B (exit)": seed_interval([x["spearman_exit"] for x in t]),
-                        "STS-B (exit), seeds": seed_values([x["spearman_exit"] for x in t]),
+                        "STS-B (exit)": heads.interval(lambda h: h.test.spearman_exit),
+                        "STS-B (exit), seeds": heads.seeds_text(lambda h: h.test.spearman_exit),
                         "STS-B (full)": "",
-                        "Exit rate": mean([x["exit_rate"] for x in t]),
-                        "E[l]": mean([x["expected_exit_layer"] for x in t]),
-                        "Layer Red.": mean([x["layer_reduction"] for x in t]),
+                        "Exit rate": heads.mean(lambda h: h.test.exit_rate),
+                        "E[l]": heads.mean(lambda h: h.test.expected_exit_layer),
+                        "Layer Red.": heads.mean(lambda h: h.test.layer_reduction),
                         "Speedup (b=1)": None,
                     }
                 )
             continue
-        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        rs = pair_splits(res, v, "stsb")
         if not rs:
             continue
-        lat = runs(res, v, "latency")
-        sp = mean([next((r["speedup"] for r in l["rows"] if r["batch_size"] == 1), None) for l in lat]) if lat else None
+        lat = latency_runs(res, v)
         row = {
             "Model": v,
             "Seeds": len(rs),
-            "STS-B (exit)": seed_interval([r["spearman_exit"] for r in rs]),
-            "STS-B (exit), seeds": seed_values([r["spearman_exit"] for r in rs]),
-            "STS-B (full)": seed_interval([r["spearman_full"] for r in rs]),
-            "Exit rate": mean([r["exit_rate"] for r in rs]),
-            "E[l]": mean([r["expected_exit_layer"] for r in rs]),
-            "Layer Red.": mean([r["layer_reduction"] for r in rs]),
-            "Speedup (b=1)": sp,
+            "STS-B (exit)": rs.interval(lambda r: r.spearman_exit),
+            "STS-B (exit), seeds": rs.seeds_text(lambda r: r.spearman_exit),
+            "STS-B (full)": rs.interval(lambda r: r.spearman_full),
+            "Exit rate": rs.mean(lambda r: r.exit_rate),
+            "E[l]": rs.mean(lambda r: r.expected_exit_layer),
+            "Layer Red.": rs.mean(lambda r: r.layer_reduction),
+            "Speedup (b=1)": lat.mean(lambda r: r.speedup(1)) if lat else None,
         }
-        qqp = [split_of(r) for r in runs(res, v, "qqp")]
+        qqp = pair_splits(res, v, "qqp")
         if qqp:
             row |= {
-                "QQP (exit)": seed_interval([r["spearman_exit"] for r in qqp]),
-                "QQP (full)": seed_interval([r["spearman_full"] for r in qqp]),
-                "QQP AP (exit)": mean([r.get("ap_exit") for r in qqp]),
-                "QQP AP (full)": mean([r.get("ap_full") for r in qqp]),
+                "QQP (exit)": qqp.interval(lambda r: r.spearman_exit),
+                "QQP (full)": qqp.interval(lambda r: r.spearman_full),
+                "QQP AP (exit)": qqp.mean(lambda r: r.ap_exit),
+                "QQP AP (full)": qqp.mean(lambda r: r.ap_full),
             }
         rows.append(row)
     return pd.DataFrame(rows) if rows else None
 
 
-def _sweep_points(d: dict, rule: str = "convergence") -> list[dict]:
-    return [p for p in d["frontier"]["sweep"] if p["rule"] == rule]
+def _sweep_points(split: PairSplit, rule: str = "convergence") -> list[Point]:
+    return split.frontier.points(rule) if split.frontier else []
 
 
 @table("table5_pareto")
 def table5_pareto(res: Results, variant: str = "leap") -> pd.DataFrame | None:
     """Table 5: the theta sweep on STS-B test (mean over seeds): exit rate, E[l], layer
     reduction, Spearman, and the exit advantage over the model's own truncation."""
-    rs = [split_of(r) for r in runs(res, variant, "stsb")]
+    rs = pair_splits(res, variant, "stsb")
     if not rs:
         return None
     rows = []
-    for i, p in enumerate(_sweep_points(rs[0])):
-        pts = [_sweep_points(r)[i] for r in rs]
+    for pts in zip(*(_sweep_points(r) for r in rs.records)):
         rows.append(
             {
-                "theta": p["setting"],
-                "Exit rate": mean([q["exit_rate"] for q in pts]),
-                "E[l]": mean([q["mean_exit_layer"] for q in pts]),
-                "Layer Red.": mean([q["layer_reduction"] for q in pts]),
-                "STS-B": mean([q["quality"] for q in pts]),
-                "Exit advantage": mean([q["exit_advantage"] for q in pts]),
+                "theta": pts[0].setting,
+                "Exit rate": mean_of(pts, lambda q: q.exit_rate),
+                "E[l]": mean_of(pts, lambda q: q.mean_exit_layer),
+                "Layer Red.": mean_of(pts, lambda q: q.layer_reduction),
+                "STS-B": mean_of(pts, lambda q: q.quality),
+                "Exit advantage": mean_of(pts, lambda q: q.exit_advantage),
             }
         )
     return pd.DataFrame(rows)
@@ -139,14 +125,14 @@ def table5_pareto(res: Results, variant: str = "leap") -> pd.DataFrame | None:
 @table("table6_beir")
 def table6_beir(res: Results, k: int = 10) -> pd.DataFrame | None:
     """Table 6: NDCG@k, baseline full, LEAP full, LEAP early exit (and every extra exit objective)."""
-    base, leap = beir_runs(res, "baseline"), beir_runs(res, "leap")
+    base, leap = retrieval_runs(res, "baseline"), retrieval_runs(res, "leap")
     if not base or not leap:
         return None
     rows = []
     for ds in sorted(set(base) & set(leap)):
-        b = mean([d["full"][f"NDCG@{k}"] for d in base[ds]])
-        lf = mean([d["full"][f"NDCG@{k}"] for d in leap[ds]])
-        le = mean([d["exit"][f"NDCG@{k}"] for d in leap[ds]])
+        b = base[ds].mean(lambda d: d.ndcg(k))
+        lf = leap[ds].mean(lambda d: d.ndcg(k))
+        le = leap[ds].mean(lambda d: d.ndcg(k, exited=True))
         row = {
             "Dataset": ds,
             "Baseline": b,
@@ -154,16 +140,16 @@ def table6_beir(res: Results, k: int = 10) -> pd.DataFrame | None:
             "LEAP EE": le,
             "Delta B->L (%)": 100 * (lf - b) / b if b else None,
             "Delta Full->EE (%)": 100 * (le - lf) / lf if lf else None,
-            "Docs exiting early": mean([d["exit"]["corpus_exit"]["exit_rate"] for d in leap[ds]]),
-            "Queries exiting early": mean([d["exit"]["query_exit"]["exit_rate"] for d in leap[ds]]),
+            "Docs exiting early": leap[ds].mean(lambda d: d.exit_rate("corpus")),
+            "Queries exiting early": leap[ds].mean(lambda d: d.exit_rate("query")),
         }
         for v in extra_variants(res):
-            rs = beir_runs(res, v).get(ds)
+            rs = retrieval_runs(res, v).get(ds)
             if rs:
                 row |= {
-                    f"{v} full": mean([d["full"][f"NDCG@{k}"] for d in rs]),
-                    f"{v} EE": mean([d["exit"][f"NDCG@{k}"] for d in rs]),
-                    f"{v} docs exiting early": mean([d["exit"]["corpus_exit"]["exit_rate"] for d in rs]),
+                    f"{v} full": rs.mean(lambda d: d.ndcg(k)),
+                    f"{v} EE": rs.mean(lambda d: d.ndcg(k, exited=True)),
+                    f"{v} docs exiting early": rs.mean(lambda d: d.exit_rate("corpus")),
                 }
         rows.append(row)
     return pd.DataFrame(rows)
@@ -173,15 +159,15 @@ def table6_beir(res: Results, k: int = 10) -> pd.DataFrame | None:
 @table("table16_beir_ndcg1_3")
 def table_beir_cutoffs(res: Results, ks: Sequence[int]) -> pd.DataFrame | None:
     """Tables 15 / 16: baseline vs LEAP at full inference at other cutoffs."""
-    base, leap = beir_runs(res, "baseline"), beir_runs(res, "leap")
+    base, leap = retrieval_runs(res, "baseline"), retrieval_runs(res, "leap")
     if not base or not leap:
         return None
     rows = []
     for ds in sorted(set(base) & set(leap)):
         row: dict[str, Any] = {"Dataset": ds}
         for k in ks:
-            b = mean([d["full"][f"NDCG@{k}"] for d in base[ds]])
-            l = mean([d["full"][f"NDCG@{k}"] for d in leap[ds]])
+            b = base[ds].mean(lambda d, k=k: d.ndcg(k))
+            l = leap[ds].mean(lambda d, k=k: d.ndcg(k))
             row |= {f"Baseline NDCG@{k}": b, f"LEAP NDCG@{k}": l, f"Delta@{k} (%)": 100 * (l - b) / b if b else None}
         rows.append(row)
     return pd.DataFrame(rows)
@@ -197,63 +183,62 @@ def table7_latency(res: Results, variants: Sequence[str] | None = None) -> pd.Da
     (paired per-round ratios), monitoring overhead; the device is part of the table."""
     rows = []
     for v in variants or ("leap", *extra_variants(res), "baseline"):
-        for seed, evals in sorted(res.get(v, {}).items()):
-            if "latency" not in evals:
-                continue
-            d = evals["latency"]
-            for r in d["rows"]:
+        seeds = [s for s, evals in sorted(res.get(v, {}).items()) if "latency" in evals]
+        for seed, d in zip(seeds, latency_runs(res, v).records):
+            for r in d.rows:
                 rows.append(
                     {
                         "Model": v,
                         "Seed": seed,
-                        "Device": d.get("device_name") or d.get("device"),
-                        "dtype": d.get("dtype"),
-                        "Batch": r["batch_size"],
-                        "Full (ms)": r["full_ms"],
-                        "Exit (ms)": r["exit_ms"],
-                        "Speedup": r["speedup"],
-                        "Speedup 95% CI": _ci(r.get("speedup_ci95")),
-                        "Layer Red.": r["layer_reduction"],
-                        "Efficiency": r["efficiency"],
-                        "Monitoring overhead": r["monitoring_overhead"],
-                        "Overhead 95% CI": _ci(r.get("monitoring_overhead_ci95")),
+                        "Device": d.device_name or d.device,
+                        "dtype": d.dtype,
+                        "Batch": r.batch_size,
+                        "Full (ms)": r.full_ms,
+                        "Exit (ms)": r.exit_ms,
+                        "Speedup": r.speedup,
+                        "Speedup 95% CI": _ci(r.extra.get("speedup_ci95")),
+                        "Layer Red.": r.layer_reduction,
+                        "Efficiency": r.efficiency,
+                        "Monitoring overhead": r.monitoring_overhead,
+                        "Overhead 95% CI": _ci(r.extra.get("monitoring_overhead_ci95")),
                     }
                 )
     return pd.DataFrame(rows) if rows else None
 
 
-def _strategy_row(label: str, pts: list[dict], full: float | None) -> dict:
+def _strategy_row(label: str, pts: Sequence[Point], full: float | None) -> dict:
     """A Table 10 row from the frontier points of one rule over seeds (mean)."""
-    q = mean([p["quality"] for p in pts])
+    q = mean_of(pts, lambda p: p.quality)
     return {
         "Strategy": label,
         "STS-B": q,
         "Qual.": q / full,
-        "Layer Red.": mean([p["layer_reduction"] for p in pts]),
-        "Exit rate": mean([p["exit_rate"] for p in pts]),
-        "Exit advantage": mean([p["exit_advantage"] for p in pts]),
+        "Layer Red.": mean_of(pts, lambda p: p.layer_reduction),
+        "Exit rate": mean_of(pts, lambda p: p.exit_rate),
+        "Exit advantage": mean_of(pts, lambda p: p.exit_advantage),
     }
 
 
 def _variant_strategies(res: Results, v: str, thetas: Sequence[float], pabee: str) -> list[dict]:
     """Convergence at ``thetas``, PABEE at ``pabee`` and truncation at l_min, l_min + 1 of one variant."""
-    rs = [split_of(r) for r in runs(res, v, "stsb")]
+    rs = pair_splits(res, v, "stsb")
     if not rs:
         return []
-    full = mean([r["spearman_full"] for r in rs])
+    full = rs.mean(lambda r: r.spearman_full)
     rows = []
     for th in thetas:
-        pts = [p for r in rs for p in _sweep_points(r) if abs(p["setting"] - th) < 1e-9]
+        pts = [p for r in rs.records for p in _sweep_points(r) if abs(p.setting - th) < 1e-9]
         if pts:
             rows.append(_strategy_row(f"Convergence theta={th:.2f} ({v})", pts, full))
-    pab = [r["frontier"]["at_config"] for r in rs] if rs[0]["frontier"]["at_config"]["rule"] == "pabee" else []
-    pab = pab or [p for r in rs for p in r["frontier"]["sweep"] if p["rule"] == "pabee" and p["setting"] == pabee]
+    at = [r.frontier.at_config for r in rs.records]
+    pab = at if at[0].rule == "pabee" else []
+    pab = pab or [p for r in rs.records for p in r.frontier.points("pabee") if p.setting == pabee]
     if pab:
         rows.append(_strategy_row(f"PABEE {pabee} ({v})", pab, full))
-    L = len(rs[0]["spearman_per_layer"])
+    L = len(rs.records[0].spearman_per_layer)
     l_min = runs(res, v, "stsb")[0]["exit"]["min_layer"]
     for l in sorted({l_min, min(L - 1, l_min + 1)}):
-        s = mean([r["spearman_per_layer"][l - 1] for r in rs])
+        s = rs.mean(lambda r, l=l: r.spearman_per_layer[l - 1])
         row = {"Strategy": f"Truncation at layer {l} ({v})", "STS-B": s, "Qual.": s / full, "Layer Red.": L / l}
         rows.append({**row, "Exit rate": 1.0, "Exit advantage": 0.0})
     return rows
@@ -261,27 +246,31 @@ def _variant_strategies(res: Results, v: str, thetas: Sequence[float], pabee: st
 
 def _comparison_strategies(res: Results) -> list[dict]:
     """Table 10's DeeBERT-heads and fixed-depth rows, relative to the baseline's full depth."""
-    heads = runs(res, "deebert", "stsb_heads")
-    base = [split_of(r) for r in runs(res, "baseline", "stsb")]
+    heads = heads_runs(res)
+    base = pair_splits(res, "baseline", "stsb")
     rows = []
     if heads and base:
         test = [
-            h["test"]
-            | {"quality": h["test"]["spearman_exit"], "exit_advantage": h["frontier"]["at_config"]["exit_advantage"]}
-            for h in heads
+            Point(
+                "deebert",
+                quality=h.test.spearman_exit,
+                exit_rate=h.test.exit_rate,
+                layer_reduction=h.test.layer_reduction,
+                exit_advantage=h.frontier.at_config.exit_advantage,
+            )
+            for h in heads.records
         ]
-        rows.append(
-            _strategy_row("DeeBERT heads, per-pair exit (baseline)", test, mean([r["spearman_full"] for r in base]))
-        )
-    fixed = [split_of(r) for r in runs(res, "fixed_depth", "stsb")]
+        full = base.mean(lambda r: r.spearman_full)
+        rows.append(_strategy_row("DeeBERT heads, per-pair exit (baseline)", test, full))
+    fixed = pair_splits(res, "fixed_depth", "stsb")
     if fixed and base:
-        s = mean([r["spearman_full"] for r in fixed])
-        Lb, Lf = len(base[0]["exit_distribution"]), len(fixed[0]["exit_distribution"])
+        s = fixed.mean(lambda r: r.spearman_full)
+        Lb, Lf = len(base.records[0].spearman_per_layer), len(fixed.records[0].spearman_per_layer)
         rows.append(
             {
                 "Strategy": f"Fixed depth ({Lf} of {Lb} layers, trained)",
                 "STS-B": s,
-                "Qual.": s / mean([r["spearman_full"] for r in base]),
+                "Qual.": s / base.mean(lambda r: r.spearman_full),
                 "Layer Red.": Lb / Lf,
                 "Exit rate": None,
                 "Exit advantage": None,
@@ -322,20 +311,20 @@ def table11_ablation(
     ``leap`` runs fill its row (the Variant column says which runs)."""
     rows = []
     for v, label in rows_:
-        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        rs = pair_splits(res, v, "stsb")
         if not rs and v == "abl_exit":
-            v, rs = "leap", [split_of(r) for r in runs(res, "leap", "stsb")]
+            v, rs = "leap", pair_splits(res, "leap", "stsb")
         if rs:
             rows.append(
                 {
                     "Configuration": label,
                     "Variant": v,
                     "Seeds": len(rs),
-                    "STS-B (full)": mean([r["spearman_full"] for r in rs]),
-                    "STS-B (exit)": mean([r["spearman_exit"] for r in rs]),
-                    "Exit rate": mean([r["exit_rate"] for r in rs]),
-                    "E[l]": mean([r["expected_exit_layer"] for r in rs]),
-                    "Layer Red.": mean([r["layer_reduction"] for r in rs]),
+                    "STS-B (full)": rs.mean(lambda r: r.spearman_full),
+                    "STS-B (exit)": rs.mean(lambda r: r.spearman_exit),
+                    "Exit rate": rs.mean(lambda r: r.exit_rate),
+                    "E[l]": rs.mean(lambda r: r.expected_exit_layer),
+                    "Layer Red.": rs.mean(lambda r: r.layer_reduction),
                 }
             )
     return pd.DataFrame(rows) if rows else None
@@ -346,15 +335,15 @@ def table12_beta(res: Results) -> pd.DataFrame | None:
     """Table 12: the beta sweep (reduced training)."""
     rows = []
     for v in sorted(x for x in res if re.fullmatch(r"beta[0-9.]+", x)):
-        rs = [split_of(r) for r in runs(res, v, "stsb")]
+        rs = pair_splits(res, v, "stsb")
         if rs:
             rows.append(
                 {
                     "beta": float(v[4:]),
-                    "Exit rate": mean([r["exit_rate"] for r in rs]),
-                    "Layer Red.": mean([r["layer_reduction"] for r in rs]),
-                    "STS-B (exit)": mean([r["spearman_exit"] for r in rs]),
-                    "STS-B (full)": mean([r["spearman_full"] for r in rs]),
+                    "Exit rate": rs.mean(lambda r: r.exit_rate),
+                    "Layer Red.": rs.mean(lambda r: r.layer_reduction),
+                    "STS-B (exit)": rs.mean(lambda r: r.spearman_exit),
+                    "STS-B (full)": rs.mean(lambda r: r.spearman_full),
                 }
             )
     return pd.DataFrame(rows).sort_values("beta") if rows else None

@@ -1,0 +1,124 @@
+"""Which serving path to pick: every path of all-MiniLM-L6-v2 and all-mpnet-base-v2 (each
+exit-enabled with least-squares per-layer maps), measured by the code of
+``leap calibrate --paths auto`` (:func:`leap.serving_paths.measure_paths`) on STS-B dev, at each
+thread count given.
+
+For each model and thread count: torch and ONNX Runtime, fp32 and int8, each at full depth,
+cut at every layer (maps applied) and under convergence exit over a theta sweep; quality is
+Spearman on the 1,500 STS-B dev pairs (and its drop against full-depth fp32), speed is
+ms/sentence with tokenisation, batch 1 and 32, on 64 dev sentences, 3 interleaved rounds in
+one process. The Markdown gives the full-depth rows and, for each Spearman-drop budget, the
+fastest path within it; the JSON has every path; one plot per model and thread count.
+
+Usage (after ``make mpnet``):
+  HF_HUB_OFFLINE=1 python benchmarks/serving_paths.py --data-dir ../shared/data --threads 1 2 \\
+      --out results/cpu/performance/serving_paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from leap.config import ExitConfig
+from leap.convert import convert
+from leap.data import stsb_pairs
+from leap.deploy import Budget
+from leap.evaluate import pair_index
+from leap.files import write_json, write_text
+from leap.latency import environment
+from leap.models import packaged_minilm_path
+from leap.serving_paths import choose, measure_paths, plot_paths
+
+log = logging.getLogger("serving_paths_bench")
+THETAS = (0.80, 0.85, 0.88, 0.90, 0.93, 0.95, 0.97)
+BUDGETS = (0.005, 0.01, 0.02, 0.05)  # maximum Spearman drop against full-depth fp32
+
+
+def model_sources(mpnet: str) -> dict[str, str]:
+    out = {"all-MiniLM-L6-v2 + maps": packaged_minilm_path()}
+    if Path(mpnet).is_dir():
+        out["all-mpnet-base-v2 + maps"] = mpnet
+    else:
+        log.warning("%s missing (make mpnet): all-mpnet-base-v2 is left out", mpnet)
+    return out
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "# Serving paths: the fastest path within a quality budget",
+        "",
+        "`HF_HUB_OFFLINE=1 python benchmarks/serving_paths.py --data-dir ../shared/data --threads 1 2 "
+        "--out results/cpu/performance/serving_paths`. Spearman on the 1,500 STS-B dev pairs (x100); "
+        "drop against full-depth fp32; ms per sentence with tokenisation, median of 3 interleaved rounds.",
+        "",
+    ]
+    for r in results:
+        lines += [f"## {r['model']}, {r['threads']} thread(s)", ""]
+        lines += ["| path | precision | ms, batch 1 | ms, batch 32 | STS-B dev | drop | exit rate | E[l] |"]
+        lines += ["| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        seen = set()
+        picks = [(f"full depth ({p['backend']})", p) for p in r["paths"] if p["kind"] == "full"]
+        picks += [(f"fastest within drop {b:g}", r["chosen"][str(b)]) for b in BUDGETS if r["chosen"][str(b)]]
+        for label, p in picks:
+            key = (label.startswith("full"), p["path"])
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(
+                f"| {p['path']}{'' if label.startswith('full') else f' ({label})'} | {p['precision']} | "
+                f"{p['ms_b1']:.2f} | {p['ms_b32']:.2f} | {100 * p['spearman']:.1f} | {100 * p['spearman_drop']:.2f} | "
+                f"{100 * p['exit_rate']:.0f}% | {p['expected_exit_layer']:.2f} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--mpnet", default="models/all-mpnet-base-v2")
+    ap.add_argument("--fit", type=int, default=4000, help="STS-B train sentences the maps are fitted on")
+    ap.add_argument("--out", required=True, help="output prefix: <out>.json, <out>.md, <out>_<model>_<t>t.png")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pairs = stsb_pairs("local:stsb", a.data_dir)
+    dev = pairs[pairs["split"] == "dev"]
+    train = pairs[pairs["split"] == "train"]
+    fit = list(dict.fromkeys(train["sentence1"].tolist() + train["sentence2"].tolist()))[: a.fit]
+    sents, i1, i2 = pair_index(dev)
+    gold = dev["score"].to_numpy(float)
+    out = Path(a.out)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, src in model_sources(a.mpnet).items():
+            folder = convert(src, Path(tmp) / name.replace(" ", "_"), exit=ExitConfig(theta=0.9), fit_maps_on=fit)
+            for t in a.threads:
+                log.info("%s, %d thread(s)", name, t)
+                res = measure_paths(
+                    folder, sents, Budget(spearman_drop=BUDGETS[-1]), pairs=(i1, i2, gold), thetas=THETAS,
+                    batch_sizes=(1, 32), threads=t,
+                )  # fmt: skip
+                chosen = {}
+                for b in BUDGETS:
+                    for p in res.paths:
+                        p.meets_budget = Budget(spearman_drop=b).met(p.to_dict())
+                    best = choose(res.paths, 1)
+                    chosen[str(b)] = best.to_dict() if best else None
+                slug = f"{name.split()[0]}_{t}t"
+                plot_paths(res, f"{out}_{slug}.png")
+                results.append(
+                    {"model": name, "threads": t, "chosen": chosen, "paths": [p.to_dict() for p in res.paths]}
+                )
+    import torch
+
+    write_json(f"{out}.json", {"results": results, "machine": environment(torch.device("cpu"))})
+    write_text(f"{out}.md", markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
