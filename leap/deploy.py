@@ -43,7 +43,8 @@ DEFAULT_THETAS = (0.80, 0.83, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.
 
 @dataclass(frozen=True)
 class Budget:
-    """How close to full inference an exit rule must stay (``None``: not checked).
+    """How close to full inference an exit rule must stay (``None``: not checked; at least one
+    criterion must be set, and only the ones set are checked).
 
     Attributes:
         nn10: minimum mean overlap of each sentence's 10 nearest neighbours under the exit
@@ -52,7 +53,7 @@ class Budget:
         spearman_drop: maximum drop of Spearman on scored pairs (exit vs full).
     """
 
-    nn10: float | None = 0.95
+    nn10: float | None = None
     mean_cosine: float | None = None
     spearman_drop: float | None = None
 
@@ -85,6 +86,10 @@ class Budget:
         )
 
 
+DEFAULT_BUDGET = Budget(nn10=metrics.DEFAULT_NN10)
+"""The budget when none is named: NN@10 agreement with full inference >= 0.95 (paper B.5)."""
+
+
 def agreement(emb: np.ndarray, full: np.ndarray, k: int = 10) -> tuple[float, float]:
     """(mean NN@k overlap, mean cosine) of exit embeddings against full-depth ones."""
     k = min(k, len(emb) - 1)
@@ -96,7 +101,7 @@ def agreement(emb: np.ndarray, full: np.ndarray, k: int = 10) -> tuple[float, fl
 def calibrate(
     model: Any,
     sentences: Sequence[str],
-    budget: Budget = Budget(),
+    budget: Budget = DEFAULT_BUDGET,
     thetas: Sequence[float] = DEFAULT_THETAS,
     min_layers: Sequence[int] | None = None,
     patiences: Sequence[int] = (1,),
@@ -202,7 +207,7 @@ def calibration_record(result: dict, sentences: Sequence[str], source: str) -> d
 def calibrate_folder(
     folder: str,
     sentences: Sequence[str],
-    budget: Budget = Budget(),
+    budget: Budget = DEFAULT_BUDGET,
     source: str = "",
     pairs: tuple | None = None,
     **kwargs: Any,

@@ -228,14 +228,12 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
     """
 
     def __new__(cls, model_name_or_path: str | os.PathLike | None = None, *args: Any, **kwargs: Any):
-        backend = kwargs.get("backend") or served_backend(model_name_or_path, kwargs.get("device"))[0]
+        backend, threads = kwargs.get("backend"), None
+        if backend is None:  # the path `leap calibrate --paths auto` chose, else torch
+            backend, threads = served_backend(model_name_or_path, kwargs.get("device"))
         if backend in ONNX_BACKENDS:  # sentence-transformers' spelling, this project's ONNX exit path
-            return load_exit_model(
-                model_name_or_path,
-                exit=kwargs.get("exit"),
-                device=kwargs.get("device"),
-                backend=backend,
-            )
+            exit, device = kwargs.get("exit"), kwargs.get("device")
+            return load_exit_model(model_name_or_path, exit=exit, device=device, backend=backend, threads=threads)
         return super().__new__(cls)
 
     def __init__(

@@ -93,6 +93,16 @@ def _layer_panel(ax: Any, g: Any, fixed: Any) -> None:
         ax.scatter(fixed["layer_reduction"], fixed["quality"], marker="*", s=160, color="k", zorder=6)
 
 
+def log_ms_axis(ax: Any) -> None:
+    """A log x axis of milliseconds labelled 1, 2, 5, 10, 20, ... (no overlapping minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+
+
 def _speed_panel(ax: Any, paths: list[dict], batch_size: int) -> None:
     """One model's serving paths: STS-B dev Spearman against measured ms/sentence."""
     key = f"ms_b{batch_size}"
@@ -103,7 +113,7 @@ def _speed_panel(ax: Any, paths: list[dict], batch_size: int) -> None:
         )
         if pts:
             ax.plot([p[key] for p in pts], [p["spearman"] for p in pts], ls=ls, marker=marker, color=color, ms=3, lw=1)
-    ax.set_xscale("log")
+    log_ms_axis(ax)
 
 
 def frontier_figure(df, bench: str, serving: dict[str, dict] | None = None):

@@ -14,6 +14,11 @@ import numpy as np
 ArrayLike = np.ndarray
 
 
+DEFAULT_NN10 = 0.95
+"""NN@10 agreement with full inference an exit rule must keep when the user names no budget
+(``leap calibrate``, :data:`leap.deploy.DEFAULT_BUDGET`); paper B.5."""
+
+
 def _check_exit_layers(exit_layers: ArrayLike, num_layers: int) -> np.ndarray:
     e = np.asarray(exit_layers)
     if e.ndim != 1:

@@ -101,6 +101,19 @@ class PathResult:
         return out
 
 
+def path_from_dict(d: dict[str, Any]) -> PathResult:
+    """A :class:`PathResult` back from its ``to_dict`` row (a saved table)."""
+    from leap.config import ExitConfig as Rule
+
+    rule = Rule.from_dict(
+        {k: d[k] for k in ("strategy", "theta", "patience", "min_layer", "pabee_theta", "pabee_patience")}
+    )
+    ms = {int(k[4:]): v for k, v in d.items() if k.startswith("ms_b")}
+    keys = ("exit_rate", "expected_exit_layer", "layer_reduction", "nn10", "mean_cosine")
+    opt = {k: d.get(k) for k in ("spearman", "spearman_drop", "spearman_common_depth")}
+    return PathResult(d["backend"], rule, **{k: d[k] for k in keys}, **opt, ms=ms, meets_budget=d["meets_budget"])
+
+
 @dataclass
 class PathsResult:
     """Every path measured, the chosen one (``None`` only when nothing meets the budget) and
@@ -193,10 +206,23 @@ def time_paths(
             p.ms[int(bs)] = float(np.median(times[p.name]))
 
 
+NOISE = 0.03
+"""Paths within this fraction of the fastest time count as tied (the spread of interleaved
+rounds on 64 sentences); the simpler one serves."""
+SIMPLER = {"full": 0, "cut": 1, "exit": 2}
+
+
 def choose(paths: Sequence[PathResult], batch_size: int) -> PathResult | None:
-    """The fastest path at ``batch_size`` among those that meet the budget."""
-    ok = [p for p in paths if p.meets_budget]
-    return min(ok, key=lambda p: (p.ms[batch_size], p.expected_exit_layer)) if ok else None
+    """The fastest path at ``batch_size`` among those that meet the budget. Paths within
+    :data:`NOISE` of the fastest are tied and the simplest kind of them wins (full depth, then
+    a cut, then exit; within a kind, the faster); an exit rule under which no input exits is
+    never chosen."""
+    ok = [p for p in paths if p.meets_budget and (p.kind != "exit" or p.exit_rate > 0)]
+    if not ok:
+        return None
+    fastest = min(p.ms[batch_size] for p in ok)
+    tied = [p for p in ok if p.ms[batch_size] <= fastest * (1 + NOISE)]
+    return min(tied, key=lambda p: (SIMPLER[p.kind], p.ms[batch_size]))
 
 
 def onnx_export_needed(folder: Path, num_layers: int, first_layer: int) -> str | None:
@@ -358,7 +384,9 @@ def plot_paths(result: PathsResult, path: str | os.PathLike) -> None:
         ax.axhline(b.nn10, ls="--", color="grey", lw=1, label="budget")
     ax.set_xlabel(f"ms per sentence (batch {bs}, tokenisation included)")
     ax.set_ylabel(f"{label} (points: exit rules)")
-    ax.set_xscale("log")
+    from leap.figures import log_ms_axis
+
+    log_ms_axis(ax)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:

@@ -14,8 +14,6 @@ from leap.errors import LeapError
 
 EXIT_DEFAULTS = ExitConfig()
 
-DEFAULT_NN10 = 0.95  # calibrate's budget when the user names none
-
 
 def exit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("exit rule (paper Eq. 6; default: the model's saved rule)")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from leap.cli.common import (
-    DEFAULT_NN10,
     exit_args,
     fmt,
     overrides,
@@ -18,6 +17,7 @@ from leap.cli.common import (
 )
 from leap.early_exit import ExitConfig
 from leap.errors import LeapError
+from leap.metrics import DEFAULT_NN10
 
 
 def read_pairs(path: str) -> tuple[list[str], tuple]:
