@@ -49,6 +49,13 @@ def write_profile(tmp_path) -> None:
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
 
 
+def slurm_command(tmp_path, limit_s: int, *args: str) -> list[str]:
+    """Snakemake in ``tmp_path`` through the profile :func:`write_profile` wrote, killed after ``limit_s``."""
+    workflow = ["-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path)]
+    profile = ["--workflow-profile", str(tmp_path / "profile")]
+    return ["timeout", "-k", "10", str(limit_s), *SNAKEMAKE, *workflow, *profile, *args]
+
+
 @pytest.mark.slow
 def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
     why = _slurm_idle()
@@ -66,21 +73,7 @@ def test_tiny_workflow_through_slurm_profile(tmp_path, tiny_models):
     cfg["latency"]["variants"] = ["leap"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
 
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        "900",
-        *SNAKEMAKE,
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--workflow-profile",
-        str(tmp_path / "profile"),
-        "--configfile",
-        str(tmp_path / "config.yaml"),
-    ]
+    cmd = slurm_command(tmp_path, 900, "--configfile", str(tmp_path / "config.yaml"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     out = proc.stdout + proc.stderr
@@ -112,24 +105,8 @@ def test_paper_configuration_rehearsal_first_stages_through_slurm_profile(tmp_pa
     with HubStub(hub) as url:
         (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay(models, url)))
         targets = ["results/paper/data/stats.json", "results/paper/teacher/teacher/manifest.json"]
-        cmd = [
-            "timeout",
-            "-k",
-            "10",
-            "600",
-            *SNAKEMAKE,
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--workflow-profile",
-            str(tmp_path / "profile"),
-            "--configfile",
-            str(ROOT / "config/config.yaml"),
-            str(tmp_path / "overlay.yaml"),
-            "--",
-            *targets,
-        ]
+        configs = ["--configfile", str(ROOT / "config/config.yaml"), str(tmp_path / "overlay.yaml")]
+        cmd = slurm_command(tmp_path, 600, *configs, "--", *targets)
         run_env = env | {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, cwd=tmp_path)
     out = proc.stdout + proc.stderr
