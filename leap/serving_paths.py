@@ -103,11 +103,7 @@ class PathResult:
 
 def path_from_dict(d: dict[str, Any]) -> PathResult:
     """A :class:`PathResult` back from its ``to_dict`` row (a saved table)."""
-    from leap.config import ExitConfig as Rule
-
-    rule = Rule.from_dict(
-        {k: d[k] for k in ("strategy", "theta", "patience", "min_layer", "pabee_theta", "pabee_patience")}
-    )
+    rule = ExitConfig.from_dict({k: d[k] for k in ExitConfig().to_dict()})  # the rule's fields of the row
     ms = {int(k[4:]): v for k, v in d.items() if k.startswith("ms_b")}
     keys = ("exit_rate", "expected_exit_layer", "layer_reduction", "nn10", "mean_cosine")
     opt = {k: d.get(k) for k in ("spearman", "spearman_drop", "spearman_common_depth")}
