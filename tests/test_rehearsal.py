@@ -22,13 +22,16 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from .hub_fixtures import BEIR, HUB, build_hub, build_models
 from .hub_stub import HubStub, commit_of
+from .test_workflow import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -97,36 +100,243 @@ def planned_rules(output: str) -> set[str]:
     return {n for n in names if re.fullmatch(r"[A-Za-z_]\w*", n)} - {"job", "total"}
 
 
-def test_the_paper_configuration_runs_every_rule_on_hub_shaped_stand_ins(tmp_path):
-    hub = build_hub(tmp_path / "hub")
-    models = build_models(tmp_path / "models")
+def extras(overlay_: dict, models: dict[str, str]) -> dict:
+    """A third config file on top of the rehearsal: what this project adds to the paper's DAG.
+    LEAP-XD beside the main pair (QQP, retrieval, the claims repeated for it), a published
+    checkpoint exit-enabled with fitted maps, and the serving paths timed on CPU. Every job of
+    the paper run is reused; only these jobs and the summaries that read them run."""
+    minilm = "sentence-transformers/all-MiniLM-L6-v2"
+    maps = {"name": "all-MiniLM-L6-v2-maps", "model": models[minilm], "fit_maps": 100, "retrieval_sets": ["scifact"]}
+    return {
+        "variants": {"main": ["baseline", "leap", "leap_xd"]},
+        "evaluation": {"retrieval_variants": ["leap", "leap_xd"]},
+        "latency": {"serving_pairs": 30, "serving_thetas": [0.9], "serving_batch_sizes": [1]},
+        "published_models": [*overlay_["published_models"], maps],
+    }
+
+
+@dataclass
+class Rehearsal:
+    """The rehearsal's two runs in one folder, kept for every test of this module."""
+
+    work: Path
+    want: set[str]  # the rules of the paper configuration's dry run
+    paper: subprocess.CompletedProcess  # config.yaml + overlay
+    whole: subprocess.CompletedProcess | None  # + extras, in the same folder
+    configs: list[str]
+    env: dict
+    requests: list
+    extras: dict
+
+    @property
+    def results(self) -> Path:
+        return self.work / "results/paper"
+
+    def snakemake(self, *args: str, configs: list[str] | None = None) -> subprocess.CompletedProcess:
+        return snakemake([*args, "--configfile", *(configs or self.configs)], self.work, self.env)
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory) -> Rehearsal:
+    """Run the paper configuration (config.yaml + :func:`overlay`), then the same folder with
+    :func:`extras` on top, against the stand-in Hub (up for the module's tests)."""
+    tmp = tmp_path_factory.mktemp("rehearsal")
+    hub = build_hub(tmp / "hub")
+    models = build_models(tmp / "models")
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
     }
-    dry = snakemake(["-n"], tmp_path / "dry", env | {"HF_HUB_OFFLINE": "1"})
+    dry = snakemake(["-n"], tmp / "dry", env | {"HF_HUB_OFFLINE": "1"})
     assert dry.returncode == 0, dry.stderr[-2000:]
-    want = planned_rules(dry.stdout + dry.stderr)
     stub = HubStub(hub)
     with stub as url:
-        cfg = tmp_path / "overlay.yaml"
-        cfg.write_text(yaml.safe_dump(overlay(models, url)))
-        run_env = env | {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
-        work = tmp_path / "run"
-        args = ["--cores", "2", "--configfile", str(ROOT / "config/config.yaml"), str(cfg)]
-        proc = snakemake(args, work, run_env)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    ran = rules_of(proc.stdout + proc.stderr)
+        over = overlay(models, url)
+        (tmp / "overlay.yaml").write_text(yaml.safe_dump(over))
+        more = extras(over, models)
+        (tmp / "extras.yaml").write_text(yaml.safe_dump(more))
+        run_env = env | {"HF_ENDPOINT": url, "HF_HOME": str(tmp / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        work = tmp / "run"
+        paper_configs = [str(ROOT / "config/config.yaml"), str(tmp / "overlay.yaml")]
+        paper = snakemake(["--cores", "2", "--configfile", *paper_configs], work, run_env)
+        configs = [*paper_configs, str(tmp / "extras.yaml")]
+        whole = snakemake(["--cores", "2", "--configfile", *configs], work, run_env) if paper.returncode == 0 else None
+        yield Rehearsal(
+            work, planned_rules(dry.stdout + dry.stderr), paper, whole, configs, run_env, stub.requests, more
+        )
+
+
+def test_the_paper_configuration_runs_every_rule_on_hub_shaped_stand_ins(rehearsal):
+    proc = rehearsal.paper
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ran, want = rules_of(proc.stdout + proc.stderr), rehearsal.want
     assert ran == want, f"not run: {sorted(want - ran)}; not in the paper DAG: {sorted(ran - want)}"
-    res = work / "results/paper"
+    res = rehearsal.results
     stats = json.loads((res / "data/stats.json").read_text())
     assert stats["hub_revisions"] == {repo: commit_of(repo) for repo in HUB}  # one commit per repo, recorded
-    assert {p for _, p in stub.requests if p.startswith("/beir/")} == {f"/beir/{n}.zip" for n in BEIR}
-    assert not any("resolve" in p and "/models/" in p for _, p in stub.requests)  # no model from the Hub
+    assert not stats["synthetic"]
+    assert {p for _, p in rehearsal.requests if p.startswith("/beir/")} == {f"/beir/{n}.zip" for n in BEIR}
+    assert not any("resolve" in p and "/models/" in p for _, p in rehearsal.requests)  # no model from the Hub
     report = (res / "report.md").read_text()
     assert "plain transformers checkpoint" in report and "TinyBERT_General_6L_768D" in report
+    assert "Synthetic data" not in report
     assert json.loads((res / "tables/index.json").read_text())
+
+
+def whole_run(rehearsal: Rehearsal) -> Path:
+    proc = rehearsal.whole
+    assert proc is not None, "the paper run failed (see the test above)"
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return rehearsal.results
+
+
+def test_the_extras_reuse_every_paper_job_and_run_only_their_own(rehearsal):
+    whole_run(rehearsal)
+    ran = rules_of(rehearsal.whole.stdout + rehearsal.whole.stderr)
+    assert {"exit_enable_published", "serving_paths", "train_student", "eval_qqp", "eval_beir"} <= ran
+    assert not {"extract_data", "teacher_cache", "diagnose_published"} & ran
+    out = rehearsal.whole.stdout + rehearsal.whole.stderr
+    trained = re.findall(r"rule train_student:.*?wildcards: variant=(\w+)", out, flags=re.S)
+    assert trained == ["leap_xd"]
+
+
+def test_every_output_of_the_whole_dag_exists_and_parses(rehearsal):
+    res = whole_run(rehearsal)
+    published = [m["name"] for m in rehearsal.extras["published_models"] if not m.get("fit_maps")]
+    table = pd.read_csv(res / "tables/table2_cross_distillation.csv")
+    assert table["Model"].tolist() == published
+    assert set(table["Verdict"]) <= {"compatible", "incompatible"}
+    for v in ("baseline", "leap", "abl_exit", "beta0.4", "fixed_depth", "adaptive_layer", "layerskip"):
+        run_dir = res / v / "seed0"
+        assert (run_dir / "model" / "modules.json").exists()
+        assert json.loads((run_dir / "eval/stsb.json").read_text())["splits"]["test"]["n_pairs"] > 0
+        assert (run_dir / "eval/layers.json").exists() and (run_dir / "train_log.jsonl").read_text()
+    assert json.loads((res / "leap_xd/seed0/eval/beir_scifact.json").read_text())["full"]["NDCG@10"] >= 0
+    assert (res / "leap_xd/seed0/model/layer_maps.safetensors").exists()
+    assert json.loads((res / f"published/{published[0]}/eval/stsb.json").read_text())["splits"]["test"]["frontier"]
+    # a published checkpoint exit-enabled with fitted maps: its own folder, evaluated like a run, no diagnostic
+    maps = res / "published/all-MiniLM-L6-v2-maps"
+    assert (maps / "model/layer_maps.safetensors").exists()
+    assert json.loads((maps / "eval/stsb.json").read_text())["layer_maps"] is True
+    assert not (maps / "eval/diagnostic.json").exists()
+    frontier = pd.read_csv(res / "tables/frontier.csv")
+    assert {f"published:{published[0]}", "published:all-MiniLM-L6-v2-maps", "leap_xd", "fixed_depth"} <= set(
+        frontier["model"]
+    )
+    assert {"common_depth", "oracle"} <= set(frontier["rule"])
+    assert {"STS-B", "scifact", "scifact (query-only)"} <= set(frontier["benchmark"])
+    assert (res / "figures/fig3_frontier_scifact_query_only.png").exists()
+    summary = pd.read_csv(res / "tables/frontier_summary.csv")
+    assert "oracle_advantage_at_bar" in summary and not summary["best_at"].fillna("").str.startswith("oracle").any()
+    mixing = pd.read_csv(res / "tables/table_layer_mixing.csv")
+    assert {"STS-B", "scifact"} <= set(mixing["Benchmark"]) and "Contrast (dev-chosen)" in mixing
+    prov = json.loads((res / "provenance.json").read_text())
+    assert len(prov["commit"]) == 40 and isinstance(prov["consistent"], bool) and prov["machine"]["cores"] >= 1
+    assert {"train", "evaluate"} <= set(prov["stages"]) and len(prov["commands"]) == 2  # both runs
+    assert "## Provenance" in (res / "report.md").read_text()
+    assert (res / "figures/fig3_frontier_sts_b.png").exists() and (res / "figures/fig3_frontier_scifact.png").exists()
+    assert "exit advantage" in (res / "leap/seed0/model_card.md").read_text().lower()
+    qqp = json.loads((res / "baseline/seed0/eval/qqp.json").read_text())["splits"]["test"]
+    assert 0 <= qqp["ap_full"] <= 1 and not (res / "abl_exit/seed0/eval/qqp.json").exists()  # main models only
+    assert (res / "leap_xd/seed0/eval/qqp.json").exists()
+    assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
+    assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
+    assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
+    from leap.records import record_type
+
+    typed = [(p, record_type(p.stem)) for p in res.rglob("eval/*.json") if record_type(p.stem)]
+    assert {p.stem for p, _ in typed} >= {"stsb", "qqp", "layers", "latency", "stsb_heads", "beir_scifact"}
+    for p, kind in typed:  # every evaluation the readers read round-trips through its record
+        d = json.loads(p.read_text())
+        assert kind.from_dict(d).to_dict() == d, p
+    serving = json.loads((res / "leap/seed0/eval/serving_paths.json").read_text())
+    assert {(p["backend"], p["kind"]) for p in serving["paths"]} >= {
+        ("torch", "cut"),
+        ("torch", "exit"),
+        ("torch", "full"),
+    }
+    assert all(p["ms_b1"] > 0 and -1 <= p["spearman"] <= 1 for p in serving["paths"])
+    index = json.loads((res / "tables/index.json").read_text())
+    assert index["table1_main"] == "written" and index["table11_ablation"] == "written"
+    assert index["table12_beta"] == "written"
+    for name, state in index.items():
+        if state == "written":
+            assert not pd.read_csv(res / f"tables/{name}.csv").empty
+    assert (res / "figures/fig1_layer_dynamics.png").stat().st_size > 1000
+    claims = pd.read_csv(res / "claims.csv")
+    assert list(claims.columns[:5]) == ["claim", "paper", "measured", "unit", "verdict"]
+    assert set(claims["variant"].dropna()) == {"leap", "leap_xd"}  # LEAP claims repeated for the extra objective
+    report = (res / "report.md").read_text()
+    assert report.index("## The frontier") < report.index("## Claims")
+    assert (res / "logs/train/leap/seed0.log").exists() and (res / "benchmarks/train/leap/seed0.tsv").exists()
+
+
+def test_a_finished_run_has_nothing_to_do_and_its_html_report_holds_every_item(rehearsal):
+    whole_run(rehearsal)
+    again = rehearsal.snakemake("--cores", "2", "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # Snakemake's own HTML report holds every table and figure of the run, captioned
+    page_path = rehearsal.work / "report.html"
+    html = rehearsal.snakemake("--report", str(page_path))
+    assert html.returncode == 0, html.stderr[-3000:]
+    page = page_path.read_text(encoding="utf-8", errors="replace")
+    from leap.results import FIGURE_NAMES, TABLE_NAMES
+
+    for name in [
+        *TABLE_NAMES,
+        *FIGURE_NAMES,
+        "frontier.csv",
+        "frontier_summary.csv",
+        "fig3_frontier_sts_b",
+        "claims.csv",
+        "model_card.md",
+    ]:
+        assert name in page, name
+    assert "Frontier" in page and "Layer analyses" in page and "Read the frontier first" in page
+
+
+def test_one_changed_setting_reruns_only_its_chain(rehearsal, tmp_path):
+    whole_run(rehearsal)
+    cfg = dict(rehearsal.extras)
+    changed = tmp_path / "changed.yaml"
+
+    def dry() -> dict[str, int]:
+        changed.write_text(yaml.safe_dump(cfg))
+        return jobs(rehearsal.snakemake("--cores", "2", "-n", configs=[*rehearsal.configs, str(changed)]))
+
+    # change one variant's parameter: only that variant's chain (and the report) reruns
+    cfg["variant_overrides"] = {"fixed_depth": {"n_layers": 7}, "layerskip": {"lr": 1e-4}}
+    counts = dry()
+    assert counts.get("train_student") == 1, counts
+    assert counts.get("eval_stsb") == 1 and "eval_qqp" not in counts  # layerskip is not a main variant
+    assert "teacher_cache" not in counts and "extract_data" not in counts and "diagnose_published" not in counts
+
+    # a new variant of the same shape (init, depth, layer map) trains without rebuilding the cache
+    cfg["variants"] = {**cfg["variants"], "ablation": ["abl_exit", "abl_final"]}
+    counts = dry()
+    assert counts.get("train_student") == 2 and "teacher_cache" not in counts
+
+    # a variant that reads only the teacher's final layer (no L_inter) changes its depth
+    # without rebuilding the cache (that depth's layer map is never read)
+    cfg["variant_overrides"]["leap_xd"] = {"n_layers": 3, "loss": {"layer_map": None}}
+    counts = dry()
+    assert counts.get("train_student") == 3 and "teacher_cache" not in counts  # + leap_xd
+
+    # an edit of leap/teacher.py reruns the cache and what reads it, nothing else (Snakemake
+    # compares input checksums, so the edit is a real one, undone at once)
+    teacher_py = ROOT / "leap" / "teacher.py"
+    original = teacher_py.read_bytes()
+    try:
+        teacher_py.write_bytes(original + b"# edited by test_rehearsal\n")
+        counts = dry()
+    finally:
+        teacher_py.write_bytes(original)
+    trained = 9  # baseline leap leap_xd abl_exit abl_final beta0.4 fixed_depth adaptive_layer layerskip
+    assert counts.get("teacher_cache") == 1 and counts.get("train_student") == trained, counts
+    assert "extract_data" not in counts and "diagnose_published" not in counts
+    assert counts.get("eval_stsb") == trained and counts.get("eval_qqp") == 3  # not the published checkpoints
 
 
 SHARED = ROOT.parent / "shared" / "data" / "beir"

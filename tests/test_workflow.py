@@ -1,5 +1,7 @@
-"""Snakemake on a tiny config: outputs exist and parse, a rerun has nothing to do, a bad
-config is rejected by the schema before any job runs, lint and snakefmt are clean."""
+"""Snakemake on a tiny config: a killed training job resumes, a bad config is rejected by the
+schema before any job runs, the shipped configs resolve, lint and snakefmt are clean. The
+whole DAG's outputs, a rerun with nothing to do and what a change reruns are checked on the
+paper rehearsal (tests/test_rehearsal.py), which runs every rule once."""
 
 from __future__ import annotations
 
@@ -9,15 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# one worker runs the two tests that execute the workflow here, in order (pytest -n with
-# --dist loadgroup): one of them edits a leap module for a moment to check what an edit reruns
-SERIAL = pytest.mark.xdist_group("workflow")
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -105,133 +103,6 @@ def jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
-@SERIAL
-@pytest.mark.slow
-def test_tiny_workflow_runs_and_is_idempotent(tmp_path, tiny_config):
-    proc = run(["--cores", "2", "--configfile", str(tiny_config)], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = tmp_path / "results/tiny"
-    table = pd.read_csv(res / "tables/table2_cross_distillation.csv")
-    assert table["Model"].tolist() == ["tiny-bert", "tiny-mpnet"]
-    assert set(table["Verdict"]) <= {"compatible", "incompatible"}
-    for v in ("baseline", "leap", "abl_final", "beta0.2", "fixed_depth", "adaptive_layer", "layerskip"):
-        run_dir = res / v / "seed0"
-        assert (run_dir / "model" / "modules.json").exists()
-        assert json.loads((run_dir / "eval/stsb.json").read_text())["splits"]["test"]["n_pairs"] > 0
-        assert (run_dir / "eval/layers.json").exists() and (run_dir / "train_log.jsonl").read_text()
-    assert json.loads((res / "leap_xd/seed0/eval/beir_retrieval.json").read_text())["full"]["NDCG@10"] >= 0
-    assert (res / "leap_xd/seed0/model/layer_maps.safetensors").exists()
-    assert json.loads((res / "published/tiny-mpnet/eval/stsb.json").read_text())["splits"]["test"]["frontier"]
-    # a published checkpoint exit-enabled with fitted maps: its own folder, evaluated like a run, no diagnostic
-    assert (res / "published/tiny-bert-maps/model/layer_maps.safetensors").exists()
-    assert json.loads((res / "published/tiny-bert-maps/eval/stsb.json").read_text())["layer_maps"] is True
-    assert not (res / "published/tiny-bert-maps/eval/diagnostic.json").exists()
-    frontier = pd.read_csv(res / "tables/frontier.csv")
-    assert {"published:tiny-bert", "published:tiny-bert-maps", "leap_xd", "fixed_depth"} <= set(frontier["model"])
-    assert {"common_depth", "oracle"} <= set(frontier["rule"])
-    assert {"STS-B", "retrieval", "retrieval (query-only)"} <= set(frontier["benchmark"])
-    assert (res / "figures/fig3_frontier_retrieval_query_only.png").exists()
-    summary = pd.read_csv(res / "tables/frontier_summary.csv")
-    assert "oracle_advantage_at_bar" in summary and not summary["best_at"].fillna("").str.startswith("oracle").any()
-    mixing = pd.read_csv(res / "tables/table_layer_mixing.csv")
-    assert {"STS-B", "retrieval"} <= set(mixing["Benchmark"]) and "Contrast (dev-chosen)" in mixing
-    prov = json.loads((res / "provenance.json").read_text())
-    assert len(prov["commit"]) == 40 and isinstance(prov["consistent"], bool) and prov["machine"]["cores"] >= 1
-    assert {"train", "evaluate"} <= set(prov["stages"]) and prov["commands"]
-    assert "## Provenance" in (res / "report.md").read_text()
-    assert (res / "figures/fig3_frontier_sts_b.png").exists() and (res / "figures/fig3_frontier_retrieval.png").exists()
-    assert "exit advantage" in (res / "leap/seed0/model_card.md").read_text().lower()
-    qqp = json.loads((res / "baseline/seed0/eval/qqp.json").read_text())["splits"]["test"]
-    assert 0 <= qqp["ap_full"] <= 1 and not (res / "abl_final/seed0/eval/qqp.json").exists()  # main models only
-    assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
-    assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
-    assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
-    from leap.records import record_type
-
-    typed = [(p, record_type(p.stem)) for p in res.rglob("eval/*.json") if record_type(p.stem)]
-    assert {p.stem for p, _ in typed} >= {"stsb", "qqp", "layers", "latency", "stsb_heads", "beir_retrieval"}
-    for p, kind in typed:  # every evaluation the readers read round-trips through its record
-        d = json.loads(p.read_text())
-        assert kind.from_dict(d).to_dict() == d, p
-    serving = json.loads((res / "leap/seed0/eval/serving_paths.json").read_text())
-    assert {(p["backend"], p["kind"]) for p in serving["paths"]} >= {
-        ("torch", "cut"),
-        ("torch", "exit"),
-        ("torch", "full"),
-    }
-    assert all(p["ms_b1"] > 0 and -1 <= p["spearman"] <= 1 for p in serving["paths"])
-    index = json.loads((res / "tables/index.json").read_text())
-    assert index["table1_main"] == "written" and index["table11_ablation"] == "written"
-    for name, state in index.items():
-        if state == "written":
-            assert not pd.read_csv(res / f"tables/{name}.csv").empty
-    assert (res / "figures/fig1_layer_dynamics.png").stat().st_size > 1000
-    claims = pd.read_csv(res / "claims.csv")
-    assert list(claims.columns[:5]) == ["claim", "paper", "measured", "unit", "verdict"]
-    assert set(claims["variant"].dropna()) == {"leap", "leap_xd"}  # LEAP claims repeated for the extra objective
-    report = (res / "report.md").read_text()
-    assert "Synthetic data" in report.splitlines()[2] and report.index("## The frontier") < report.index("## Claims")
-    assert (res / "logs/train/leap/seed0.log").exists() and (res / "benchmarks/train/leap/seed0.tsv").exists()
-    again = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-
-    # Snakemake's own HTML report holds every table and figure of the run, captioned
-    html = run(["--configfile", str(tiny_config), "--report", str(tmp_path / "report.html")], tmp_path)
-    assert html.returncode == 0, html.stderr[-3000:]
-    page = (tmp_path / "report.html").read_text(encoding="utf-8", errors="replace")
-    from leap.results import FIGURE_NAMES, TABLE_NAMES
-
-    for name in [
-        *TABLE_NAMES,
-        *FIGURE_NAMES,
-        "frontier.csv",
-        "frontier_summary.csv",
-        "fig3_frontier_sts_b",
-        "claims.csv",
-        "model_card.md",
-    ]:
-        assert name in page, name
-    assert "Frontier" in page and "Layer analyses" in page and "Read the frontier first" in page
-
-    # change one variant's parameter: only that variant's chain (and the report) reruns
-    cfg = yaml.safe_load(tiny_config.read_text())
-    cfg["variant_overrides"]["layerskip"] = {"lr": 1e-4}
-    tiny_config.write_text(yaml.safe_dump(cfg))
-    changed = run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path)
-    counts = jobs(changed)
-    assert counts.get("train_student") == 1, changed.stdout[-3000:]
-    assert counts.get("eval_stsb") == 1 and "eval_qqp" not in counts  # layerskip is not a main variant
-    assert "teacher_cache" not in counts and "extract_data" not in counts and "diagnose_published" not in counts
-    assert "layerskip" in changed.stdout + changed.stderr
-
-    # a new variant of the same shape (init, depth, layer map) trains without rebuilding the cache
-    cfg["variants"]["ablation"] = ["abl_final", "abl_contrast"]
-    tiny_config.write_text(yaml.safe_dump(cfg))
-    counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
-    assert counts.get("train_student") == 2 and "teacher_cache" not in counts
-
-    # a variant that reads only the teacher's final layer (no L_inter) changes its depth
-    # without rebuilding the cache (that depth's layer map is never read)
-    cfg["variant_overrides"]["leap_xd"] = {"n_layers": 3, "loss": {"layer_map": None}}
-    tiny_config.write_text(yaml.safe_dump(cfg))
-    counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
-    assert counts.get("train_student") == 3 and "teacher_cache" not in counts  # + leap_xd
-
-    # an edit of leap/teacher.py reruns the cache and what reads it, nothing else (Snakemake
-    # compares input checksums, so the edit is a real one, undone at once)
-    teacher_py = ROOT / "leap" / "teacher.py"
-    original = teacher_py.read_bytes()
-    try:
-        teacher_py.write_bytes(original + b"# edited by test_workflow\n")
-        counts = jobs(run(["--cores", "2", "--configfile", str(tiny_config), "-n"], tmp_path))
-    finally:
-        teacher_py.write_bytes(original)
-    assert counts.get("teacher_cache") == 1 and counts.get("train_student") == 9  # every trained variant
-    assert "extract_data" not in counts and "diagnose_published" not in counts
-    assert counts.get("eval_stsb") == 9 and counts.get("eval_qqp") == 3  # not the published checkpoints
-
-
-@SERIAL
 @pytest.mark.slow
 def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
     """Kill the training job (as an OOM killer or a cluster limit would) after a checkpoint:
@@ -285,6 +156,8 @@ def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
     assert steps == list(range(10, 401, 10))  # the log before the kill came back, nothing twice
     assert json.loads((run_dir / "train_config.json").read_text())["steps"] == 400
     assert not (run_dir / "checkpoints").exists()
+    # the built-in demo data is labelled synthetic where the report reads it (report.md's first lines)
+    assert json.loads((tmp_path / "results/tiny/data/stats.json").read_text())["synthetic"] is True
 
 
 @pytest.mark.parametrize(
