@@ -35,7 +35,7 @@ from .test_workflow import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rehearsal")]
+pytestmark = pytest.mark.slow  # one module: pytest -n 2 --dist loadscope keeps its tests, and their runs, on one worker
 
 
 def overlay(models: dict[str, str], hub_url: str) -> dict:
