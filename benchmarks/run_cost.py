@@ -99,7 +99,11 @@ def stage_costs(results: Path, logs: list[Path], pause_log: Path | None) -> dict
         st["wall_s"] += float(row[0])
         st["cpu_s"] += float(row[head.index("cpu_time")]) if "cpu_time" in head else 0.0
         st["paused_s"] += overlap(span, spans) if span else 0.0
-    return {"stages": dict(table), "pauses": [list(span) for span in spans]}
+    run = None
+    if intervals:
+        first, last = min(a for a, _ in intervals.values()), max(b for _, b in intervals.values())
+        run = {"start": first, "end": last, "wall_s": last - first, "paused_s": overlap((first, last), spans)}
+    return {"stages": dict(table), "pauses": [list(span) for span in spans], "run": run}
 
 
 def markdown(costs: dict) -> str:
@@ -118,6 +122,12 @@ def markdown(costs: dict) -> str:
         f"| all | {total['jobs']} | {total['wall_s'] / 60:.1f} min | {total['paused_s'] / 60:.1f} min "
         f"| {total['cpu_s'] / 60:.1f} min |"
     )
+    if run := costs.get("run"):
+        lines += [
+            "",
+            f"Run: first job start to last job end {run['wall_s'] / 60:.1f} min, of which "
+            f"{run['paused_s'] / 60:.1f} min paused: {(run['wall_s'] - run['paused_s']) / 60:.1f} min of running.",
+        ]
     return "\n".join(lines)
 
 

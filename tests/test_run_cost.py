@@ -47,5 +47,7 @@ def test_paused_seconds_of_each_job_are_its_overlap_with_the_pauses(tmp_path):
     train, evaluate = costs["stages"]["train"], costs["stages"]["evaluate"]
     assert (train["jobs"], train["wall_s"], train["paused_s"], train["cpu_s"]) == (1, 1200.0, 240.0, 600.0)
     assert (evaluate["wall_s"], evaluate["paused_s"]) == (300.0, 0.0)  # it ended before the pause
+    assert costs["run"]["wall_s"] == 1200.0 and costs["run"]["paused_s"] == 240.0  # 10:00 to 10:20
     table = rc.markdown(costs)
-    assert "| train | 1 | 20.0 min | 4.0 min | 10.0 min |" in table and table.splitlines()[-1].startswith("| all | 2 |")
+    assert "20.0 min, of which 4.0 min paused: 16.0 min of running" in table
+    assert "| train | 1 | 20.0 min | 4.0 min | 10.0 min |" in table and "| all | 2 | 25.0 min |" in table
