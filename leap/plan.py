@@ -212,6 +212,14 @@ class Plan:
             for s in self.seeds_of(v)
         ]
 
+    @cached_property
+    def run_outputs(self) -> list[str]:
+        """Every file the tables, figures and report read that a training or evaluation job
+        writes (not the tables themselves): what a run done in parts still lacks is the
+        subset not on disk (the workflow's ``pending_runs`` target)."""
+        configs = [f"{self.results}/{v}/seed{s}/train_config.json" for v in self.trained for s in self.seeds_of(v)]
+        return sorted(set(self.all_evals + self.diagnostics + self.model_cards + configs))
+
     # -- the model an evaluation reads ------------------------------------------------------
     def model_of(self, run: str) -> str:
         """The model a ``{run}`` evaluates: a trained student's folder, a published checkpoint,

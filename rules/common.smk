@@ -46,6 +46,11 @@ onstart:
     record_invocation(INVOCATIONS, ROOT, sys.argv, workflow.configfiles)
 
 
+def intermediate(path):
+    """A file only later jobs read: kept, or deleted once they are done (keep_intermediates)."""
+    return path if CFG.keep_intermediates else temp(path)
+
+
 SCRIPTS = ROOT / "workflow_scripts"
 GPU = 1 if CFG.gpu else 0  # jobs that can use a GPU ask for one only on GPU machines
 
@@ -80,6 +85,7 @@ LATENCY_RUNS = PLAN.latency_runs
 ALL_EVALS = PLAN.all_evals
 DIAGNOSTICS = PLAN.diagnostics
 MODEL_CARDS = PLAN.model_cards
+RUN_OUTPUTS = PLAN.run_outputs
 FRONTIER = [
     f"{RESULTS}/tables/frontier.csv",
     f"{RESULTS}/tables/frontier_summary.csv",

@@ -7,14 +7,17 @@ rule extract_data:
     input:
         code=code("extract.py"),
     output:
-        sentences=f"{DATA}/sentences.parquet",
+        sentences=intermediate(f"{DATA}/sentences.parquet"),
         stats=f"{DATA}/stats.json",
-        stsb=f"{DATA}/stsb.parquet",
-        qqp=f"{DATA}/qqp.parquet" if CFG.data.qqp else [],
-        nli=f"{DATA}/nli.parquet" if CFG.data.nli else [],
-        retrieval=expand(
-            f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL
-        ),
+        stsb=intermediate(f"{DATA}/stsb.parquet"),
+        qqp=intermediate(f"{DATA}/qqp.parquet") if CFG.data.qqp else [],
+        nli=intermediate(f"{DATA}/nli.parquet") if CFG.data.nli else [],
+        retrieval=[
+            intermediate(f)
+            for f in expand(
+                f"{DATA}/retrieval/{{dataset}}/corpus.jsonl", dataset=RETRIEVAL
+            )
+        ],
     log:
         f"{RESULTS}/logs/extract_data.log",
     benchmark:

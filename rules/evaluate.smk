@@ -2,7 +2,8 @@
 # frontier of its exit rules against static truncation of the same model; layer-wise
 # analyses; DeeBERT-style off-ramps; latency; and the exit diagnostic of published
 # checkpoints (sec 5.2). {run} is a trained student ({variant}/seed{seed}) or a published
-# checkpoint (published/{name}).
+# checkpoint (published/{name}). Evaluations outrank training (priority 30 > 10): a model's
+# evaluations run before the next model trains, so a run stopped in between loses little.
 
 
 rule diagnose_published:
@@ -38,7 +39,7 @@ rule exit_enable_published:
         sentences=f"{DATA}/sentences.parquet",
         code=code("exit_enable.py"),
     output:
-        model=directory(f"{RESULTS}/published/{{name}}/model"),
+        model=intermediate(directory(f"{RESULTS}/published/{{name}}/model")),
     log:
         f"{RESULTS}/logs/exit_enable_published/{{name}}.log",
     benchmark:
@@ -74,6 +75,7 @@ rule eval_stsb:
         f"{RESULTS}/logs/eval_stsb/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_stsb/{{run}}.tsv"
+    priority: 30
     conda:
         ENV
     threads: CFG.threads
@@ -102,6 +104,7 @@ rule eval_qqp:
         f"{RESULTS}/logs/eval_qqp/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_qqp/{{run}}.tsv"
+    priority: 30
     conda:
         ENV
     threads: CFG.threads
@@ -129,6 +132,7 @@ rule eval_beir:
         f"{RESULTS}/logs/eval_beir/{{run}}/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_beir/{{run}}/{{dataset}}.tsv"
+    priority: 30
     conda:
         ENV
     threads: CFG.threads
@@ -159,6 +163,7 @@ rule eval_exit_heads:
         f"{RESULTS}/logs/eval_exit_heads/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_exit_heads/seed{{seed}}.tsv"
+    priority: 30
     conda:
         ENV
     threads: CFG.threads
@@ -187,6 +192,7 @@ rule serving_paths:
         f"{RESULTS}/logs/serving_paths/{{variant}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/serving_paths/{{variant}}/seed{{seed}}.tsv"
+    priority: 30
     conda:
         ENV
     threads: CFG.threads
@@ -210,6 +216,7 @@ rule latency_bench:
         f"{RESULTS}/logs/latency/{{variant}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/latency/{{variant}}/seed{{seed}}.tsv"
+    priority: 30
     conda:
         ENV
     threads: CFG.threads

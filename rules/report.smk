@@ -62,6 +62,7 @@ rule model_card:
         ),
     log:
         f"{RESULTS}/logs/model_card/{{variant}}/seed{{seed}}.log",
+    priority: 30
     localrule: True
     conda:
         ENV

@@ -8,12 +8,12 @@ rule teacher_cache:
         sentences=f"{DATA}/sentences.parquet",
         code=code("teacher_cache.py"),
     output:
-        manifest=f"{TEACHER_DIR}/manifest.json",
+        manifest=intermediate(f"{TEACHER_DIR}/manifest.json"),
     log:
         f"{RESULTS}/logs/teacher_cache/{{teacher}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/teacher_cache/{{teacher}}.tsv"
-    priority: 20  # the head of the longest chain (cache -> training -> evaluation)
+    priority: 40  # the head of the longest chain (cache -> training -> evaluation)
     conda:
         ENV
     threads: CFG.threads

@@ -9,7 +9,7 @@ rule train_student:
         manifest=lambda wc: f"{cache_of(wc.variant, wc.seed)}/manifest.json",
         code=train_code,
     output:
-        model=directory(f"{RUN}/model"),
+        model=intermediate(directory(f"{RUN}/model")),
         projection=f"{RUN}/projection.safetensors",
         config=f"{RUN}/train_config.json",
         log=f"{RUN}/train_log.jsonl",

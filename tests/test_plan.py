@@ -41,6 +41,16 @@ def test_cpu_plan_runs_teachers_and_evaluations(tmp_path):
     assert plan.diagnosed == ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
 
 
+def test_run_outputs_are_what_the_tables_read_from_training_and_evaluation(tmp_path):
+    plan = Plan(cpu_config(tmp_path))
+    outs = plan.run_outputs
+    assert set(plan.all_evals + plan.diagnostics + plan.model_cards) <= set(outs)
+    configs = [p for p in outs if p.endswith("/train_config.json")]
+    assert len(configs) == len(plan.run_configs)  # every run, every seed
+    assert not [p for p in outs if "/tables/" in p or "/figures/" in p or p.endswith("/model")]
+    assert len(outs) == len(set(outs))
+
+
 def test_the_model_an_evaluation_reads(tmp_path):
     plan = Plan(cpu_config(tmp_path))
     assert plan.model_of("leap/seed1") == "results/cpu/leap/seed1/model"

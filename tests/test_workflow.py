@@ -160,6 +160,50 @@ def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
     assert json.loads((tmp_path / "results/tiny/data/stats.json").read_text())["synthetic"] is True
 
 
+@pytest.mark.slow
+def test_a_run_in_parts_on_fresh_machines_redoes_only_what_is_missing(tmp_path, tiny_models):
+    """keep_intermediates: false (the CPU config): each model, cache and data file is deleted
+    once its readers are done; on a fresh machine (no .snakemake, no models, results as a
+    checkout leaves them) `pending_runs` trains only the runs whose outputs are missing and
+    the default target then writes the tables without training anything (`make cpu`)."""
+    import time
+
+    cfg = tiny_cfg(tiny_models) | {"keep_intermediates": False, "seeds": [0, 1], "published_models": []}
+    cfg["variants"] = {"main": ["baseline"], "ablation": [], "sweep": [], "comparisons": []}
+    cfg["evaluation"]["retrieval_variants"] = ["baseline"]
+    cfg["latency"]["variants"] = []
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    args = ["--cores", "1", "--configfile", str(config)]
+    res = tmp_path / "results/tiny"
+
+    first = run(["pending_runs", *args], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for seed in (0, 1):
+        assert (res / f"baseline/seed{seed}/eval/stsb.json").exists()
+        assert (res / f"baseline/seed{seed}/eval/beir_retrieval.json").exists()
+        assert not (res / f"baseline/seed{seed}/model").exists()  # read by all its jobs: gone
+    assert not list(res.glob("teacher/*/manifest.json")) and not (res / "data/sentences.parquet").exists()
+    assert (res / "data/stats.json").exists()  # the report reads it: kept
+
+    # a fresh machine holding part of the run: seed 1's evaluations were never committed
+    for f in (res / "baseline/seed1/eval").iterdir():
+        f.unlink()
+    subprocess.run(["rm", "-rf", str(tmp_path / ".snakemake")], check=True)
+    plan = jobs(run(["pending_runs", "-n", *args], tmp_path))
+    assert plan["train_student"] == 1 and plan["eval_stsb"] == 1, plan
+    second = run(["pending_runs", *args], tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    subprocess.run(["rm", "-rf", str(tmp_path / ".snakemake")], check=True)
+    now = time.time()
+    for f in res.rglob("*"):  # one mtime for every result, as `make cpu` sets before each step
+        os.utime(f, (now, now))
+    final = jobs(run(["-n", *args], tmp_path))
+    assert "tables" in final and "claims_report" in final, final
+    assert not {"train_student", "teacher_cache", "extract_data", "eval_stsb", "eval_beir"} & set(final), final
+
+
 @pytest.mark.parametrize(
     "patch, message",
     [

@@ -168,6 +168,12 @@ class WorkflowConfig:
         "jobs that can use a GPU (teacher cache, training, evaluation, latency) ask for one "
         "(resources gpu=1, one at a time under the default profile); false on CPU machines",
     )
+    keep_intermediates: bool = setting(
+        True,
+        "keep the extracted data, teacher caches and model folders; false deletes each once every "
+        "job that reads it is done (Snakemake temp), so a run done in parts on fresh machines "
+        "resumes from its committed results (README, CPU-scale reproduction)",
+    )
     data_dir: str | None = setting(None, "local data folder (layout of ../shared/data) read by local:* sources")
     data: DataConfig = setting(doc="sources", factory=DataConfig)
     teacher: TeacherConfig = setting(doc="teacher and cache", factory=TeacherConfig)
