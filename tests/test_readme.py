@@ -65,3 +65,21 @@ def test_readme_report_commands_name_an_existing_config():
         for arg in shlex.split(c):
             if arg.startswith("config/"):
                 assert (ROOT / arg).exists(), c
+
+
+def test_readme_results_tables_are_the_committed_run_as_printed():
+    """The README's frontier and serving tables are `benchmarks/readme_results.py results/cpu`
+    on the committed run: a rerun that changes a number changes the README, or this fails."""
+    results = ROOT / "results" / "cpu"
+    if not (results / "tables" / "frontier_summary.csv").exists():
+        pytest.skip("no committed results/cpu in this checkout")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "benchmarks" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tables = module.readme_tables(results).split("\n\n")
+    assert len(tables) == 3
+    for table in tables:
+        assert table in readme, table.splitlines()[0]
