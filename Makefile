@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= results/demo
 
-.PHONY: venv test demo bench mpnet cpu lint schema clean
+.PHONY: venv test demo bench mpnet cpu cpu-stage lint schema clean
 
 venv: $(STAMP)
 
@@ -71,6 +71,14 @@ cpu: mpnet
 	$(SAME_MTIME)
 	$(OFFLINE) $(VENV)/bin/snakemake $(CPU_RUN)
 	$(OFFLINE) $(VENV)/bin/snakemake $(CPU_RUN) --report results/cpu/report.html
+
+# a part of the CPU run staged for commit: what it made, without what the next part remakes
+# (teacher caches, model folders, checkpoints, extracted data but its stats) or half-written files
+cpu-stage:
+	git add -u results/cpu
+	find results/cpu -type f ! -path '*/teacher/*' ! -path '*/model/*' ! -path '*/checkpoints/*' \
+		! -path 'results/cpu/data/*' ! -path '*/.*' -print0 | xargs -0 git add -f
+	git add -f results/cpu/data/stats.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache
