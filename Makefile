@@ -73,11 +73,11 @@ cpu: mpnet
 	$(OFFLINE) $(VENV)/bin/snakemake $(CPU_RUN) --report results/cpu/report.html
 
 # a part of the CPU run staged for commit: what it made, without what the next part remakes
-# (teacher caches, model folders, checkpoints, extracted data but its stats) or half-written files
+# (teacher caches, model folders, checkpoints, weights, extracted data but its stats) or half-written files
 cpu-stage:
 	git add -u results/cpu
 	find results/cpu -type f ! -path '*/teacher/*' ! -path '*/model/*' ! -path '*/checkpoints/*' \
-		! -path 'results/cpu/data/*' ! -path '*/.*' -print0 | xargs -0 git add -f
+		! -path 'results/cpu/data/*' ! -path '*/.*' ! -name '*.safetensors' -print0 | xargs -0 git add -f
 	git add -f results/cpu/data/stats.json
 
 clean:
