@@ -33,9 +33,10 @@ def _time(text: str) -> float:
     return dt.datetime.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y").timestamp()
 
 
-def job_intervals(log_paths: list[Path]) -> dict[str, tuple[float, float]]:
-    """``{benchmark path: (start, end)}`` from Snakemake logs (local time stamps, as written)."""
-    out: dict[str, tuple[float, float]] = {}
+def log_jobs(log_paths: list[Path]) -> list[dict[str, tuple[float, float]]]:
+    """Per Snakemake log, ``{benchmark path: (start, end)}`` of its finished jobs (local time
+    stamps, as written)."""
+    out = []
     for path in log_paths:
         now, started, bench_of = None, {}, {}
         current = None
@@ -55,8 +56,27 @@ def job_intervals(log_paths: list[Path]) -> dict[str, tuple[float, float]]:
                 job = started.get(m.group(1))
                 if job and job.get("benchmark") and job["start"] is not None and now is not None:
                     bench_of[job["benchmark"]] = (job["start"], now)
-        out.update(bench_of)
+        out.append(bench_of)
     return out
+
+
+def job_intervals(log_paths: list[Path]) -> dict[str, tuple[float, float]]:
+    """``{benchmark path: (start, end)}`` over all the logs."""
+    out: dict[str, tuple[float, float]] = {}
+    for jobs in log_jobs(log_paths):
+        out.update(jobs)
+    return out
+
+
+def merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of intervals, as disjoint sorted intervals."""
+    out: list[list[float]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
 
 
 def pauses(path: Path | None) -> list[tuple[float, float]]:
@@ -79,10 +99,18 @@ def overlap(a: tuple[float, float], spans: list[tuple[float, float]]) -> float:
     return sum(max(0.0, min(a[1], e) - max(a[0], s)) for s, e in spans)
 
 
+def paused_seconds(job: tuple[float, float], spans: list[tuple[float, float]]) -> float:
+    """Seconds a job stood still: its overlap with the pauses that began while it ran. A job
+    that started inside a pause was not paused (a stopped run starts nothing): it is a job of
+    the command that ran meanwhile, such as a latency timing alone on the machine."""
+    return overlap(job, [(s, e) for s, e in spans if s >= job[0]])
+
+
 def stage_costs(results: Path, logs: list[Path], pause_log: Path | None) -> dict:
     """Per stage: jobs, wall seconds, seconds of those inside pauses, CPU seconds."""
     stages = rule_stages(ROOT / "rules")
-    intervals = job_intervals(logs)
+    per_log = log_jobs(logs)
+    intervals = {k: v for jobs in per_log for k, v in jobs.items()}
     spans = pauses(pause_log)  # epoch seconds; Snakemake's local stamps are read in this machine's zone
     table: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0, "paused_s": 0.0, "cpu_s": 0.0})
     bench_root = results / "benchmarks"
@@ -98,12 +126,32 @@ def stage_costs(results: Path, logs: list[Path], pause_log: Path | None) -> dict
         st["jobs"] += 1
         st["wall_s"] += float(row[0])
         st["cpu_s"] += float(row[head.index("cpu_time")]) if "cpu_time" in head else 0.0
-        st["paused_s"] += overlap(span, spans) if span else 0.0
-    run = None
-    if intervals:
-        first, last = min(a for a, _ in intervals.values()), max(b for _, b in intervals.values())
-        run = {"start": first, "end": last, "wall_s": last - first, "paused_s": overlap((first, last), spans)}
-    return {"stages": dict(table), "pauses": [list(span) for span in spans], "run": run}
+        st["paused_s"] += paused_seconds(span, spans) if span else 0.0
+    return {"stages": dict(table), "pauses": [list(span) for span in spans], "run": run_span(per_log, spans)}
+
+
+def run_span(per_log: list[dict[str, tuple[float, float]]], spans: list[tuple[float, float]]) -> dict | None:
+    """The run's elapsed time: each log's first job start to last job end, overlapping logs
+    merged into one part (a command run during a pause lies inside its part), the gaps between
+    parts left out. Idle: the paused seconds in which no job ran (the jobs that started inside
+    a pause ran)."""
+    logs = [(min(a for a, _ in jobs.values()), max(b for _, b in jobs.values())) for jobs in per_log if jobs]
+    if not logs:
+        return None
+    parts = merge(logs)
+    inside = merge([j for jobs in per_log for j in jobs.values() if any(s <= j[0] < e for s, e in spans)])
+    paused = sum(overlap(part, spans) for part in parts)
+    busy = sum(overlap(job, spans) for job in inside)
+    wall = sum(e - s for s, e in parts)
+    return {
+        "start": parts[0][0],
+        "end": parts[-1][1],
+        "parts": [list(p) for p in parts],
+        "wall_s": wall,
+        "paused_s": paused,
+        "paused_busy_s": busy,
+        "idle_s": paused - busy,
+    }
 
 
 def markdown(costs: dict) -> str:
@@ -123,10 +171,19 @@ def markdown(costs: dict) -> str:
         f"| {total['cpu_s'] / 60:.1f} min |"
     )
     if run := costs.get("run"):
+        n = len(run["parts"])
+        parts = f"{n} parts, " if n > 1 else ""
+        gaps = ", the gaps between parts left out" if n > 1 else ""
+        busy = (
+            f" ({run['paused_busy_s'] / 60:.1f} min of it running jobs of a command started during a pause)"
+            if run["paused_busy_s"]
+            else ""
+        )
         lines += [
             "",
-            f"Run: first job start to last job end {run['wall_s'] / 60:.1f} min, of which "
-            f"{run['paused_s'] / 60:.1f} min paused: {(run['wall_s'] - run['paused_s']) / 60:.1f} min of running.",
+            f"Run: {parts}first job start to last job end {run['wall_s'] / 60:.1f} min{gaps}; paused "
+            f"{run['paused_s'] / 60:.1f} min{busy}, idle {run['idle_s'] / 60:.1f} min: "
+            f"{(run['wall_s'] - run['idle_s']) / 60:.1f} min of running.",
         ]
     return "\n".join(lines)
 
