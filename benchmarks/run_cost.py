@@ -106,8 +106,8 @@ def paused_seconds(job: tuple[float, float], spans: list[tuple[float, float]]) -
     return overlap(job, [(s, e) for s, e in spans if s >= job[0]])
 
 
-def stage_costs(results: Path, logs: list[Path], pause_log: Path | None) -> dict:
-    """Per stage: jobs, wall seconds, seconds of those inside pauses, CPU seconds."""
+def stage_costs(results: Path, logs: list[Path], pause_log: Path | None, by: str = "stage") -> dict:
+    """Per stage (or per rule, ``by="rule"``): jobs, wall seconds, seconds of those inside pauses, CPU seconds."""
     stages = rule_stages(ROOT / "rules")
     per_log = log_jobs(logs)
     intervals = {k: v for jobs in per_log for k, v in jobs.items()}
@@ -122,7 +122,7 @@ def stage_costs(results: Path, logs: list[Path], pause_log: Path | None) -> dict
         rule = tsv.relative_to(bench_root).parts[0].removesuffix(".tsv")
         stage = stages.get(rule) or next((s for r, s in stages.items() if r.startswith(rule)), "other")
         span = next((v for k, v in intervals.items() if tsv.as_posix().endswith(k)), None)
-        st = table[stage]
+        st = table[stage if by == "stage" else rule]
         st["jobs"] += 1
         st["wall_s"] += float(row[0])
         st["cpu_s"] += float(row[head.index("cpu_time")]) if "cpu_time" in head else 0.0
@@ -154,9 +154,9 @@ def run_span(per_log: list[dict[str, tuple[float, float]]], spans: list[tuple[fl
     }
 
 
-def markdown(costs: dict) -> str:
+def markdown(costs: dict, by: str = "stage") -> str:
     lines = [
-        "| stage | jobs | wall time, sum over jobs | of which paused | CPU time |",
+        f"| {by} | jobs | wall time, sum over jobs | of which paused | CPU time |",
         "| --- | --- | --- | --- | --- |",
     ]
     rows = sorted(costs["stages"].items(), key=lambda kv: -kv[1]["wall_s"])
@@ -194,9 +194,10 @@ def main() -> None:
     ap.add_argument("--logs", type=Path, nargs="*", default=[], help="the Snakemake logs of the run's invocations")
     ap.add_argument("--pauses", type=Path, default=None, help="pause log (pause_start/pause_end lines)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--by", choices=("stage", "rule"), default="stage", help="one row per stage or per rule")
     args = ap.parse_args()
-    costs = stage_costs(args.results, args.logs, args.pauses)
-    print(markdown(costs))
+    costs = stage_costs(args.results, args.logs, args.pauses, args.by)
+    print(markdown(costs, args.by))
     if args.json:
         write_json(args.json, costs)
 
