@@ -31,9 +31,10 @@ import yaml
 
 from .hub_fixtures import BEIR, HUB, build_hub, build_models
 from .hub_stub import HubStub, commit_of
-from .test_workflow import jobs
+from .test_workflow import jobs, without_slurm_controller
 
 ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.slow  # one module: pytest -n 2 --dist loadscope keeps its tests, and their runs, on one worker
 
@@ -143,11 +144,7 @@ def rehearsal(tmp_path_factory) -> Rehearsal:
     tmp = tmp_path_factory.mktemp("rehearsal")
     hub = build_hub(tmp / "hub")
     models = build_models(tmp / "models")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-    }
+    env = without_slurm_controller({k: v for k, v in os.environ.items() if k not in OFFLINE_VARS})
     dry = snakemake(["-n"], tmp / "dry", env | {"HF_HUB_OFFLINE": "1"})
     assert dry.returncode == 0, dry.stderr[-2000:]
     stub = HubStub(hub)

@@ -8,6 +8,7 @@ read with squeue (no slurmdbd here, so sacct cannot answer; SLURM-CI notes).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -20,8 +21,10 @@ import yaml
 from tests.test_workflow import ROOT, SNAKEMAKE, tiny_cfg
 
 
+@functools.cache
 def _slurm_idle() -> str | None:
-    """``None`` when an idle SLURM node answers, else why not."""
+    """``None`` when an idle SLURM node answers, else why not (asked once: without a
+    controller, ``sinfo`` waits for its timeout)."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "no SLURM client (sinfo/sbatch); run .ci/slurm-up.sh as root on Debian"
     proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)

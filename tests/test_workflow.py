@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+def without_slurm_controller(env: dict) -> dict:
+    """``env`` with a ``scontrol`` first on PATH that fails at once, for Snakemake runs that do
+    not use SLURM. The SLURM executor plugin runs ``scontrol show config`` when Snakemake
+    starts; on a machine with the SLURM client but no controller answering, that call waits
+    9 s (its timeout) on every start, with or without SLURM in the command. Failing at once
+    is what the plugin sees on a machine without SLURM. tests/test_slurm.py keeps the real one."""
+    stub = Path(tempfile.gettempdir()) / f"leap-tests-no-slurm-{os.getuid()}"
+    scontrol = stub / "scontrol"
+    if not scontrol.exists():
+        stub.mkdir(exist_ok=True)
+        tmp = stub / f".scontrol.{os.getpid()}"
+        tmp.write_text("#!/bin/sh\nexit 1\n")
+        tmp.chmod(0o755)
+        tmp.replace(scontrol)
+    return env | {"PATH": f"{stub}{os.pathsep}{env.get('PATH', '')}"}
+
+
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = without_slurm_controller(os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     return subprocess.run(
         [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(cwd), *args],
         capture_output=True,
@@ -132,7 +150,7 @@ def test_training_job_killed_mid_run_resumes_on_rerun(tmp_path, tiny_models):
         "--configfile",
         str(config),
     ]
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = without_slurm_controller(os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while not list((run_dir / "checkpoints").glob("checkpoint-*/leap_run.json")):
@@ -318,7 +336,11 @@ def test_cpu_frontier_overlay_keeps_the_frontier_and_seeds_and_drops_ablations(t
 
 def test_lint_and_format():
     lint = subprocess.run(
-        [*SNAKEMAKE, "--lint", "-s", str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT
+        [*SNAKEMAKE, "--lint", "-s", str(ROOT / "Snakefile")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=without_slurm_controller(dict(os.environ)),
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = subprocess.run(
