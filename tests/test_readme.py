@@ -83,3 +83,13 @@ def test_readme_results_tables_are_the_committed_run_as_printed():
     assert len(tables) == 3
     for table in tables:
         assert table in readme, table.splitlines()[0]
+
+
+def test_readme_holds_the_committed_one_thread_serving_rows_of_the_students():
+    """The README's one-thread rows of the CPU-scale students are
+    `benchmarks/serving_paths_students.py`'s committed table, as written."""
+    md = ROOT / "results" / "cpu" / "performance" / "serving_paths_students.md"
+    if not md.exists():
+        pytest.skip("no committed results/cpu in this checkout")
+    table = "\n".join(line for line in md.read_text(encoding="utf-8").splitlines() if line.startswith("|"))
+    assert table.count("\n") >= 5 and table in (ROOT / "README.md").read_text(encoding="utf-8")
