@@ -77,7 +77,7 @@ cpu: mpnet
 cpu-stage:
 	git add -u results/cpu
 	find results/cpu -type f ! -path '*/teacher/*' ! -path '*/model/*' ! -path '*/checkpoints/*' \
-		! -path 'results/cpu/data/*' ! -path '*/.*' ! -name '*.safetensors' -print0 | xargs -0 git add -f
+		! -path 'results/cpu/data/*' ! -path '*/.*' ! -name '*.safetensors' ! -name report.html -print0 | xargs -0 git add -f
 	git add -f results/cpu/data/stats.json
 
 clean:
