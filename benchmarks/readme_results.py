@@ -131,35 +131,40 @@ def retrieval_table(summary: pd.DataFrame) -> str:
 SERVING_BUDGETS = (0.01, 0.02, 0.05)  # Spearman drop against full depth on torch
 
 
-def serving_table(results: Path) -> str:
-    """Per timed student (seed 0, the workflow's ``serving_paths`` rule): torch and ONNX Runtime
-    int8 at full depth, then the fastest path at batch 1 within each Spearman-drop budget
+SERVING_HEADER = [
+    "| model, threads | path | ms, batch 1 | ms, batch 32 | STS-B dev | drop | exit rate | E[l] |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+]
+
+
+def serving_rows(name: str, data: dict) -> list[str]:
+    """One student's rows from a ``serving_paths`` record: torch and ONNX Runtime int8 at full
+    depth, then the fastest path at batch 1 within each Spearman-drop budget
     (:func:`leap.serving_paths.choose`, the rule ``leap calibrate --paths auto`` applies)."""
-    rows = [
-        "| model, threads | path | ms, batch 1 | ms, batch 32 | STS-B dev | drop | exit rate | E[l] |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    name = f"{name}, {data['threads']}"
+    paths = [path_from_dict(d) for d in data["paths"]]
+
+    def row(label: str, d: dict) -> str:
+        return (
+            f"| {name} | {label}{d['path']} | {d['ms_b1']:.2f} | {d['ms_b32']:.2f} | {100 * d['spearman']:.1f} "
+            f"| {100 * d['spearman_drop']:.2f} | {100 * d['exit_rate']:.0f}% | {d['expected_exit_layer']:.2f} |"
+        )
+
+    rows = [row("", d) for d in data["paths"] if d["kind"] == "full"]
+    for b in SERVING_BUDGETS:
+        for p in paths:
+            p.meets_budget = Budget(spearman_drop=b).met(p.to_dict())
+        best = choose(paths, 1)
+        within = f"within {100 * b:g}"
+        rows.append(row(f"fastest {within}: ", best.to_dict()) if best else f"| {name} | none {within} |")
+    return rows
+
+
+def serving_table(results: Path) -> str:
+    """Per timed student (seed 0, the workflow's ``serving_paths`` rule): :func:`serving_rows`."""
+    rows = list(SERVING_HEADER)
     for f in sorted(results.glob("*/seed0/eval/serving_paths.json")):
-        data = json.loads(f.read_text(encoding="utf-8"))
-        name = f"{model_name(f.parts[-4])}, {data['threads']}"
-        paths = [path_from_dict(d) for d in data["paths"]]
-
-        def row(label: str, d: dict, name: str = name) -> str:
-            return (
-                f"| {name} | {label}{d['path']} | {d['ms_b1']:.2f} | {d['ms_b32']:.2f} | {100 * d['spearman']:.1f} "
-                f"| {100 * d['spearman_drop']:.2f} | {100 * d['exit_rate']:.0f}% | {d['expected_exit_layer']:.2f} |"
-            )
-
-        rows += [row("", d) for d in data["paths"] if d["kind"] == "full"]
-        for b in SERVING_BUDGETS:
-            for p in paths:
-                p.meets_budget = Budget(spearman_drop=b).met(p.to_dict())
-            best = choose(paths, 1)
-            rows.append(
-                row(f"fastest within {100 * b:g}: ", best.to_dict())
-                if best
-                else f"| {name} | none within {100 * b:g} |"
-            )
+        rows += serving_rows(model_name(f.parts[-4]), json.loads(f.read_text(encoding="utf-8")))
     return "\n".join(rows)
 
 

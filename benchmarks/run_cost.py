@@ -60,14 +60,6 @@ def log_jobs(log_paths: list[Path]) -> list[dict[str, tuple[float, float]]]:
     return out
 
 
-def job_intervals(log_paths: list[Path]) -> dict[str, tuple[float, float]]:
-    """``{benchmark path: (start, end)}`` over all the logs."""
-    out: dict[str, tuple[float, float]] = {}
-    for jobs in log_jobs(log_paths):
-        out.update(jobs)
-    return out
-
-
 def merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The union of intervals, as disjoint sorted intervals."""
     out: list[list[float]] = []

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from readme_results import SERVING_HEADER, serving_rows  # benchmarks/, beside this script
 
 from leap.data import stsb_pairs
 from leap.files import write_json, write_text
@@ -32,37 +33,11 @@ from leap.serving_paths import run_serving_paths
 log = logging.getLogger("serving_paths_students")
 
 
-def row(name: str, threads: int, label: str, d: dict) -> str:
-    return (
-        f"| {name}, {threads} | {label}{d['path']} | {d['ms_b1']:.2f} | {d['ms_b32']:.2f} | {100 * d['spearman']:.1f} "
-        f"| {100 * d['spearman_drop']:.2f} | {100 * d['exit_rate']:.0f}% | {d['expected_exit_layer']:.2f} |"
-    )
-
-
 def markdown(results: list[dict], command: str) -> str:
-    """Per student and thread count: full depth on each engine, then the fastest path at batch 1
-    within each Spearman-drop budget (the README's serving rows)."""
-    from leap.deploy import Budget
-    from leap.serving_paths import choose, path_from_dict
-
-    lines = [
-        "# Serving paths of the CPU-scale students",
-        "",
-        f"`{command}`",
-        "",
-        "| model, threads | path | ms, batch 1 | ms, batch 32 | STS-B dev | drop | exit rate | E[l] |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    """Per student and thread count, the README's serving rows (:func:`readme_results.serving_rows`)."""
+    lines = ["# Serving paths of the CPU-scale students", "", f"`{command}`", "", *SERVING_HEADER]
     for r in results:
-        data, name = r["record"], r["variant"]
-        lines += [row(name, data["threads"], "", d) for d in data["paths"] if d["kind"] == "full"]
-        paths = [path_from_dict(d) for d in data["paths"]]
-        for b in (0.01, 0.02, 0.05):
-            for p in paths:
-                p.meets_budget = Budget(spearman_drop=b).met(p.to_dict())
-            best = choose(paths, 1)
-            label = f"fastest within {100 * b:g}: "
-            lines.append(row(name, data["threads"], label, best.to_dict()) if best else f"| {name} | none |")
+        lines += serving_rows(r["variant"], r["record"])
     return "\n".join(lines) + "\n"
 
 
