@@ -4,8 +4,10 @@ The workflow's ``serving_paths`` rule times each timed student at the config's t
 (``threads``: 2 for ``config/cpu.yaml``). This script times the same students, with the same
 code (:func:`leap.serving_paths.run_serving_paths`) and the same settings (the config's
 ``latency`` block: pairs, thetas, batch sizes), at the thread counts given, on the model
-folders the run left on disk (``<results>/<variant>/seed<seed>/model``; a variant whose
-folder is gone is skipped and named). The STS-B pairs are extracted from the data folder as
+folders the run left on disk (``<results>/<variant>/seed<seed>/model``, or the same layout
+under ``--models`` for folders copied aside while the run went on: a run with
+``keep_intermediates: false`` deletes each model after its last reader; a variant whose folder
+is gone is skipped and named). The STS-B pairs are extracted from the data folder as
 the workflow extracts them; a check compares each student's full-depth torch Spearman with the
 workflow's own file, so a different sample of pairs cannot pass unnoticed.
 
@@ -48,6 +50,10 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--models", type=Path, help="model folders as <models>/<variant>/seed<seed>/model (default: results)"
+    )
+    ap.add_argument("--variants", nargs="+", help="these timed students only (default: the config's latency variants)")
     ap.add_argument("--out", required=True, help="output prefix: <out>.json and <out>.md")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -59,14 +65,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         parquet = Path(tmp) / "stsb.parquet"
         pairs.to_parquet(parquet)
-        for variant in latency["variants"]:
+        for variant in a.variants or latency["variants"]:
             run = a.results / variant / f"seed{a.seed}"
-            if not (run / "model").is_dir():
+            model = (a.models or a.results) / variant / f"seed{a.seed}" / "model"
+            if not model.is_dir():
                 missing.append(variant)
                 continue
             for t in a.threads:
                 log.info("%s, %d thread(s)", variant, t)
-                rec = run_serving_paths(run / "model", parquet, Path(tmp) / f"{variant}_{t}.json", latency, threads=t)
+                rec = run_serving_paths(model, parquet, Path(tmp) / f"{variant}_{t}.json", latency, threads=t)
                 own = json.loads((run / "eval" / "serving_paths.json").read_text(encoding="utf-8"))
                 mine = next(d for d in rec["paths"] if d["kind"] == "full" and d["path"].startswith("torch"))
                 theirs = next(d for d in own["paths"] if d["kind"] == "full" and d["path"].startswith("torch"))
@@ -80,6 +87,8 @@ def main() -> None:
     command = (
         f"HF_HUB_OFFLINE=1 python benchmarks/serving_paths_students.py {a.results} --config {a.config} "
         f"--data-dir {a.data_dir} --threads {' '.join(map(str, a.threads))} --out {a.out}"
+        + (f" --models {a.models}" if a.models else "")
+        + (f" --variants {' '.join(a.variants)}" if a.variants else "")
     )
     write_json(f"{a.out}.json", {"command": command, "skipped": missing, "results": results})
     write_text(f"{a.out}.md", markdown(results, command))
