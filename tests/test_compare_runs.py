@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_compare_runs():
-    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "benchmarks/compare_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .benchmark_scripts import load_benchmark
 
 
 def write_run(root: Path, ms: float, spearman: float, extra: bool = False) -> Path:
@@ -29,7 +21,7 @@ def write_run(root: Path, ms: float, spearman: float, extra: bool = False) -> Pa
 
 
 def test_equal_quality_and_different_timings_are_told_apart(tmp_path):
-    cr = load_compare_runs()
+    cr = load_benchmark("compare_runs")
     old = write_run(tmp_path / "old", ms=10.0, spearman=0.8123)
     new = write_run(tmp_path / "new", ms=12.5, spearman=0.8123, extra=True)
 

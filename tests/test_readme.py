@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
 from tests.test_workflow import jobs, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,11 +74,7 @@ def test_readme_results_tables_are_the_committed_run_as_printed():
     results = ROOT / "results" / "cpu"
     if not (results / "tables" / "frontier_summary.csv").exists():
         pytest.skip("no committed results/cpu in this checkout")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "benchmarks" / "readme_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("readme_results")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     tables = module.readme_tables(results).split("\n\n")
     assert len(tables) == 3

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from .benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_run_cost():
-    spec = importlib.util.spec_from_file_location("run_cost", ROOT / "benchmarks/run_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run_cost")
 
 
 LOG = """[Thu Dec  3 10:00:00 2026]
