@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .benchmark_scripts import load_benchmark
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_run_cost():
-    return load_benchmark("run_cost")
-
 
 LOG = """[Thu Dec  3 10:00:00 2026]
 localrule train_student:
@@ -30,7 +21,7 @@ Finished jobid: 7 (Rule: train_student)
 
 
 def test_paused_seconds_of_each_job_are_its_overlap_with_the_pauses(tmp_path):
-    rc = load_run_cost()
+    rc = load_benchmark("run_cost")
     res = tmp_path / "results/x"
     for rel, wall in (("train/leap/seed0.tsv", 1200.0), ("eval_stsb/leap/seed0.tsv", 300.0)):
         f = res / "benchmarks" / rel
@@ -69,7 +60,7 @@ Finished jobid: 4 (Rule: eval_beir)
 
 
 def test_a_run_in_parts_leaves_out_the_gap_and_a_job_timed_during_a_pause_is_not_paused(tmp_path):
-    rc = load_run_cost()
+    rc = load_benchmark("run_cost")
     res = tmp_path / "results/x"
     for rel, wall in (
         ("train/leap/seed0.tsv", 1200.0),
