@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml environment.yml
 	@touch $(STAMP)
 
 test: venv lint
-	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadscope tests
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder tests
 
 demo: venv
 	$(OFFLINE) $(VENV)/bin/snakemake --cores all --configfile config/demo.yaml

@@ -50,5 +50,6 @@ def sentences() -> list[str]:
 def pytest_collection_modifyitems(config, items):
     """The slow tests first (a stable sort): under `pytest -n 2` they start at once, on both
     workers, instead of last, so the suite's wall time is the longest of them, not their sum
-    plus everything before them."""
+    plus everything before them. The Makefile passes `--no-loadscope-reorder`: pytest-xdist
+    >= 3.8 otherwise orders modules by their number of tests, and this order is lost."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)

@@ -58,3 +58,23 @@ def test_environment_yml_pins_the_versions_the_tests_run_with():
     assert {"torch", "transformers", "sentence-transformers"} <= set(pins)
     installed = {name: metadata.version(name).split("+")[0] for name in pins}
     assert installed == pins, "update environment.yml to the tested versions (or rebuild the venv: make venv)"
+
+
+def test_make_test_starts_the_slow_modules_first_on_both_workers():
+    """`make test` runs the modules with slow tests first (conftest's sort), one module per
+    worker at a time. pytest-xdist >= 3.8 reorders modules by test count unless told not to,
+    which sent the rehearsal (one slow fixture, six tests) last and left one worker idle for
+    about 100 s."""
+    from types import SimpleNamespace
+
+    from .conftest import pytest_collection_modifyitems
+
+    line = next(s for s in (ROOT / "Makefile").read_text().splitlines() if "-m pytest" in s)
+    assert "--dist loadscope" in line and "--no-loadscope-reorder" in line
+
+    def item(name: str, slow: bool) -> SimpleNamespace:
+        return SimpleNamespace(name=name, get_closest_marker=lambda m, s=slow: object() if m == "slow" and s else None)
+
+    items = [item("a", False), item("b", True), item("c", False), item("d", True)]
+    pytest_collection_modifyitems(None, items)
+    assert [i.name for i in items] == ["b", "d", "a", "c"]
