@@ -333,7 +333,9 @@ def m_beir_delta(res: dict, diag: dict, v: str, ks: Sequence[int]) -> Measured:
     """Mean relative change (%) of full-depth NDCG@k against the baseline, for each k of ``ks``."""
     vals = [_beir_delta(res, v, k) for k in ks]
     if vals[0][0] is None:
-        return Measured(None, note=f"BEIR not run for baseline and {v}")
+        missing = [x for x in ("baseline", v) if not retrieval_runs(res, x)]
+        why = f"BEIR not run for {' and '.join(missing)}" if missing else f"no BEIR set run for both baseline and {v}"
+        return Measured(None, note=why)
     ds = vals[0][1]
     nums = tuple(x for x, _ in vals)
     short = f"{len(ds)} of the paper's {BEIR_PAPER_SETS} sets ({', '.join(ds)})" if len(ds) < BEIR_PAPER_SETS else ""

@@ -16,9 +16,16 @@ from pathlib import Path
 PACKAGE = "leap"
 
 
-def _imported_leap_modules(path: Path) -> set[str]:
-    """Dotted ``leap...`` module names that ``path`` imports anywhere in its body."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+def _imported_leap_modules(path: Path) -> frozenset[str]:
+    """Dotted ``leap...`` module names that ``path`` imports anywhere in its body (each file
+    parsed once per version: a workflow start asks for the same files for every rule)."""
+    st = path.stat()
+    return _imports_of(str(path), st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _imports_of(path: str, mtime_ns: int, size: int) -> frozenset[str]:  # noqa: ARG001 - the cache key
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -26,9 +33,10 @@ def _imported_leap_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
             out.add(node.module)
             out |= {f"{node.module}.{a.name}" for a in node.names}  # `from leap import x` may be a module
-    return out
+    return frozenset(out)
 
 
+@cache
 def _module_file(root: Path, dotted: str) -> Path | None:
     parts = dotted.split(".")
     base = root.joinpath(*parts)

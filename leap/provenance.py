@@ -65,6 +65,15 @@ def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _shown(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to the repository ``root`` where it lies inside it (a record that
+    reads the same on every machine), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def record_invocation(
     log_path: str | os.PathLike, root: str | os.PathLike, argv: Sequence[str], configfiles: Iterable[str]
 ) -> dict:
@@ -73,7 +82,7 @@ def record_invocation(
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": list(argv),
         **git_state(root),
-        "configfiles": {str(c): file_sha256(c) for c in configfiles if Path(c).is_file()},
+        "configfiles": {_shown(c, root): file_sha256(c) for c in configfiles if Path(c).is_file()},
     }
     path = Path(log_path)
     path.parent.mkdir(parents=True, exist_ok=True)

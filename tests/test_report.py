@@ -100,6 +100,18 @@ def test_one_benchmark_of_five_is_not_comparable():
     assert v == "not comparable" and "1 of the paper's 5" in why
 
 
+def test_beir_not_measured_names_the_side_without_retrieval():
+    from leap.claim_measures import m_beir_delta
+
+    beir = {"dataset": "scifact", "full": {"NDCG@10": 0.6}}
+    only_base = {"baseline": {0: {"beir_scifact": beir}}, "self_xd_mpnet": {0: {"stsb": {}}}}
+    assert m_beir_delta(only_base, {}, "self_xd_mpnet", ks=(10,)).note == "BEIR not run for self_xd_mpnet"
+    neither = {"baseline": {0: {"stsb": {}}}, "leap": {0: {"stsb": {}}}}
+    assert m_beir_delta(neither, {}, "leap", ks=(10,)).note == "BEIR not run for baseline and leap"
+    apart = {"baseline": {0: {"beir_scifact": beir}}, "leap": {0: {"beir_nfcorpus": {**beir, "dataset": "nfcorpus"}}}}
+    assert m_beir_delta(apart, {}, "leap", ks=(10,)).note == "no BEIR set run for both baseline and leap"
+
+
 def test_not_measured_says_what_is_missing():
     v, why = verdict(EXIT_CLAIM, Measured(None, note="variant leap not run"), {}, "leap")
     assert v == "not measured" and why == "variant leap not run"
