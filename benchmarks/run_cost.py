@@ -131,7 +131,9 @@ def run_span(per_log: list[dict[str, tuple[float, float]]], spans: list[tuple[fl
     if not logs:
         return None
     parts = merge(logs)
-    inside = merge([j for jobs in per_log for j in jobs.values() if any(s <= j[0] < e for s, e in spans)])
+    # strictly after the pause began: a job stamped in the pause's first second is the run's own
+    # job, stopped with it (paused_seconds counts it paused too)
+    inside = merge([j for jobs in per_log for j in jobs.values() if any(s < j[0] < e for s, e in spans)])
     paused = sum(overlap(part, spans) for part in parts)
     busy = sum(overlap(job, spans) for job in inside)
     wall = sum(e - s for s, e in parts)

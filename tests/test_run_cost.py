@@ -90,3 +90,27 @@ def test_a_run_in_parts_leaves_out_the_gap_and_a_job_timed_during_a_pause_is_not
     assert "2 parts, first job start to last job end 26.0 min, the gaps between parts left out" in table
     assert "paused 4.0 min (2.0 min of it running jobs of a command started during a pause), idle 2.0 min" in table
     assert "24.0 min of running" in table
+
+
+def test_a_job_started_in_the_same_second_as_a_pause_is_paused_and_not_running(tmp_path):
+    """Snakemake stamps a job's start to the second and the pause log to the second: a job of
+    the run that starts as the run is stopped stands still with it, in the job row and in the
+    run's idle time alike."""
+    rc = load_benchmark("run_cost")
+    res = tmp_path / "results/x"
+    f = res / "benchmarks" / "latency/leap/seed0.tsv"
+    f.parent.mkdir(parents=True)
+    f.write_text("s\th:m:s\tcpu_time\n300.0\t0:05:00\t300.0\n")
+    (tmp_path / "run.log").write_text(
+        "[Thu Dec  3 10:00:00 2026]\nlocalrule latency_bench:\n    jobid: 3\n"
+        "    benchmark: results/x/benchmarks/latency/leap/seed0.tsv\n"
+        "[Thu Dec  3 10:05:00 2026]\nFinished jobid: 3 (Rule: latency_bench)\n"
+    )
+    start = rc._time("Thu Dec  3 10:00:00 2026")  # stopped in the job's first second, for 2 minutes
+    iso = [rc.dt.datetime.fromtimestamp(t, rc.dt.timezone.utc).isoformat() for t in (start, start + 120)]
+    (tmp_path / "pauses.log").write_text(f"pause_start {iso[0]} test\npause_end {iso[1]}\n")
+
+    costs = rc.stage_costs(res, [tmp_path / "run.log"], tmp_path / "pauses.log")
+    assert costs["stages"]["evaluate"]["paused_s"] == 120.0
+    run = costs["run"]
+    assert (run["paused_s"], run["paused_busy_s"], run["idle_s"]) == (120.0, 0.0, 120.0)
