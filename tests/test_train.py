@@ -121,9 +121,15 @@ def test_same_seed_bitwise_identical_other_seed_differs(setup):
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
-def test_resume_after_kill_matches_uninterrupted(setup):
-    c = cfg(setup, checkpoint_steps=2, epochs=2)
-    full = weights(run(setup, "uninterrupted", c))
+@pytest.fixture(scope="module")
+def uninterrupted(setup) -> dict[str, torch.Tensor]:
+    """The weights of a two-epoch run with a checkpoint every 2 steps, never stopped: what a
+    resumed run of the same config must end with (trained once for the tests that compare)."""
+    return weights(run(setup, "uninterrupted", cfg(setup, checkpoint_steps=2, epochs=2)))
+
+
+def test_resume_after_kill_matches_uninterrupted(setup, uninterrupted):
+    c, full = cfg(setup, checkpoint_steps=2, epochs=2), uninterrupted
     run(setup, "killed", c, stop_after_steps=4)
     assert not (setup["root"] / "killed" / "model").exists()
     assert (setup["root"] / "killed" / "checkpoints" / "checkpoint-4").exists()
@@ -156,9 +162,8 @@ def test_checkpoints_of_another_config_are_discarded_not_resumed(setup):
     assert steps == [2, 4, 6, 8, 10, 12]
 
 
-def test_incomplete_checkpoint_is_skipped(setup):
-    c = cfg(setup, checkpoint_steps=2, epochs=2)
-    full = weights(run(setup, "ref_incomplete", c))
+def test_incomplete_checkpoint_is_skipped(setup, uninterrupted):
+    c, full = cfg(setup, checkpoint_steps=2, epochs=2), uninterrupted
     run(setup, "half_saved", c, stop_after_steps=4)
     ckpts = setup["root"] / "half_saved" / "checkpoints"
     (ckpts / "checkpoint-4" / "leap_run.json").unlink()  # killed while writing checkpoint-4

@@ -183,7 +183,9 @@ def test_a_run_in_parts_on_fresh_machines_redoes_only_what_is_missing(tmp_path, 
     """keep_intermediates: false (the CPU config): each model, cache and data file is deleted
     once its readers are done; on a fresh machine (no .snakemake, no models, results as a
     checkout leaves them) `pending_runs` trains only the runs whose outputs are missing and
-    the default target then writes the tables without training anything (`make cpu`)."""
+    the default target then writes the tables without training anything (`make cpu`).
+    The first machine's part is seed 0 alone; the second machine holds its outputs as committed
+    and must add seed 1, and nothing of seed 0."""
     import time
 
     cfg = tiny_cfg(tiny_models) | {"keep_intermediates": False, "seeds": [0, 1], "published_models": []}
@@ -191,28 +193,34 @@ def test_a_run_in_parts_on_fresh_machines_redoes_only_what_is_missing(tmp_path, 
     cfg["data"]["qqp"] = None  # STS-B and BEIR are enough to show what a part redoes
     cfg["evaluation"]["retrieval_variants"] = ["baseline"]
     cfg["latency"]["variants"] = []
-    config = tmp_path / "config.yaml"
+    config, first_part = tmp_path / "config.yaml", tmp_path / "first_part.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    first_part.write_text(yaml.safe_dump(cfg | {"seeds": [0]}))
     args = ["--cores", "1", "--configfile", str(config)]
     res = tmp_path / "results/tiny"
 
-    first = run(["pending_runs", *args], tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    for seed in (0, 1):
-        assert (res / f"baseline/seed{seed}/eval/stsb.json").exists()
-        assert (res / f"baseline/seed{seed}/eval/beir_retrieval.json").exists()
-        assert not (res / f"baseline/seed{seed}/model").exists()  # read by all its jobs: gone
-    assert not list(res.glob("teacher/*/manifest.json")) and not (res / "data/sentences.parquet").exists()
-    assert (res / "data/stats.json").exists()  # the report reads it: kept
+    def intermediates_gone(seeds: tuple[int, ...]) -> None:
+        for seed in seeds:
+            assert (res / f"baseline/seed{seed}/eval/stsb.json").exists()
+            assert (res / f"baseline/seed{seed}/eval/beir_retrieval.json").exists()
+            assert not (res / f"baseline/seed{seed}/model").exists()  # read by all its jobs: gone
+        assert not list(res.glob("teacher/*/manifest.json")) and not (res / "data/sentences.parquet").exists()
+        assert (res / "data/stats.json").exists()  # the report reads it: kept
 
-    # a fresh machine holding part of the run: seed 1's evaluations were never committed
-    for f in (res / "baseline/seed1/eval").iterdir():
-        f.unlink()
+    first = run(["pending_runs", "--cores", "1", "--configfile", str(first_part)], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    intermediates_gone((0,))
+    assert not (res / "baseline/seed1").exists()
+
+    # a fresh machine holding the first part as committed
     subprocess.run(["rm", "-rf", str(tmp_path / ".snakemake")], check=True)
     plan = jobs(run(["pending_runs", "-n", *args], tmp_path))
     assert plan["train_student"] == 1 and plan["eval_stsb"] == 1, plan
+    committed = {f: f.stat().st_mtime_ns for f in (res / "baseline/seed0").rglob("*") if f.is_file()}
     second = run(["pending_runs", *args], tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert {f: f.stat().st_mtime_ns for f in committed} == committed  # seed 0 as committed, not redone
+    intermediates_gone((0, 1))
 
     subprocess.run(["rm", "-rf", str(tmp_path / ".snakemake")], check=True)
     now = time.time()
