@@ -3,7 +3,8 @@ rule of its DAG to the report, offline, with every data source still `hub:`.
 
 What the overlay changes (and nothing else): tiny random models of the same architectures and
 depths stand in for the teacher, the student init and the published checkpoints
-(tests/hub_fixtures.py: `build_models`); a few hundred sentences, two training steps, one seed;
+(tests/hub_fixtures.py: `build_models`); a few hundred sentences, two training steps, one seed,
+one variant each of the ablation and the sweep, fewer BEIR evaluations;
 CPU and fp32 instead of the GPU settings; the BEIR download URL points at the stand-in server.
 The Hub itself is tests/hub_stub.py: `HF_ENDPOINT` points every job at it, so the jobs'
 `datasets.load_dataset(repo, config, split=..., revision=...)` calls go through the real
