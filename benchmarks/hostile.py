@@ -4,7 +4,7 @@ On a model served with early exit (default: the packaged all-MiniLM-L6-v2 at the
 l_min 3), for normal sentences (the built-in list) and inputs built to force early exit
 (word-shuffled sentences) or to defeat it (one token repeated): exit rate, E[l], NN@10
 agreement and mean cosine of the exit embeddings with full depth. Then the same traffic
-through an :class:`leap.deploy.ExitMonitor` with the shadow check and fallback on: when the
+through an :class:`leap.deploy.monitor.ExitMonitor` with the shadow check and fallback on: when the
 fallback engages and releases, and the agreement of what is served.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/hostile.py [--model M] [--theta 0.93] [--threads 2]
@@ -18,10 +18,11 @@ import random
 import numpy as np
 import torch
 
-from leap.builtin import builtin_sentences
-from leap.config import ExitConfig
-from leap.deploy import Budget, ExitMonitor, MonitorConfig, agreement, attach_monitor, detach_monitor
-from leap.exit_model import load_exit_model
+from leap.core.builtin import builtin_sentences
+from leap.core.exit_config import ExitConfig
+from leap.deploy.calibrate import Budget, agreement
+from leap.deploy.monitor import ExitMonitor, MonitorConfig, attach_monitor, detach_monitor
+from leap.serving.model import load_exit_model
 
 
 def main() -> None:

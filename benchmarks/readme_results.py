@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from leap.deploy import Budget
-from leap.serving_paths import choose, path_from_dict
+from leap.deploy.calibrate import Budget
+from leap.deploy.serving_paths import choose, path_from_dict
 
 BENCHMARKS = {"scifact": "SciFact", "nfcorpus": "NFCorpus"}
 
@@ -140,7 +140,7 @@ SERVING_HEADER = [
 def serving_rows(name: str, data: dict) -> list[str]:
     """One student's rows from a ``serving_paths`` record: torch and ONNX Runtime int8 at full
     depth, then the fastest path at batch 1 within each Spearman-drop budget
-    (:func:`leap.serving_paths.choose`, the rule ``leap calibrate --paths auto`` applies)."""
+    (:func:`leap.deploy.serving_paths.choose`, the rule ``leap calibrate --paths auto`` applies)."""
     name = f"{name}, {data['threads']}"
     paths = [path_from_dict(d) for d in data["paths"]]
 

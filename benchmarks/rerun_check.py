@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from leap.config import ExitConfig, TrainConfig
-from leap.data import read_sentences
-from leap.evaluate import run_pairs
-from leap.training import train
+from leap.core.exit_config import ExitConfig
+from leap.training.config import TrainConfig
+from leap.training.run import train
+from leap.workflow.data import read_sentences
+from leap.workflow.evaluate import run_pairs
 
 
 def main() -> None:

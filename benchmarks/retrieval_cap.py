@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from leap.config import ExitConfig
-from leap.data import retrieval_set
-from leap.exit_model import load_exit_model
+from leap.core.exit_config import ExitConfig
 from leap.files import write_json, write_text
-from leap.frontier import ranked_scores
+from leap.serving.model import load_exit_model
+from leap.workflow.data import retrieval_set
+from leap.workflow.frontier import ranked_scores
 
 
 def measure(model_path: str, data_dir: str, name: str, caps: list[int], batch_size: int) -> list[dict]:

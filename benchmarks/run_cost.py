@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from leap.files import write_json
-from leap.provenance import rule_stages
+from leap.workflow.provenance import rule_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")

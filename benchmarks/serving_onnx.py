@@ -8,8 +8,8 @@ rounds), batch 1 and 32, each thread count given. For every model:
 * static truncation at the layer nearest the exit rule's E[l], on ONNX Runtime fp32 and int8
   (one graph of layers 1..k: the trivial alternative, without segment overhead);
 * our early exit on torch (``ExitSentenceTransformer``) and on ONNX Runtime fp32 and int8
-  (``leap.onnx_runtime.OnnxExitModel`` over the depth segments), and the same exits scored
-  at common depth (:mod:`leap.common_depth`: the layer stacks kept, pairs met at the depth
+  (``leap.serving.onnx_runtime.OnnxExitModel`` over the depth segments), and the same exits scored
+  at common depth (:mod:`leap.core.common_depth`: the layer stacks kept, pairs met at the depth
   both reached);
 
 each with its STS-B dev Spearman, exit rate and E[l] next to its speed. Times include
@@ -41,18 +41,18 @@ import torch
 from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
-from leap import common_depth
-from leap.config import ExitConfig
-from leap.convert import convert
-from leap.data import stsb_pairs
-from leap.evaluate import pair_index
-from leap.exit_model import load_exit_model
+from leap.core import common_depth
+from leap.core.exit_config import ExitConfig
+from leap.deploy.bench import environment, interleaved_ms
+from leap.deploy.convert import convert
 from leap.files import write_json, write_text
-from leap.frontier import pair_spearman
-from leap.latency import environment, interleaved_ms
-from leap.models import packaged_minilm_path
-from leap.onnx_export import export_onnx
-from leap.onnx_runtime import OnnxExitModel
+from leap.serving.model import load_exit_model
+from leap.serving.onnx_export import export_onnx
+from leap.serving.onnx_runtime import OnnxExitModel
+from leap.serving.sources import packaged_minilm_path
+from leap.workflow.data import stsb_pairs
+from leap.workflow.evaluate import pair_index
+from leap.workflow.frontier import pair_spearman
 
 log = logging.getLogger("onnx_bench")
 
@@ -66,7 +66,7 @@ def stsb_quality(encode, df: pd.DataFrame) -> float:
 
 def stsb_quality_common_depth(encode_stack, df: pd.DataFrame) -> float:
     """STS-B Spearman when pairs are compared at their common depth (``encode_stack(list[str])
-    -> (stack [N, L, d], layers [N])``, :mod:`leap.common_depth`)."""
+    -> (stack [N, L, d], layers [N])``, :mod:`leap.core.common_depth`)."""
     sents, i1, i2 = pair_index(df)
     stack, layers = encode_stack(sents)
     return float(spearmanr(common_depth.pair_similarity(stack, layers, i1, i2), df["score"].to_numpy(float)).statistic)

@@ -1,6 +1,6 @@
 """Which serving path to pick: every path of all-MiniLM-L6-v2 and all-mpnet-base-v2 (each
 exit-enabled with least-squares per-layer maps), measured by the code of
-``leap calibrate --paths auto`` (:func:`leap.serving_paths.measure_paths`) on STS-B dev, at each
+``leap calibrate --paths auto`` (:func:`leap.deploy.serving_paths.measure_paths`) on STS-B dev, at each
 thread count given.
 
 For each model and thread count: torch and ONNX Runtime, fp32 and int8, each at full depth,
@@ -23,15 +23,16 @@ import logging
 import tempfile
 from pathlib import Path
 
-from leap.config import ExitConfig
-from leap.convert import convert
-from leap.data import stsb_pairs
-from leap.deploy import Budget
-from leap.evaluate import pair_index
+from leap.core.exit_config import ExitConfig
+from leap.deploy.bench import environment
+from leap.deploy.calibrate import Budget
+from leap.deploy.convert import convert
+from leap.deploy.serving_paths import PathsResult, choose, measure_paths, path_from_dict
 from leap.files import write_json, write_text
-from leap.latency import environment
-from leap.models import packaged_minilm_path
-from leap.serving_paths import PathsResult, choose, measure_paths, path_from_dict, plot_paths
+from leap.serving.sources import packaged_minilm_path
+from leap.workflow.data import stsb_pairs
+from leap.workflow.evaluate import pair_index
+from leap.workflow.figures import plot_paths
 
 log = logging.getLogger("serving_paths_bench")
 THETAS = (0.80, 0.85, 0.88, 0.90, 0.93, 0.95, 0.97)

@@ -2,7 +2,7 @@
 
 The workflow's ``serving_paths`` rule times each timed student at the config's thread count
 (``threads``: 2 for ``config/cpu.yaml``). This script times the same students, with the same
-code (:func:`leap.serving_paths.run_serving_paths`) and the same settings (the config's
+code (:func:`leap.workflow.jobs.run_serving_paths`) and the same settings (the config's
 ``latency`` block: pairs, thetas, batch sizes), at the thread counts given, on the model
 folders the run left on disk (``<results>/<variant>/seed<seed>/model``, or the same layout
 under ``--models`` for folders copied aside while the run went on: a run with
@@ -27,10 +27,10 @@ from pathlib import Path
 import yaml
 from readme_results import SERVING_HEADER, serving_rows  # benchmarks/, beside this script
 
-from leap.data import stsb_pairs
 from leap.files import write_json, write_text
-from leap.plan import Plan
-from leap.serving_paths import run_serving_paths
+from leap.workflow.data import stsb_pairs
+from leap.workflow.jobs import run_serving_paths
+from leap.workflow.plan import Plan
 
 log = logging.getLogger("serving_paths_students")
 

@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from leap.data import demo_sentences
-from leap.models import resolve_model_ref
-from leap.teacher import build_cache
+from leap.serving.sources import resolve_model_ref
+from leap.training.teacher import build_teacher_cache
+from leap.workflow.data import demo_sentences
 
 
 def rss_child(a: argparse.Namespace, n: int) -> None:
@@ -29,7 +29,7 @@ def rss_child(a: argparse.Namespace, n: int) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        build_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False)
+        build_teacher_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False)
         dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{len(sents)} {before:.1f} {peak:.1f} {dt:.1f}")
@@ -90,7 +90,7 @@ def main() -> None:
     t_st = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        m = build_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False)
+        m = build_teacher_cache(a.model, sents, tmp, students=[(6, None)], batch_size=a.batch_size, progress=False)
         t_cache = time.perf_counter() - t0
     print(f"model {a.model}, {a.n} sentences, {a.threads} threads, layers cached {m['layers']}")
     print(f"SentenceTransformer.encode: {a.n / t_st:8.1f} sentences/s")

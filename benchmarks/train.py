@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from leap.config import PAPER_TERMS, LeapLossConfig
-from leap.data import demo_sentences
-from leap.losses import leap_loss
-from leap.losses.base import pooled_layers
+from leap.training.config import PAPER_TERMS, LeapLossConfig
+from leap.training.losses.base import pooled_layers
+from leap.training.losses.leap_loss import leap_loss
 from leap.training.student import hf_model, load_student
-from leap.variants import BASELINE_TERMS, make_train_config
+from leap.workflow.data import demo_sentences
+from leap.workflow.variants import BASELINE_TERMS, make_train_config
 
 
 def main() -> None:

@@ -1,33 +1,73 @@
-"""LEAP: Layer-wise Exit-Aware Pretraining for Efficient Transformer Inference.
+"""LEAP: Layer-wise Exit-Aware Pretraining for Efficient Transformer Inference (ACL 2026).
 
-Reference implementation of the ACL 2026 paper. Serving: :class:`ExitSentenceTransformer`
-(a ``SentenceTransformer`` with early exit, :mod:`leap.exit_model`), :func:`load_exit_model`
-(torch or ONNX Runtime, both :class:`ExitEncoder`, :mod:`leap.encoder`) and the exit rule
-:class:`ExitConfig` (:mod:`leap.config`); the exit diagnostic and its metrics
-(:mod:`leap.diagnostic`, :mod:`leap.metrics`); training (:mod:`leap.training`) and the
-objectives (:mod:`leap.losses`, registered in :mod:`leap.objectives`); the command line
-(:mod:`leap.cli`).
+The names in ``__all__`` are the public API, each importable from ``leap`` and documented
+there; everything else may change between versions. By what a user does:
 
-The names below are imported on first use, so ``import leap`` and ``leap --version`` stay fast.
+* serve an exit-enabled model: :class:`ExitSentenceTransformer` (a ``SentenceTransformer``
+  with early exit, paper Algorithm 1), its rule :class:`ExitConfig` and per-layer maps
+  :class:`LayerMaps`;
+* deploy it: :func:`convert` (exit-enable a published model), :func:`export_onnx` (ONNX
+  Runtime graphs), :func:`diagnose`, :func:`bench`, :func:`calibrate` /
+  :func:`calibrate_folder` (the fastest rule within a :class:`Budget`),
+  :func:`calibrate_paths` (the fastest serving path), :func:`attach_monitor` (an
+  :class:`ExitMonitor` with shadow check and fallback), :func:`amortize`;
+* train a student: :func:`train` with a :class:`TrainConfig` (the LEAP loss,
+  :class:`LeapLossConfig`; objectives registered with :func:`register_objective`), from a
+  teacher cache (:func:`build_teacher_cache`, :class:`TeacherCache`);
+* :class:`LeapError`: every problem with the user's input, named with its fix.
+
+The names are imported on first use, so ``import leap`` and ``leap --version`` stay fast.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.2.0"
-_LAZY = {
-    "ExitSentenceTransformer": "exit_model",
-    "load_exit_model": "exit_model",
-    "ExitConfig": "config",
-    "ExitEncoder": "encoder",
-    "LayerMaps": "layer_maps",
+try:
+    __version__ = version("leap-exit")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+_PUBLIC = {
+    "ExitSentenceTransformer": "leap.serving.model",
+    "ExitConfig": "leap.core.exit_config",
+    "LayerMaps": "leap.core.layer_maps",
+    "LeapError": "leap.errors",
+    "convert": "leap.deploy.convert",
+    "export_onnx": "leap.serving.onnx_export",
+    "diagnose": "leap.deploy.diagnose",
+    "bench": "leap.deploy.bench",
+    "BenchConfig": "leap.deploy.bench",
+    "Budget": "leap.deploy.calibrate",
+    "calibrate": "leap.deploy.calibrate",
+    "calibrate_folder": "leap.deploy.calibrate",
+    "calibrate_paths": "leap.deploy.serving_paths",
+    "ExitMonitor": "leap.deploy.monitor",
+    "MonitorConfig": "leap.deploy.monitor",
+    "attach_monitor": "leap.deploy.monitor",
+    "detach_monitor": "leap.deploy.monitor",
+    "amortize": "leap.deploy.amortize",
+    "TrainConfig": "leap.training.config",
+    "LeapLossConfig": "leap.training.config",
+    "train": "leap.training.run",
+    "register_objective": "leap.training.objectives",
+    "build_teacher_cache": "leap.training.teacher",
+    "TeacherCache": "leap.training.teacher",
 }
-__all__ = [*_LAZY, "__version__"]
+_RENAMED = {"register_objective": "register", "build_teacher_cache": "build_teacher_cache"}
+
+__all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'leap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,5 +1,5 @@
 # Config validation and the names every stage shares. Defaults come from the dataclasses
-# in leap/config/ (the one source; config/schema.yaml is generated from them), and
+# of the leap package (the one source; config/schema.yaml is generated from them), and
 # nothing here imports torch, so parsing and dry runs stay fast.
 import re
 import sys
@@ -9,15 +9,21 @@ from snakemake.exceptions import WorkflowError
 
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT))  # the workflow's own `leap` (conda envs too)
-from leap.config import check_gpu_settings, to_plain
-from leap.results import FIGURE_NAMES, TABLE_NAMES, frontier_figure_name, report_groups
-from leap.dependencies import code_inputs
+from leap.core.settings import to_plain
 from leap.errors import LeapError
-from leap.objectives import objective_module
-from leap.plan import HEADS, Plan
-from leap.provenance import head_commit, record_invocation
+from leap.training.objectives import objective_module
+from leap.workflow.config import check_gpu_settings
+from leap.workflow.dependencies import code_inputs
+from leap.workflow.plan import HEADS, Plan
+from leap.workflow.provenance import head_commit, record_invocation
+from leap.workflow.results import (
+    FIGURE_NAMES,
+    TABLE_NAMES,
+    frontier_figure_name,
+    report_groups,
+)
 
-# the run plan (leap/plan.py): validated config, runs, teachers, evaluation files
+# the run plan (leap/workflow/plan.py): validated config, runs, teachers, evaluation files
 try:
     PLAN = Plan(config)
 except LeapError as err:
@@ -96,7 +102,7 @@ FIGURES_DONE = f"{RESULTS}/figures/index.json"
 REPORT = [f"{RESULTS}/report.md", f"{RESULTS}/claims.csv"]
 
 
-# the report's categories follow the paper (snakemake --report): from leap/resources/report_items.yaml
+# the report's categories follow the paper (snakemake --report): from leap/workflow/resources/report_items.yaml
 REPORT_GROUPS = report_groups()
 REPORT_CATEGORY = {
     name: (cat, label)

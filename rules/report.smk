@@ -111,7 +111,7 @@ rule claims_report:
         frontier=FRONTIER,
         cards=MODEL_CARDS,
         stats=f"{DATA}/stats.json",
-        claims_file=ROOT / "leap/resources/claims.yaml",  # the paper's claims, as data
+        claims_file=ROOT / "leap/workflow/resources/claims.yaml",  # the paper's claims, as data
         code=code("report.py"),
     output:
         claims=report(
@@ -128,6 +128,6 @@ rule claims_report:
     params:
         names=DIAGNOSED,
         experiment=EXPERIMENT,
-        pooling=PLAN.pooling,  # how each published checkpoint is loaded (leap.checkpoints)
+        pooling=PLAN.pooling,  # how each published checkpoint is loaded (leap.workflow.checkpoints)
     script:
         "../workflow_scripts/report.py"

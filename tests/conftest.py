@@ -29,7 +29,7 @@ SENTENCES = [
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
     """Folders of tiny random SentenceTransformer models: bert, mpnet, distilbert (6 layers)."""
-    from leap.models import build_tiny_model
+    from leap.workflow.models import build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny")
     return {a: build_tiny_model(root / a, arch=a, num_layers=6, seed=1) for a in ("bert", "mpnet", "distilbert")}
@@ -37,7 +37,7 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    from leap.models import packaged_minilm_path
+    from leap.serving.sources import packaged_minilm_path
 
     return packaged_minilm_path()
 

@@ -2,8 +2,8 @@
 
 import sys
 
-from leap.training import train
-from leap.variants import make_train_config
+from leap.training.run import train
+from leap.workflow.variants import make_train_config
 from tests.test_train import SENTS
 
 student, teacher, cache, out = sys.argv[1:5]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from leap.builtin import builtin_sentences
+from leap.core.builtin import builtin_sentences
 
 NLI = ["entailment", "neutral", "contradiction"]
 
@@ -256,7 +256,7 @@ def build_models(root: Path) -> dict[str, str]:
     12-layer student init (``microsoft/MiniLM-L12-H384-uncased`` is a plain transformers BERT)
     and the published checkpoints (two sentence-transformers BERTs of 12 and 6 layers, a plain
     6-layer BERT as TinyBERT, a plain 6-layer DistilBERT)."""
-    from leap.models import build_tiny_model
+    from leap.workflow.models import build_tiny_model
 
     def st(name: str, arch: str, layers: int) -> str:
         return build_tiny_model(root / name, arch=arch, num_layers=layers, seed=layers)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from leap.builtin import builtin_sentences
-from leap.checkpoints import NOT_CACHED, PLAIN, ST_FOLDER, pooling_of
-from leap.config import ExitConfig
+from leap.core.builtin import builtin_sentences
+from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
-from leap.exit_model import load_exit_model
-from leap.plan import Plan
+from leap.serving.model import load_exit_model
+from leap.workflow.checkpoints import NOT_CACHED, PLAIN, ST_FOLDER, pooling_of
+from leap.workflow.plan import Plan
 
 from .hub_fixtures import plain_copy
 

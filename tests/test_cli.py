@@ -283,8 +283,8 @@ def test_version_and_python_dash_m():
 
 
 def test_convert_writes_an_exit_enabled_folder_that_serves_its_rule(tiny_models, sentence_file, tmp_path, capsys):
-    from leap.config import ExitConfig
-    from leap.exit_model import ExitSentenceTransformer
+    from leap.core.exit_config import ExitConfig
+    from leap.serving.model import ExitSentenceTransformer
 
     out = tmp_path / "exit-model"
     rc = main(["convert", tiny_models["bert"], str(out), "--theta", "0.9", "--fit-maps", str(sentence_file), "--json"])
@@ -335,9 +335,9 @@ def test_checklist_cannot_pass_when_nothing_exits(tiny_models, sentence_file, ca
 def test_diagnose_judges_the_mapped_vectors_a_model_with_maps_serves(tiny_models, sentence_file, tmp_path, capsys):
     """Raw layer vectors (the paper's convergence analysis) and the served ones (maps applied)
     are both reported; the checklist reads the served ones."""
-    from leap.builtin import builtin_sentences
-    from leap.config import ExitConfig
-    from leap.convert import convert
+    from leap.core.builtin import builtin_sentences
+    from leap.core.exit_config import ExitConfig
+    from leap.deploy.convert import convert
 
     folder = convert(
         tiny_models["bert"],

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from leap import common_depth, frontier
-from leap.early_exit import ExitConfig, exit_forward, simulate_exit
+from leap.core import common_depth
+from leap.core.early_exit import exit_forward, simulate_exit
+from leap.core.exit_config import ExitConfig
+from leap.core.layer_maps import fit_layer_maps
 from leap.errors import LeapError
-from leap.exit_model import load_exit_model
-from leap.layer_maps import fit_layer_maps
+from leap.serving.model import load_exit_model
+from leap.workflow import frontier
 
 
 def random_stack(rng: np.random.Generator, n: int, L: int = 6, d: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from leap.config import DataConfig
-from leap.data import (
+from leap.errors import LeapError
+from leap.workflow.config import DataConfig
+from leap.workflow.data import (
     RetrievalSet,
     demo_pairs,
     demo_retrieval,
@@ -21,7 +22,6 @@ from leap.data import (
     stsb_pairs,
     training_sentences,
 )
-from leap.errors import LeapError
 
 LONG = "a sentence that is clearly longer than twenty characters"
 
@@ -163,7 +163,7 @@ def test_hub_source_offline_names_source(monkeypatch):
 
 
 def test_hub_revisions_pinned_are_used_unpinned_offline_fail_before_work(tmp_path, monkeypatch):
-    from leap.data import hub_repos, resolve_revisions
+    from leap.workflow.data import hub_repos, resolve_revisions
 
     refs = ["hub:snli", "hub:qqp", "hub:mrpc", "hub:stsb", "hub:scifact", "local:nli"]
     assert hub_repos(refs) == ["stanfordnlp/snli", "nyu-mll/glue", "sentence-transformers/stsb"]
@@ -182,7 +182,7 @@ def test_hub_revisions_pinned_are_used_unpinned_offline_fail_before_work(tmp_pat
 
 
 def test_demo_qqp_pairs_binary_and_stats_record_no_hub(tmp_path):
-    from leap.data import qqp_pairs
+    from leap.workflow.data import qqp_pairs
 
     q = qqp_pairs("demo:qqp")
     assert set(q["score"]) == {0.0, 1.0} and set(q["split"]) == {"test"} and 0.2 < q["score"].mean() < 0.5
@@ -206,7 +206,7 @@ def test_demo_data_is_varied_graded_and_labelled_synthetic(tmp_path):
 def test_every_source_kind_answers_the_same_interface_or_says_which_sources_can(tmp_path):
     """One class per source kind behind one interface: a question a kind cannot answer is one
     error naming the sources that can."""
-    from leap.data import DemoSource, HubSource, LocalSource, source
+    from leap.workflow.data import DemoSource, HubSource, LocalSource, source
 
     assert isinstance(source("demo:pairs"), DemoSource)
     assert isinstance(source("local:nli", tmp_path), LocalSource) and isinstance(source("hub:snli"), HubSource)

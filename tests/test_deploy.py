@@ -11,21 +11,13 @@ import random
 import numpy as np
 import pytest
 
-from leap.builtin import builtin_sentences
-from leap.config import ExitConfig, read_exit_file
-from leap.deploy import (
-    Budget,
-    ExitMonitor,
-    MonitorConfig,
-    amortize,
-    attach_monitor,
-    calibrate,
-    calibrate_folder,
-    detach_monitor,
-    monitor_of,
-)
+from leap.core.builtin import builtin_sentences
+from leap.core.exit_config import ExitConfig, read_exit_file
+from leap.deploy.amortize import amortize
+from leap.deploy.calibrate import Budget, calibrate, calibrate_folder
+from leap.deploy.monitor import ExitMonitor, MonitorConfig, attach_monitor, detach_monitor, monitor_of
 from leap.errors import LeapError
-from leap.exit_model import load_exit_model
+from leap.serving.model import load_exit_model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def test_calibration_picks_the_fastest_rule_within_budget(minilm):
 
 
 def test_an_impossible_budget_chooses_nothing_and_writes_nothing(tmp_path, tiny_models):
-    from leap.convert import convert
+    from leap.deploy.convert import convert
 
     folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(theta=0.9))
     before = (folder / "leap_exit.json").read_text()
@@ -57,8 +49,8 @@ def test_an_impossible_budget_chooses_nothing_and_writes_nothing(tmp_path, tiny_
 
 
 def test_calibration_record_is_saved_with_the_rule(tmp_path, minilm_path):
-    from leap.convert import convert
-    from leap.exit_model import ExitSentenceTransformer
+    from leap.deploy.convert import convert
+    from leap.serving.model import ExitSentenceTransformer
 
     folder = convert(minilm_path, tmp_path / "m", exit=ExitConfig(theta=0.99))
     sents = builtin_sentences()[:80]
@@ -137,7 +129,7 @@ def test_amortize_break_even():
 
 def test_cli_calibrate_and_amortize(tmp_path, tiny_models, capsys):
     from leap.cli import main
-    from leap.convert import convert
+    from leap.deploy.convert import convert
 
     folder = convert(tiny_models["bert"], tmp_path / "m")
     data = tmp_path / "dev.txt"
@@ -161,7 +153,7 @@ def test_monitor_is_a_wrapper_outside_the_model(minilm):
     """The model's own forward knows only its exit rule; attaching twice keeps one wrapper."""
     from sentence_transformers import SentenceTransformer
 
-    from leap.exit_model import ExitSentenceTransformer
+    from leap.serving.model import ExitSentenceTransformer
 
     assert ExitSentenceTransformer.forward is SentenceTransformer.forward  # no monitor branch in the model
     first = attach_monitor(minilm, ExitMonitor(6))
@@ -180,7 +172,7 @@ def test_cli_calibrate_states_every_budget_and_refuses_a_folder_that_is_not_exit
     import shutil
 
     from leap.cli import main
-    from leap.convert import convert
+    from leap.deploy.convert import convert
 
     sents = builtin_sentences()[:40]
     data = tmp_path / "dev.txt"

@@ -11,12 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from leap.early_exit import ExitConfig, adapter_for, simulate_exit
+from leap.core.early_exit import adapter_for, simulate_exit
+from leap.core.exit_config import ExitConfig
+from leap.core.layer_maps import LayerMaps, fit_layer_maps
+from leap.core.pooling import mean_pool
 from leap.errors import LeapError
-from leap.exit_model import ExitSentenceTransformer, load_exit_model
-from leap.layer_maps import LayerMaps, fit_layer_maps
-from leap.pooling import mean_pool
-from leap.retrieval_model import ExitRetrievalModel
+from leap.serving.model import ExitSentenceTransformer, load_exit_model
+from leap.workflow.retrieval_model import ExitRetrievalModel
 
 
 def load(path: str, **exit) -> ExitSentenceTransformer:
@@ -127,7 +128,7 @@ def test_fast_path_equals_plain_algorithm1(tiny_models, arch, k, sentences):
 def test_every_sample_gets_its_alone_result_at_any_batch_size(tiny_models, arch, sentences):
     """Same exit layer and embedding at batch 1, 7 and 32, compact on and off, whatever the
     padding of the batch."""
-    from leap.early_exit import exit_forward
+    from leap.core.early_exit import exit_forward
 
     sents = varied_sentences(sentences)
     model = load(tiny_models[arch])

@@ -8,19 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leap import common_depth, frontier
-from leap.config import ExitConfig
-from leap.data import demo_pairs, demo_retrieval
-from leap.evaluate import (
+from leap.core import common_depth
+from leap.core.exit_config import ExitConfig
+from leap.serving.model import load_exit_model
+from leap.workflow import frontier
+from leap.workflow.data import demo_pairs, demo_retrieval
+from leap.workflow.evaluate import (
     evaluate_beir,
     evaluate_pairs,
     layer_analysis,
     pair_index,
     spearman,
 )
-from leap.exit_heads import entropy_exit, evaluate_exit_heads
-from leap.exit_model import load_exit_model
-from leap.results import seed_summary
+from leap.workflow.exit_heads import entropy_exit, evaluate_exit_heads
+from leap.workflow.results import seed_summary
 
 
 def test_spearman_of_monotone_map_is_one():
@@ -151,7 +152,7 @@ def test_query_only_retrieval_equals_a_full_depth_index_searched_by_exited_queri
 
 
 def test_layer_mixing_on_pairs_scores_each_mix_and_the_dev_chosen_contrast(model):
-    from leap import layer_mixing
+    from leap.workflow import layer_mixing
 
     pairs = demo_pairs(60)
     res = evaluate_pairs(model, pairs, ExitConfig(min_layer=2), thetas=(0.9,), pabee=())
@@ -170,7 +171,7 @@ def test_layer_mixing_on_pairs_scores_each_mix_and_the_dev_chosen_contrast(model
 
 
 def test_layer_mixes_are_the_means_they_name():
-    from leap.layer_mixing import contrast, mixes
+    from leap.workflow.layer_mixing import contrast, mixes
 
     v = np.random.default_rng(0).normal(size=(4, 5, 3))
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
@@ -212,7 +213,7 @@ def run_dir(tmp_path_factory, model):
 
 
 def test_tables_from_eval_jsons(tmp_path, run_dir):
-    from leap.tables import build_tables
+    from leap.workflow.tables import build_tables
 
     _, paths = run_dir
     status = build_tables(paths, tmp_path / "tables")
@@ -228,8 +229,8 @@ def test_tables_from_eval_jsons(tmp_path, run_dir):
 
 
 def test_frontier_tables_and_figures(tmp_path, run_dir):
-    from leap.figures import build_frontier_figures
-    from leap.frontier_tables import build_frontier_tables
+    from leap.workflow.figures import build_frontier_figures
+    from leap.workflow.frontier_tables import build_frontier_tables
 
     _, paths = run_dir
     assert build_frontier_tables(paths, tmp_path / "tables") == {"frontier": "written", "frontier_summary": "written"}
@@ -257,7 +258,7 @@ def test_frontier_tables_and_figures(tmp_path, run_dir):
 
 
 def test_frontier_table_shows_a_calibrated_threshold_to_three_decimals(tmp_path, run_dir):
-    from leap.frontier_tables import build_frontier_tables
+    from leap.workflow.frontier_tables import build_frontier_tables
 
     _, paths = run_dir
     res = json.loads(paths[0].read_text())
@@ -272,11 +273,11 @@ def test_frontier_table_shows_a_calibrated_threshold_to_three_decimals(tmp_path,
 
 
 def test_tables_figures_claims_skip_missing(tmp_path):
-    from leap.claims import build_claims, load_claims
-    from leap.figures import build_figures
-    from leap.report import write_report
-    from leap.results import FIGURE_NAMES, TABLE_NAMES
-    from leap.tables import build_tables
+    from leap.workflow.claims import build_claims, load_claims
+    from leap.workflow.figures import build_figures
+    from leap.workflow.report import write_report
+    from leap.workflow.results import FIGURE_NAMES, TABLE_NAMES
+    from leap.workflow.tables import build_tables
 
     status = build_tables([], tmp_path / "tables")
     assert all(v.startswith("skipped") for v in status.values()) and set(status) == set(TABLE_NAMES)
@@ -309,7 +310,7 @@ def _stsb_json(rate: float) -> dict:
 
 
 def test_table11_full_leap_row_from_leap_runs_when_abl_exit_not_trained():
-    from leap.tables import table11_ablation
+    from leap.workflow.tables import table11_ablation
 
     res = {
         "abl_final": {0: {"stsb": _stsb_json(0.0)}},
@@ -323,7 +324,7 @@ def test_table11_full_leap_row_from_leap_runs_when_abl_exit_not_trained():
 
 
 def test_table11_row_three_says_it_is_the_baseline():
-    from leap.tables import table11_ablation
+    from leap.workflow.tables import table11_ablation
 
     t = table11_ablation({"abl_contrast": {0: {"stsb": _stsb_json(0.0)}}})
     assert t["Configuration"].tolist() == ["+ L_contrast (= the baseline)"]
@@ -333,7 +334,7 @@ def test_frontier_figure_marks_the_fixed_depth_student_once_and_names_each_model
     import matplotlib
 
     matplotlib.use("Agg")
-    from leap.figures import frontier_figure
+    from leap.workflow.figures import frontier_figure
 
     def row(model, rule, theta, red, q, at=False):
         return {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from leap.config import ExitConfig
-from leap.frontier import (
+from leap.core.exit_config import ExitConfig
+from leap.workflow.frontier import (
     FrontierPoint,
     exit_advantage,
     exit_point,
@@ -46,9 +46,9 @@ def test_exit_advantage_is_quality_minus_truncation_at_the_same_depth():
 def test_truncation_from_one_pass_equals_encoding_stopped_at_each_layer(tiny_models):
     """The frontier's truncation points (from the pooled vectors of one full pass) are the
     scores of the model served with every sample stopped at layer l."""
-    from leap.data import demo_pairs
-    from leap.evaluate import pair_index
-    from leap.exit_model import load_exit_model
+    from leap.serving.model import load_exit_model
+    from leap.workflow.data import demo_pairs
+    from leap.workflow.evaluate import pair_index
 
     model = load_exit_model(tiny_models["mpnet"], exit=ExitConfig(strategy="none"), device="cpu")
     df = demo_pairs(40)
@@ -77,7 +77,7 @@ def test_exit_point_at_theta_minus_one_is_truncation_at_l_min():
 
 
 def test_advantage_is_selection_gain_plus_mixing():
-    from leap.frontier import decompose_advantage
+    from leap.workflow.frontier import decompose_advantage
 
     g = torch.Generator().manual_seed(1)
     v = torch.randn(5, 40, 8, generator=g)
@@ -97,7 +97,7 @@ def test_advantage_is_selection_gain_plus_mixing():
 def test_summary_picks_the_operating_point_on_dev_and_reports_it_on_test():
     """The dev split chooses (best dev advantage among points at the bar); the test split only
     reports. Point 1 is best on test but fails the bar on dev; point 2 wins on dev."""
-    from leap.frontier_tables import dev_chosen_point
+    from leap.workflow.frontier_tables import dev_chosen_point
 
     def point(theta, rate, el, adv, q=0.8):
         return {
@@ -161,14 +161,14 @@ def test_oracle_points_score_the_embeddings_of_their_exit_layers():
 
 
 def test_the_bar_is_one_rule():
-    from leap.frontier import BAR_EXIT_RATE, BAR_REDUCTION, meets_bar
+    from leap.workflow.frontier import BAR_EXIT_RATE, BAR_REDUCTION, meets_bar
 
     assert meets_bar(BAR_EXIT_RATE, BAR_REDUCTION)
     assert not meets_bar(BAR_EXIT_RATE - 0.01, 3.0) and not meets_bar(1.0, BAR_REDUCTION - 0.01)
 
 
 def test_interleaved_timing_rotates_the_order_and_reports_every_round():
-    from leap.latency import interleaved_ms
+    from leap.deploy.bench import interleaved_ms
 
     calls = []
     paths = {n: (lambda s, b, n=n: calls.append(n)) for n in ("a", "b", "c")}

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from leap.config import ExitConfig
+from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
-from leap.exit_model import load_exit_model
+from leap.serving.model import load_exit_model
 
 CASES = {
     "empty": "",

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from leap.errors import LeapError
-from leap.losses import LeapLossConfig, leap_loss, soft_margin, uniform_layer_map
+from leap.training.config import LeapLossConfig, uniform_layer_map
 from leap.training.heads import TrainableLayerMaps
-from leap.variants import ABLATION_TERMS, BASELINE_TERMS
+from leap.training.losses.leap_loss import leap_loss
+from leap.training.losses.terms import soft_margin
+from leap.workflow.variants import ABLATION_TERMS, BASELINE_TERMS
 
 
 def cos(a, b):

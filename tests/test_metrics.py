@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from leap import metrics
+from leap.core import metrics
 
 
 def test_exit_rate_cumulative_expected():

@@ -2,8 +2,9 @@ import zipfile
 
 import pytest
 
+from leap.core.hashing import folder_hash
 from leap.errors import LeapError
-from leap.models import assemble_mpnet, build_tiny_model, folder_hash
+from leap.workflow.models import assemble_mpnet, build_tiny_model
 
 
 def _fake_parts(tmp_path, folder):

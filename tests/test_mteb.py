@@ -36,9 +36,9 @@ def local_sts_task(df):
 
 
 def test_mteb_scores_the_exited_embeddings_offline(tiny_models):
-    from leap.config import ExitConfig
-    from leap.data import demo_pairs
-    from leap.exit_model import load_exit_model
+    from leap.core.exit_config import ExitConfig
+    from leap.serving.model import load_exit_model
+    from leap.workflow.data import demo_pairs
 
     df = demo_pairs(80)
     df = df[df["split"] == "test"]

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e .[onnx]")
 
-from leap.builtin import builtin_sentences  # noqa: E402
-from leap.config import ExitConfig  # noqa: E402
-from leap.convert import convert
+from leap.core.builtin import builtin_sentences  # noqa: E402
+from leap.core.exit_config import ExitConfig  # noqa: E402
+from leap.deploy.convert import convert
 from leap.errors import LeapError  # noqa: E402
-from leap.exit_model import load_exit_model  # noqa: E402
-from leap.onnx_export import export_onnx
-from leap.onnx_runtime import OnnxExitModel  # noqa: E402
+from leap.serving.model import load_exit_model  # noqa: E402
+from leap.serving.onnx_export import export_onnx
+from leap.serving.onnx_runtime import OnnxExitModel  # noqa: E402
 
 
 def split_theta(model, sentences, layer):

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leap.dependencies import import_cycles, import_graph
+from leap.workflow.dependencies import import_cycles, import_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_no_import_circle_in_the_package():
     graph = import_graph(ROOT)
-    assert {"leap.exit_model", "leap.onnx_runtime", "leap.onnx_export", "leap.encoder"} <= set(graph)
-    assert "leap.onnx_runtime" in graph["leap.exit_model"]  # the engine is reached one way only
-    assert "leap.exit_model" not in graph["leap.onnx_runtime"]
+    assert {
+        "leap.serving.model",
+        "leap.serving.onnx_runtime",
+        "leap.serving.onnx_export",
+        "leap.serving.encoder",
+    } <= set(graph)
+    assert "leap.serving.onnx_runtime" in graph["leap.serving.model"]  # the engine is reached one way only
+    assert "leap.serving.model" not in graph["leap.serving.onnx_runtime"]
     assert import_cycles(graph) == []
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from leap.errors import LeapError
-from leap.plan import Plan, slug
+from leap.workflow.plan import Plan, slug
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_slug_names_cache_folders():
 def test_gpu_settings_are_named_and_refused_without_a_gpu(tmp_path, monkeypatch, patch, key):
     import torch
 
-    from leap.config import check_gpu_settings, gpu_settings
+    from leap.workflow.config import check_gpu_settings, gpu_settings
 
     cfg = cpu_config(tmp_path)
     for k, v in patch.items():

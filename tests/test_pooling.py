@@ -1,6 +1,6 @@
 import torch
 
-from leap.pooling import mean_pool
+from leap.core.pooling import mean_pool
 
 
 def test_mean_pool_excludes_padding():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from leap.provenance import file_sha256, record_invocation
+from leap.workflow.provenance import file_sha256, record_invocation
 
 
 def test_config_files_inside_the_repository_are_recorded_by_relative_path(tmp_path):

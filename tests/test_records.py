@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from leap.errors import LeapError
-from leap.records import LatencyRun, PairEval, SeedSet, record_type, write_record
-from leap.results import seed_interval, seed_values
+from leap.workflow.records import LatencyRun, PairEval, SeedSet, record_type, write_record
+from leap.workflow.results import seed_interval, seed_values
 
 SPLIT = {
     "n_pairs": 3,

@@ -246,7 +246,7 @@ def test_every_output_of_the_whole_dag_exists_and_parses(rehearsal):
     assert "QQP AP (exit)" in pd.read_csv(res / "tables/table1_main.csv").columns
     assert json.loads((res / "deebert/seed0/eval/stsb_heads.json").read_text())["test"]["spearman_exit"] is not None
     assert json.loads((res / "leap/seed0/eval/latency.json").read_text())["rows"][0]["batch_size"] == 1
-    from leap.records import record_type
+    from leap.workflow.records import record_type
 
     typed = [(p, record_type(p.stem)) for p in res.rglob("eval/*.json") if record_type(p.stem)]
     assert {p.stem for p, _ in typed} >= {"stsb", "qqp", "layers", "latency", "stsb_heads", "beir_scifact"}
@@ -285,7 +285,7 @@ def test_a_finished_run_has_nothing_to_do_and_its_html_report_holds_every_item(r
     html = rehearsal.snakemake("--report", str(page_path))
     assert html.returncode == 0, html.stderr[-3000:]
     page = page_path.read_text(encoding="utf-8", errors="replace")
-    from leap.results import FIGURE_NAMES, TABLE_NAMES
+    from leap.workflow.results import FIGURE_NAMES, TABLE_NAMES
 
     for name in [
         *TABLE_NAMES,

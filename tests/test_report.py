@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from leap.claim_measures import MIN_EXIT_RATE, Measured, at_depth, paper_layer_to_student
-from leap.claims import VERDICTS, load_claims, verdict
+from leap.workflow.claim_measures import MIN_EXIT_RATE, Measured, at_depth, paper_layer_to_student
+from leap.workflow.claims import VERDICTS, load_claims, verdict
 
 BY_NAME = {c.claim: c for c in load_claims()}
 EXIT_CLAIM = BY_NAME["STS-B, LEAP early exit, theta 0.95, 3 seeds"]
@@ -88,7 +88,7 @@ def test_another_device_is_not_comparable():
 
 
 def test_one_benchmark_of_five_is_not_comparable():
-    from leap.claim_measures import m_beir_delta
+    from leap.workflow.claim_measures import m_beir_delta
 
     def beir(v):
         return {"dataset": "scifact", "full": {"NDCG@10": v, "NDCG@5": v, "NDCG@1": v, "NDCG@3": v}}
@@ -101,7 +101,7 @@ def test_one_benchmark_of_five_is_not_comparable():
 
 
 def test_beir_not_measured_names_the_side_without_retrieval():
-    from leap.claim_measures import m_beir_delta
+    from leap.workflow.claim_measures import m_beir_delta
 
     beir = {"dataset": "scifact", "full": {"NDCG@10": 0.6}}
     only_base = {"baseline": {0: {"beir_scifact": beir}}, "self_xd_mpnet": {0: {"stsb": {}}}}
@@ -118,7 +118,7 @@ def test_not_measured_says_what_is_missing():
 
 
 def test_every_verdict_is_from_the_vocabulary():
-    from leap.claims import build_claims
+    from leap.workflow.claims import build_claims
 
     assert set(build_claims([])["verdict"]) <= set(VERDICTS)
     assert 0 < MIN_EXIT_RATE < 0.1
@@ -137,9 +137,9 @@ def test_claims_are_data_every_name_resolves_and_a_new_claim_is_one_entry(tmp_pa
     claims file with one more entry gives one more claim, judged like the others."""
     import yaml
 
-    from leap.claim_measures import DIRECTIONS, MEASUREMENTS
-    from leap.claims import CLAIMS_FILE, build_claims
     from leap.errors import LeapError
+    from leap.workflow.claim_measures import DIRECTIONS, MEASUREMENTS
+    from leap.workflow.claims import CLAIMS_FILE, build_claims
 
     claims = load_claims()
     assert len(claims) == 25 and all(c.measure in MEASUREMENTS for c in claims)
@@ -165,13 +165,13 @@ def test_claims_are_data_every_name_resolves_and_a_new_claim_is_one_entry(tmp_pa
 
 
 def test_every_table_and_figure_is_listed_once_with_a_builder_and_a_caption():
-    """One list (leap/resources/report_items.yaml) that the workflow, the builders and the
+    """One list (leap/workflow/resources/report_items.yaml) that the workflow, the builders and the
     reports read: each table has a registered builder, each item a caption file."""
     from pathlib import Path
 
-    from leap.figures import FIGURE_BUILDERS
-    from leap.results import FIGURE_NAMES, TABLE_NAMES, report_groups, report_items
-    from leap.tables import TABLE_BUILDERS, table_builders
+    from leap.workflow.figures import FIGURE_BUILDERS
+    from leap.workflow.results import FIGURE_NAMES, TABLE_NAMES, report_groups, report_items
+    from leap.workflow.tables import TABLE_BUILDERS, table_builders
 
     root = Path(__file__).resolve().parents[1]
     assert len(set(TABLE_NAMES)) == len(TABLE_NAMES) and set(TABLE_BUILDERS) == set(TABLE_NAMES)

@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e .[onnx]")
 
-from leap.builtin import builtin_sentences  # noqa: E402
-from leap.config import ExitConfig, read_serving  # noqa: E402
-from leap.convert import convert  # noqa: E402
-from leap.deploy import Budget, agreement  # noqa: E402
-from leap.exit_model import load_exit_model  # noqa: E402
-from leap.onnx_runtime import OnnxExitModel  # noqa: E402
-from leap.serving_paths import NOISE, PLOT_FILE, PathResult, calibrate_paths, candidate_rules, choose  # noqa: E402
+from leap.core.builtin import builtin_sentences  # noqa: E402
+from leap.core.exit_config import ExitConfig, read_serving  # noqa: E402
+from leap.deploy.calibrate import Budget, agreement  # noqa: E402
+from leap.deploy.convert import convert  # noqa: E402
+from leap.deploy.serving_paths import NOISE, TABLE_FILE, PathResult, calibrate_paths, candidate_rules, choose  # noqa: E402
+from leap.serving.model import load_exit_model  # noqa: E402
+from leap.serving.onnx_runtime import OnnxExitModel  # noqa: E402
 
 FAST = {"thetas": (0.5, 0.9), "batch_sizes": (1, 4), "timing_sentences": 8, "rounds": 1, "threads": 1}
 
@@ -44,7 +44,8 @@ def test_every_path_is_measured_and_the_fastest_within_budget_is_chosen(calibrat
     assert res.chosen in eligible and res.chosen.ms[1] <= min(p.ms[1] for p in eligible) * (1 + NOISE)
     full = next(p for p in res.paths if p.backend == "torch" and p.kind == "full")
     assert full.nn10 == 1.0 and full.exit_rate == 0.0  # the reference itself
-    assert (folder / PLOT_FILE).stat().st_size > 0
+    table = (folder / TABLE_FILE).read_text()
+    assert res.chosen.name in table and len(table.splitlines()) == len(res.paths) + 4  # budget, blank, header, rule
 
 
 def test_reloading_the_folder_serves_the_chosen_backend_precision_and_rule(calibrated):

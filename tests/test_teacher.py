@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from leap.errors import LeapError
-from leap.teacher import TeacherCache, build_cache, required_layers
+from leap.training.teacher import TeacherCache, build_teacher_cache, required_layers
 
 SENTS = [
     f"sentence {w} number {i} for the cache" for i, w in enumerate(["alpha", "beta", "gamma", "delta", "epsilon"] * 8)
@@ -27,7 +27,7 @@ def test_final_layer_equals_model_output_alone(tmp_path, tiny_models, arch):
     from sentence_transformers import SentenceTransformer
 
     model = tiny_models[arch]
-    build_cache(model, SENTS, tmp_path / "c", layers=[2, 6], batch_size=7, shard_size=16, progress=False)
+    build_teacher_cache(model, SENTS, tmp_path / "c", layers=[2, 6], batch_size=7, shard_size=16, progress=False)
     cache = TeacherCache.open(tmp_path / "c", sentences=SENTS, teacher=model)
     st = SentenceTransformer(model, device="cpu")
     st = SentenceTransformer(modules=[st[0], st[1]], device="cpu")  # without Normalize: pooled, not normalised
@@ -39,15 +39,17 @@ def test_final_layer_equals_model_output_alone(tmp_path, tiny_models, arch):
 
 def test_resume_identical_and_corruption_detected(tmp_path, tiny_models):
     model = tiny_models["bert"]
-    build_cache(model, SENTS, tmp_path / "full", layers=[3, 6], shard_size=8, progress=False)
+    build_teacher_cache(model, SENTS, tmp_path / "full", layers=[3, 6], shard_size=8, progress=False)
     assert (
-        build_cache(model, SENTS, tmp_path / "part", layers=[3, 6], shard_size=8, progress=False, stop_after_shards=2)
+        build_teacher_cache(
+            model, SENTS, tmp_path / "part", layers=[3, 6], shard_size=8, progress=False, stop_after_shards=2
+        )
         == {}
     )
     assert not (tmp_path / "part" / "manifest.json").exists()
     with pytest.raises(LeapError, match="manifest.json missing"):
         TeacherCache.open(tmp_path / "part")
-    build_cache(model, SENTS, tmp_path / "part", layers=[3, 6], shard_size=8, progress=False)
+    build_teacher_cache(model, SENTS, tmp_path / "part", layers=[3, 6], shard_size=8, progress=False)
     for f in sorted((tmp_path / "full").glob("shard_*.npy")):
         assert f.read_bytes() == (tmp_path / "part" / f.name).read_bytes()
     a = json.loads((tmp_path / "full/manifest.json").read_text())
@@ -63,7 +65,7 @@ def test_resume_identical_and_corruption_detected(tmp_path, tiny_models):
 
 def test_refuses_other_sentences_teacher_or_layers(tmp_path, tiny_models):
     model = tiny_models["bert"]
-    build_cache(model, SENTS, tmp_path / "c", layers=[3, 6], shard_size=64, progress=False)
+    build_teacher_cache(model, SENTS, tmp_path / "c", layers=[3, 6], shard_size=64, progress=False)
     with pytest.raises(LeapError, match="other sentences"):
         TeacherCache.open(tmp_path / "c", sentences=SENTS[:-1])
     with pytest.raises(LeapError, match="built with teacher"):

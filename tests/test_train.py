@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 from leap.errors import LeapError
-from leap.losses.layerskip import LayerDropout
-from leap.teacher import TeacherCache, build_cache
-from leap.training import train
-from leap.variants import VARIANTS, make_train_config
+from leap.training.losses.layerskip import LayerDropout
+from leap.training.run import train
+from leap.training.teacher import TeacherCache, build_teacher_cache
+from leap.workflow.variants import VARIANTS, make_train_config
 
 SENTS = [
     f"the {a} {b} is near the {c} today"
@@ -32,7 +32,7 @@ SENTS = [
 def setup(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("train")
     teacher = tiny_models["mpnet"]
-    build_cache(teacher, SENTS, root / "cache", layers=[1, 2, 3, 4, 5, 6], shard_size=20, progress=False)
+    build_teacher_cache(teacher, SENTS, root / "cache", layers=[1, 2, 3, 4, 5, 6], shard_size=20, progress=False)
     return {"root": root, "teacher": teacher, "student": tiny_models["bert"], "cache": root / "cache"}
 
 
@@ -88,8 +88,8 @@ def run(setup, name, c, **kw):
 def test_outputs_load_and_log(setup):
     from sentence_transformers import SentenceTransformer
 
-    from leap.config import ExitConfig
-    from leap.exit_model import ExitSentenceTransformer
+    from leap.core.exit_config import ExitConfig
+    from leap.serving.model import ExitSentenceTransformer
 
     model = run(setup, "out", cfg(setup), exit=ExitConfig(theta=0.9))
     out = model.parent
@@ -194,7 +194,7 @@ def test_nan_stops_with_step_and_term(setup, monkeypatch):
 def test_every_variant_trains_its_own_terms(setup, variant):
     """Each variant moves the weights, logs exactly its terms as non-zero, and saves what it
     promises (a shallower student, trained per-layer maps)."""
-    from leap.layer_maps import LayerMaps
+    from leap.core.layer_maps import LayerMaps
 
     over = {"n_layers": 4} if variant == "fixed_depth" else {}
     model = run(setup, f"v-{variant}", cfg(setup, variant, max_steps=2, projection_lr=1e-2, **over))
@@ -222,7 +222,7 @@ def test_every_variant_trains_its_own_terms(setup, variant):
 
 
 def test_lstsq_layer_maps_are_fitted_after_training(setup):
-    from leap.layer_maps import LayerMaps
+    from leap.core.layer_maps import LayerMaps
 
     model = run(setup, "lstsq-maps", cfg(setup, "baseline", max_steps=2, layer_maps="lstsq", layer_maps_fit=40))
     maps = LayerMaps.load(model)
@@ -234,8 +234,8 @@ def test_a_new_objective_is_one_class_and_one_registry_entry(setup):
     layer distillation only) trains after one ``register`` call."""
     import torch.nn.functional as F
 
-    from leap.losses.base import DistillationLoss, pooled_layers
-    from leap.objectives import OBJECTIVES, register
+    from leap.training.losses.base import DistillationLoss, pooled_layers
+    from leap.training.objectives import OBJECTIVES, register_objective
 
     class ToyLoss(DistillationLoss):
         def forward(self, sentence_features, labels):
@@ -245,7 +245,7 @@ def test_a_new_objective_is_one_class_and_one_registry_entry(setup):
             self.last_terms = {"total": float(loss.detach())}
             return loss
 
-    register("toy", ToyLoss)
+    register_objective("toy", ToyLoss)
     try:
         model = run(
             setup,
@@ -375,7 +375,7 @@ def test_custom_variant_with_another_student_must_set_its_depth():
 @pytest.mark.parametrize("variant, reads", [("baseline", [2, 4, 6, 8, 10, 12]), ("self_xd", [12]), ("leap_xd", [12])])
 def test_objectives_read_the_aligned_teacher_layers_only_with_l_inter(variant, reads):
     """The teacher layers a run reads (and so its teacher cache) follow from L_inter alone."""
-    from leap.objectives import get_objective
+    from leap.training.objectives import get_objective
 
     cfg = make_train_config({"loss": {"layer_map": [2, 4, 6, 8, 10, 12]}}, variant, 0)
     assert cfg.loss.reads_aligned_targets == (len(reads) > 1)

@@ -281,23 +281,23 @@ def test_gpu_settings_without_a_gpu_end_before_any_job_in_one_line(tmp_path, tin
 
 
 def test_committed_schema_is_generated_from_the_dataclasses():
-    from leap.config import workflow_schema
+    from leap.workflow.config import workflow_schema
 
     committed = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
-    assert committed == workflow_schema(), "run `python -m leap.config > config/schema.yaml`"
+    assert committed == workflow_schema(), "run `python -m leap.workflow.config > config/schema.yaml`"
 
 
 def test_rules_list_exactly_the_modules_their_scripts_import():
-    from leap.dependencies import code_inputs
+    from leap.workflow.dependencies import code_inputs
 
     teacher = {Path(p).name for p in code_inputs(ROOT, ROOT / "workflow_scripts/teacher_cache.py")}
     assert "teacher.py" in teacher and "run.py" not in teacher and "leap_loss.py" not in teacher
     train = {
         str(Path(p).relative_to(ROOT))
-        for p in code_inputs(ROOT, ROOT / "workflow_scripts/train.py", "leap.losses.layerskip")
+        for p in code_inputs(ROOT, ROOT / "workflow_scripts/train.py", "leap.training.losses.layerskip")
     }
-    assert {"leap/teacher.py", "leap/training/run.py", "leap/losses/layerskip.py"} <= train
-    assert "leap/evaluate.py" not in train and "leap/report.py" not in train
+    assert {"leap/training/teacher.py", "leap/training/run.py", "leap/training/losses/layerskip.py"} <= train
+    assert "leap/workflow/evaluate.py" not in train and "leap/workflow/report.py" not in train
 
 
 def test_paper_config_resolves_offline(tmp_path):

@@ -1,10 +1,10 @@
-"""Exit diagnostic of one model -> diagnostic.json (adapter for leap.diagnostic)."""
+"""Exit diagnostic of one model -> diagnostic.json (adapter for leap.deploy.diagnose)."""
 
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.diagnostic import diagnose_to_json  # noqa: E402
+from leap.workflow.jobs import diagnose_to_json  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 diagnose_to_json(

@@ -1,4 +1,4 @@
-"""BEIR retrieval, full and early exit, with its frontier (adapter for leap.evaluate)."""
+"""BEIR retrieval, full and early exit, with its frontier (adapter for leap.workflow.evaluate)."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.evaluate import run_beir  # noqa: E402
+from leap.workflow.evaluate import run_beir  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 run_beir(

@@ -1,10 +1,10 @@
-"""DeeBERT-style off-ramps on the baseline student (adapter for leap.evaluate)."""
+"""DeeBERT-style off-ramps on the baseline student (adapter for leap.workflow.evaluate)."""
 
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.exit_heads import run_exit_heads  # noqa: E402
+from leap.workflow.exit_heads import run_exit_heads  # noqa: E402
 
 i, p = snakemake.input, snakemake.params  # noqa: F821
 run_exit_heads(

@@ -1,10 +1,11 @@
-"""A scored pair set (STS-B or QQP) on exited and full embeddings, with its frontier (adapter for leap.evaluate)."""
+"""A scored pair set (STS-B or QQP) on exited and full embeddings, with its frontier (adapter for
+leap.workflow.evaluate)."""
 
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.evaluate import run_pairs  # noqa: E402
+from leap.workflow.evaluate import run_pairs  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 run_pairs(

@@ -1,11 +1,11 @@
 """STS-B on exited and full embeddings with its frontier, and the layer analyses from the
-same full pass (adapter for leap.evaluate)."""
+same full pass (adapter for leap.workflow.evaluate)."""
 
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.evaluate import run_stsb
+from leap.workflow.evaluate import run_stsb
 
 p, o = snakemake.params, snakemake.output  # noqa: F821
 run_stsb(

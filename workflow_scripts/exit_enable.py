@@ -1,5 +1,5 @@
 """Exit-enable a published checkpoint with least-squares per-layer maps fitted on a sample
-of the training sentences (adapter for leap.convert.exit_enable_with_maps)."""
+of the training sentences (adapter for leap.deploy.convert.exit_enable_with_maps)."""
 
 import _bootstrap
 
@@ -7,8 +7,8 @@ _bootstrap.setup(snakemake)  # noqa: F821
 
 import torch  # noqa: E402
 
-from leap.convert import exit_enable_with_maps  # noqa: E402
-from leap.data import read_sentences  # noqa: E402
+from leap.deploy.convert import exit_enable_with_maps  # noqa: E402
+from leap.workflow.data import read_sentences  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821

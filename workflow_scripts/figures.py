@@ -1,4 +1,4 @@
-"""Every figure whose runs exist (adapter for leap.figures)."""
+"""Every figure whose runs exist (adapter for leap.workflow.figures)."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.figures import build_figures  # noqa: E402
+from leap.workflow.figures import build_figures  # noqa: E402
 
 build_figures(
     snakemake.input.evals,

@@ -1,10 +1,10 @@
-"""claims.csv and report.md (adapter for leap.report)."""
+"""claims.csv and report.md (adapter for leap.workflow.report)."""
 
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.report import run_report  # noqa: E402
+from leap.workflow.report import run_report  # noqa: E402
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
 run_report(

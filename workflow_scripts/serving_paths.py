@@ -1,10 +1,10 @@
-"""Every serving path of one student on STS-B dev pairs (adapter for leap.serving_paths)."""
+"""Every serving path of one student on STS-B dev pairs (adapter for leap.deploy.serving_paths)."""
 
 import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.serving_paths import run_serving_paths  # noqa: E402
+from leap.workflow.jobs import run_serving_paths  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 run_serving_paths(

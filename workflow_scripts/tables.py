@@ -1,4 +1,4 @@
-"""Every table whose runs exist (adapter for leap.tables)."""
+"""Every table whose runs exist (adapter for leap.workflow.tables)."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.tables import build_tables  # noqa: E402
+from leap.workflow.tables import build_tables  # noqa: E402
 
 i, p = snakemake.input, snakemake.params  # noqa: F821
 build_tables(

@@ -1,4 +1,4 @@
-"""Teacher stage: the teacher-embedding cache (adapter for leap.teacher)."""
+"""Teacher stage: the teacher-embedding cache (adapter for leap.training.teacher)."""
 
 from pathlib import Path
 
@@ -6,13 +6,13 @@ import _bootstrap
 
 _bootstrap.setup(snakemake)  # noqa: F821
 
-from leap.data import read_sentences  # noqa: E402
-from leap.teacher import build_cache, student_depth  # noqa: E402
+from leap.training.teacher import build_teacher_cache, student_depth  # noqa: E402
+from leap.workflow.data import read_sentences  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 t = p.teacher
 students = [(student_depth(ref, n), list(layer_map) or None) for ref, n, layer_map in p.students]
-build_cache(
+build_teacher_cache(
     t["model"],
     read_sentences(snakemake.input.sentences),  # noqa: F821
     Path(snakemake.output.manifest).parent,  # noqa: F821

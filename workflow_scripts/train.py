@@ -6,9 +6,10 @@ _bootstrap.setup(snakemake)  # noqa: F821
 
 from pathlib import Path  # noqa: E402
 
-from leap.config import ExitConfig, TrainConfig  # noqa: E402
-from leap.data import read_sentences  # noqa: E402
-from leap.training import train  # noqa: E402
+from leap.core.exit_config import ExitConfig  # noqa: E402
+from leap.training.config import TrainConfig
+from leap.training.run import train  # noqa: E402
+from leap.workflow.data import read_sentences  # noqa: E402
 
 p = snakemake.params  # noqa: F821
 train(

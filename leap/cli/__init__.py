@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from leap import __version__
 from leap.cli import deploy_cmds, inspect_cmds
 from leap.cli.common import overrides
-from leap.early_exit import ExitConfig
+from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
 
 

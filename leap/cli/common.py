@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
-from leap.early_exit import STRATEGIES, ExitConfig
+from leap.core.exit_config import STRATEGIES, ExitConfig
 from leap.errors import LeapError
 
 EXIT_DEFAULTS = ExitConfig()
@@ -40,7 +39,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_model(args: argparse.Namespace):
-    from leap.exit_model import load_exit_model
+    from leap.serving.model import load_exit_model
 
     dtype = None if args.dtype in (None, "float32") else args.dtype
     model = load_exit_model(args.model, device=args.device, dtype=dtype, backend="torch")
@@ -51,7 +50,7 @@ def load_model(args: argparse.Namespace):
 
 
 def read_lines(path: str | None) -> list[str]:
-    from leap.builtin import builtin_sentences
+    from leap.core.builtin import builtin_sentences
 
     if path is None:
         return builtin_sentences()
@@ -69,23 +68,6 @@ def read_lines(path: str | None) -> list[str]:
     if lines and lines[-1] == "":
         lines = lines[:-1]
     return lines
-
-
-def fmt(x: object, pct: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if pct:
-        return f"{100 * float(x):.1f}%"
-    return f"{x:.3f}" if isinstance(x, float) else str(x)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) for c, w in zip(cells, widths))
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def rule_text(e: dict) -> str:

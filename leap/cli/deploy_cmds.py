@@ -9,15 +9,14 @@ from typing import Any
 
 from leap.cli.common import (
     exit_args,
-    fmt,
     overrides,
     read_lines,
     rule_text,
-    table,
 )
-from leap.early_exit import ExitConfig
+from leap.core.exit_config import ExitConfig
+from leap.core.metrics import DEFAULT_NN10
+from leap.core.text_table import fmt, table
 from leap.errors import LeapError
-from leap.metrics import DEFAULT_NN10
 
 
 def read_pairs(path: str) -> tuple[list[str], tuple]:
@@ -53,7 +52,7 @@ def bench_rows(path: str) -> list[dict]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from leap.convert import convert
+    from leap.deploy.convert import convert
 
     over = overrides(args)
     fit = [s for s in read_lines(args.fit_maps)] if args.fit_maps else None
@@ -78,8 +77,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from leap.config import EXIT_CONFIG_FILE
-    from leap.deploy import Budget, calibrate_folder
+    from leap.core.exit_config import EXIT_CONFIG_FILE
+    from leap.deploy.calibrate import Budget, calibrate_folder
 
     folder = Path(args.model)
     if not folder.is_dir():
@@ -135,7 +134,7 @@ def calibrate_auto(
     args: argparse.Namespace, folder: Path, sentences: list[str], pairs: Any, budget: Any, kw: dict
 ) -> int:
     """``leap calibrate --paths auto``: every serving path measured, the fastest within budget served."""
-    from leap.serving_paths import PLOT_FILE, calibrate_paths
+    from leap.deploy.serving_paths import TABLE_FILE, calibrate_paths, paths_table
 
     res = calibrate_paths(
         folder,
@@ -155,18 +154,9 @@ def calibrate_auto(
         out = {"chosen": chosen.to_dict() if chosen else None, "paths": [p.to_dict() for p in res.paths]}
         print(json.dumps({**out, "budget": budget.describe(), "skipped": res.skipped}, indent=2, default=float))
         return 0
-    cols = ["exit_rate", "expected_exit_layer", "nn10", "mean_cosine"]
-    cols += ["spearman_drop", "spearman_common_depth"] if pairs is not None else []
-    ms = [f"ms_b{b}" for b in res.batch_sizes]
-    rows = sorted((p.to_dict() for p in res.paths), key=lambda r: r[ms[0]])
-    body = [
-        [r["path"], r["precision"], *(fmt(r[c], pct=c == "exit_rate") for c in cols + ms)]
-        + ["yes" if r["meets_budget"] else ""]
-        for r in rows
-    ]
     print(f"Serving paths of {args.model} on {res.n} sentences of {args.data}, threads {res.threads or 'default'}")
     print(f"budget (every criterion checked): {budget.describe()}\n")
-    print(table(["path", "precision", *cols, *ms, "meets"], body))
+    print(paths_table(res))
     for why in res.skipped:
         print(f"not measured: {why}")
     if chosen is None:
@@ -175,13 +165,13 @@ def calibrate_auto(
         print(
             f"\nchosen (fastest within budget at batch {res.batch_sizes[0]}): {chosen.name}, "
             f"{chosen.ms[res.batch_sizes[0]]:.2f} ms/sentence; written to {folder / 'leap_exit.json'} "
-            f"(plot: {folder / PLOT_FILE}); loading the folder now serves it"
+            f"(table: {folder / TABLE_FILE}); loading the folder now serves it"
         )
     return 0
 
 
 def cmd_amortize(args: argparse.Namespace) -> int:
-    from leap.deploy import amortize
+    from leap.deploy.amortize import amortize
 
     full, ex = args.full_ms, args.exit_ms
     if args.bench:
@@ -216,7 +206,7 @@ def cmd_amortize(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from leap.onnx_export import export_onnx
+    from leap.serving.onnx_export import export_onnx
 
     m = export_onnx(args.model, int8=args.int8, truncations=args.truncations or ())
     if args.json:

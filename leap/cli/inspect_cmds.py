@@ -10,18 +10,17 @@ from typing import Any
 from leap import files
 from leap.cli.common import (
     exit_args,
-    fmt,
     load_model,
     overrides,
     read_lines,
     rule_text,
-    table,
 )
+from leap.core.text_table import fmt, table
 from leap.errors import LeapError
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from leap.diagnostic import diagnose
+    from leap.deploy.diagnose import diagnose
 
     model = load_model(args)
     sentences = [s for s in read_lines(args.sentences) if s.strip()]
@@ -63,7 +62,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from leap.latency import BenchConfig, bench
+    from leap.deploy.bench import BenchConfig, bench
 
     model = load_model(args)
     sentences = [s for s in read_lines(args.sentences) if s.strip()]
@@ -112,14 +111,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from leap import metrics
+    from leap.core import metrics
 
     if not args.output.endswith(".npy"):
         raise LeapError(f"--output must end in .npy, got {args.output!r}")
     sentences = read_lines(args.input)
     if not sentences:
         raise LeapError(f"input file {args.input!r} is empty; it needs one sentence per line")
-    from leap.exit_model import served_backend
+    from leap.serving.model import served_backend
 
     gpu = args.dtype not in (None, "float32")
     backend, threads = served_backend(args.model, "cuda" if gpu else args.device)
@@ -128,8 +127,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if backend == "torch":
         model = load_model(args)
     else:
-        from leap.config import ExitConfig
-        from leap.exit_model import load_exit_model
+        from leap.core.exit_config import ExitConfig
+        from leap.serving.model import load_exit_model
 
         if args.device not in (None, "cpu") or gpu:
             raise LeapError(f"--backend {backend} runs on the CPU in float32; drop --device/--dtype")

@@ -1,6 +1,6 @@
 """What trains beside the student but is not the inference model: the projection ``P``
 (``d_s -> d_t``) and trained per-layer maps; and the least-squares maps
-fitted after training. Maps are saved with the model (:mod:`leap.layer_maps`); ``P`` beside it."""
+fitted after training. Maps are saved with the model (:mod:`leap.core.layer_maps`); ``P`` beside it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from leap.layer_maps import LayerMaps, fit_layer_maps
-from leap.losses.base import pooled_layers
+from leap.core.layer_maps import LayerMaps, fit_layer_maps
+from leap.training.losses.base import pooled_layers
 from leap.training.student import hf_model
 
 

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from leap.config import TrainConfig
+from leap.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

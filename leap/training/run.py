@@ -2,7 +2,7 @@
 B.2, G).
 
 The dataset has two columns, ``sentence`` and ``label`` (the sentence's row in the teacher
-cache); the objective (:mod:`leap.objectives`) looks the teacher targets up in the cache,
+cache); the objective (:mod:`leap.training.objectives`) looks the teacher targets up in the cache,
 so the teacher never runs during training.
 
 Output in ``out_dir``: ``model/`` (an exit-enabled SentenceTransformer folder: safetensors
@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from leap.config import ExitConfig, TrainConfig
+from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
 from leap.files import atomic_dir, atomic_path, write_json
-from leap.objectives import get_objective
 from leap.training.callbacks import progress_callback
+from leap.training.config import TrainConfig
 from leap.training.heads import TrainableLayerMaps, fit_student_maps, init_projection
+from leap.training.objectives import get_objective
 from leap.training.resume import last_checkpoint, run_fingerprint
 from leap.training.student import hf_model, load_student
 
@@ -72,8 +73,8 @@ def train(
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
 
-    from leap.early_exit import num_layers
-    from leap.teacher import TeacherCache
+    from leap.core.early_exit import num_layers
+    from leap.training.teacher import TeacherCache
 
     if threads:
         torch.set_num_threads(threads)
@@ -167,7 +168,7 @@ def save_run(
     the projection, ``train_config.json``; remove its checkpoints. Returns the model folder."""
     from safetensors.torch import save_file
 
-    from leap.model_card import write_model_card
+    from leap.training.model_card import write_model_card
 
     hf_model(st).config.output_hidden_states = False
     st.max_seq_length = st.leap_served_max_seq_length  # serve at the init's length, not the training budget

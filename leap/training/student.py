@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from leap.config import TrainConfig
+from leap.training.config import TrainConfig
 
 
 def hf_model(st: Any) -> nn.Module:
@@ -20,8 +20,8 @@ def load_student(cfg: TrainConfig, device: str = "cpu") -> Any:
     """The student ``SentenceTransformer``: init (Transformer -> mean Pooling (-> Normalize)
     only), optional re-initialisation and truncation to ``cfg.n_layers``. It trains at
     ``cfg.max_seq_length`` and is saved at the longer of that and its init's own length."""
-    from leap.early_exit import truncate_layers
-    from leap.exit_model import check_servable, load_sentence_transformer
+    from leap.core.early_exit import truncate_layers
+    from leap.serving.model import check_servable, load_sentence_transformer
 
     st = load_sentence_transformer(cfg.student, device=device)
     check_servable(st, cfg.student)
