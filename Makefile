@@ -50,6 +50,7 @@ lint: venv
 	$(VENV)/bin/ruff check leap tests benchmarks workflow_scripts
 	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts
 	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/lint-imports --no-cache
 
 # config/schema.yaml is generated from the config dataclasses (a test checks it)
 schema: venv

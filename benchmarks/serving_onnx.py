@@ -8,7 +8,7 @@ rounds), batch 1 and 32, each thread count given. For every model:
 * static truncation at the layer nearest the exit rule's E[l], on ONNX Runtime fp32 and int8
   (one graph of layers 1..k: the trivial alternative, without segment overhead);
 * our early exit on torch (``ExitSentenceTransformer``) and on ONNX Runtime fp32 and int8
-  (``leap.serving.onnx_runtime.OnnxExitModel`` over the depth segments), and the same exits scored
+  (``ExitSentenceTransformer(folder, backend="onnx")`` over the depth segments), and the same exits scored
   at common depth (:mod:`leap.core.common_depth`: the layer stacks kept, pairs met at the depth
   both reached);
 
@@ -46,9 +46,8 @@ from leap.core.exit_config import ExitConfig
 from leap.deploy.bench import environment, interleaved_ms
 from leap.deploy.convert import convert
 from leap.files import write_json, write_text
-from leap.serving.model import load_exit_model
+from leap.serving.model import ExitSentenceTransformer, load_exit_model
 from leap.serving.onnx_export import export_onnx
-from leap.serving.onnx_runtime import OnnxExitModel
 from leap.serving.sources import packaged_minilm_path
 from leap.workflow.data import stsb_pairs
 from leap.workflow.evaluate import pair_index
@@ -111,7 +110,8 @@ def bench_model(
         log.info(st_onnx_note)
 
     def rows_for(t: int) -> dict:
-        ort32, ort8 = OnnxExitModel(folder, threads=t), OnnxExitModel(folder, int8=True, threads=t)
+        ort32 = ExitSentenceTransformer(folder, backend="onnx", threads=t)
+        ort8 = ExitSentenceTransformer(folder, backend="onnx-int8", threads=t)
         return (
             {
                 "sentence-transformers, torch, full depth": (lambda s, b: plain.encode(s, batch_size=b), None),

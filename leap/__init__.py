@@ -28,7 +28,7 @@ from typing import Any
 try:
     __version__ = version("leap-exit")
 except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+    __version__ = "unknown"
 
 _PUBLIC = {
     "ExitSentenceTransformer": "leap.serving.model",
@@ -56,7 +56,6 @@ _PUBLIC = {
     "build_teacher_cache": "leap.training.teacher",
     "TeacherCache": "leap.training.teacher",
 }
-_RENAMED = {"register_objective": "register", "build_teacher_cache": "build_teacher_cache"}
 
 __all__ = [*_PUBLIC, "__version__"]
 

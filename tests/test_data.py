@@ -220,3 +220,51 @@ def test_every_source_kind_answers_the_same_interface_or_says_which_sources_can(
         source("web:stsb")
     assert source("hub:stsb").hub_repos() == ["sentence-transformers/stsb"]
     assert source("local:stsb", tmp_path).hub_repos() == [] and source("demo:pairs").hub_repos() == []
+
+
+def _serve(folder):
+    """A local HTTP server over ``folder`` (``with _serve(d) as url``)."""
+    import contextlib
+    import functools
+    import http.server
+    import threading
+
+    @contextlib.contextmanager
+    def run():
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+
+    return run()
+
+
+def test_beir_download_is_checked_against_its_checksum_before_anything_is_extracted(tmp_path):
+    import hashlib
+    import zipfile
+
+    from leap.workflow.data.beir_download import download_beir, expected_checksums, published_checksums
+
+    assert published_checksums()["scifact"]["md5"] == "5f7d1de60b170fc8027bb7898e2efca1"
+    assert expected_checksums("scifact") == published_checksums()["scifact"]
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "scifact.zip", "w") as z:
+        z.writestr("scifact/corpus.jsonl", '{"_id": "d1", "title": "", "text": "a document"}\n')
+    md5 = hashlib.md5((served / "scifact.zip").read_bytes()).hexdigest()
+    with _serve(served) as url:
+        with pytest.raises(LeapError) as err:  # the stand-in's bytes are not BEIR's: refused
+            download_beir("scifact", f"{url}/scifact.zip", tmp_path / "dl")
+        assert f"has md5 {md5}, but 5f7d1de60b170fc8027bb7898e2efca1 is published" in str(err.value)
+        assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == []  # nothing extracted, bad zip gone
+        folder = download_beir("scifact", f"{url}/scifact.zip", tmp_path / "dl", {"scifact": f"md5:{md5}"})
+        assert (folder / "corpus.jsonl").read_text().startswith('{"_id": "d1"')
+    with pytest.raises(LeapError, match="no md5 or sha256 digest"):
+        expected_checksums("scifact", {"scifact": "crc:1234"})
+    with pytest.raises(LeapError, match="add data.beir_checksums.quora"):
+        expected_checksums("quora")

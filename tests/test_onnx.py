@@ -14,9 +14,11 @@ from leap.core.builtin import builtin_sentences  # noqa: E402
 from leap.core.exit_config import ExitConfig  # noqa: E402
 from leap.deploy.convert import convert
 from leap.errors import LeapError  # noqa: E402
-from leap.serving.model import load_exit_model  # noqa: E402
+from leap.serving.model import (
+    ExitSentenceTransformer,  # noqa: E402
+    load_exit_model,  # noqa: E402
+)
 from leap.serving.onnx_export import export_onnx
-from leap.serving.onnx_runtime import OnnxExitModel  # noqa: E402
 
 
 def split_theta(model, sentences, layer):
@@ -38,13 +40,13 @@ def test_onnx_segments_equal_the_torch_path(tmp_path, tiny_models, arch):
     assert manifest["first_segment_end"] == 2 and len(manifest["segments"]) == 1 + 1 + 4  # full, 1..2, 3, 4, 5, 6
     served = load_exit_model(str(folder), device="cpu")
     want_e, want_l = served.encode_with_exit_layers(sents, batch_size=7)
-    ort = OnnxExitModel(folder, threads=1)
+    ort = ExitSentenceTransformer(folder, backend="onnx", threads=1)
     got_e, got_l = ort.encode_with_exit_layers(sents, batch_size=7)
     assert len(set(want_l.tolist())) > 1 and (got_l == want_l).all()
     assert np.abs(got_e - want_e).max() < 1e-4
     full_t = served.encode(sents, exit=ExitConfig(strategy="none"))
     assert np.abs(ort.encode(sents, exit=ExitConfig(strategy="none")) - full_t).max() < 1e-4
-    q8 = OnnxExitModel(folder, int8=True, threads=1)
+    q8 = ExitSentenceTransformer(folder, backend="onnx-int8", threads=1)
     e8, l8 = q8.encode_with_exit_layers(sents)
     assert np.isfinite(e8).all() and ((l8 >= 3) & (l8 <= 6)).all()
 
@@ -53,12 +55,12 @@ def test_stale_or_incompatible_exports_are_refused(tmp_path, tiny_models):
     folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(min_layer=4))
     export_onnx(folder)
     with pytest.raises(LeapError, match="first segment ends at layer 3"):
-        OnnxExitModel(folder, exit=ExitConfig(min_layer=2))
+        ExitSentenceTransformer(folder, backend="onnx", exit=ExitConfig(min_layer=2))
     with pytest.raises(LeapError, match="no int8 export"):
-        OnnxExitModel(folder, int8=True)
+        ExitSentenceTransformer(folder, backend="onnx-int8")
     (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes() + b"\0")
     with pytest.raises(LeapError, match="other weights"):
-        OnnxExitModel(folder)
+        ExitSentenceTransformer(folder, backend="onnx")
 
 
 def test_truncation_graph_serves_the_truncate_rule_like_torch(tmp_path, tiny_models):
@@ -68,7 +70,7 @@ def test_truncation_graph_serves_the_truncate_rule_like_torch(tmp_path, tiny_mod
     assert manifest["truncations"] == {"2": "truncated_02.onnx"}
     cut = ExitConfig(strategy="truncate", min_layer=2)  # before the first segment's end: the single graph serves it
     want_e, want_l = load_exit_model(str(folder), device="cpu").encode_with_exit_layers(sents, exit=cut)
-    got_e, got_l = OnnxExitModel(folder, threads=1).encode_with_exit_layers(sents, exit=cut)
+    got_e, got_l = ExitSentenceTransformer(folder, backend="onnx", threads=1).encode_with_exit_layers(sents, exit=cut)
     assert (got_l == 2).all() and (want_l == 2).all()
     assert np.abs(got_e - want_e).max() < 1e-4
     with pytest.raises(LeapError, match="outside 1..6"):
@@ -106,12 +108,12 @@ def test_cli_exports_and_encodes_on_onnx_runtime(tmp_path, tiny_models):
     assert (np.load(lay) == want_l).all() and np.abs(np.load(out) - want_e).max() < 1e-4
 
 
-def test_load_exit_model_selects_the_onnx_backend(tmp_path, tiny_models):
+def test_the_onnx_backend_is_an_explicit_choice_and_a_bad_one_is_refused(tmp_path, tiny_models):
     sents = builtin_sentences()[:10]
     folder = convert(tiny_models["mpnet"], tmp_path / "m", exit=ExitConfig(theta=0.5, min_layer=3))
     export_onnx(folder)
     served = load_exit_model(str(folder), backend="onnx")
-    assert isinstance(served, OnnxExitModel)
+    assert isinstance(served, ExitSentenceTransformer) and served.backend == "onnx"
     want = load_exit_model(str(folder), device="cpu").encode(sents)
     assert np.abs(served.encode(sents) - want).max() < 1e-4
     with pytest.raises(LeapError, match="backend must be"):
@@ -125,28 +127,32 @@ def test_onnx_layer_stack_equals_the_torch_path(tmp_path, tiny_models):
     folder = convert(tiny_models["bert"], tmp_path / "m", exit=rule, fit_maps_on=sents)
     export_onnx(folder)
     want_s, want_l = load_exit_model(str(folder), device="cpu").encode_with_layer_stack(sents, batch_size=8)
-    got_s, got_l = OnnxExitModel(folder, threads=1).encode_with_layer_stack(sents, batch_size=8)
+    got_s, got_l = ExitSentenceTransformer(folder, backend="onnx", threads=1).encode_with_layer_stack(
+        sents, batch_size=8
+    )
     assert (got_l == want_l).all() and len(set(want_l.tolist())) > 1
     assert np.abs(got_s - want_s).max() < 1e-4
 
 
-def test_sentence_transformers_spelling_serves_this_projects_onnx_path(tmp_path, tiny_models):
-    """`ExitSentenceTransformer(folder, backend="onnx")` and `from leap import load_exit_model`
-    give the ONNX Runtime exit engine, with `encode` taking the torch model's arguments."""
+def test_the_onnx_backend_keeps_the_sentence_transformer_api(tmp_path, tiny_models):
+    """`ExitSentenceTransformer(folder, backend="onnx")` stays a SentenceTransformer whose first
+    module runs ONNX Runtime: `encode` with the torch model's arguments, `encode_query`,
+    `similarity`, the embedding dimension, `save` and a monitor all work as on torch."""
     import torch
+    from sentence_transformers import SentenceTransformer
 
-    from leap import ExitEncoder, ExitSentenceTransformer
-    from leap import load_exit_model as top_level_loader
+    from leap.deploy.monitor import attach_monitor
 
     sents = builtin_sentences()[:10]
     folder = convert(tiny_models["bert"], tmp_path / "m", exit=ExitConfig(theta=0.5, min_layer=3))
     export_onnx(folder, int8=True)
     ort = ExitSentenceTransformer(str(folder), backend="onnx")
-    q8 = top_level_loader(str(folder), backend="onnx-int8")
-    assert isinstance(ort, OnnxExitModel) and not ort.int8 and q8.int8
+    q8 = ExitSentenceTransformer(str(folder), backend="onnx-int8")
     torch_model = ExitSentenceTransformer(str(folder))
-    for engine in (ort, torch_model):
-        assert isinstance(engine, ExitEncoder)
+    for model in (ort, q8, torch_model):
+        assert isinstance(model, SentenceTransformer) and isinstance(model, ExitSentenceTransformer)
+        assert model.get_embedding_dimension() == 32 and model.device.type == "cpu"
+    assert "ONNX Runtime fp32" in repr(ort) and "ONNX Runtime int8" in repr(q8) and "torch" in repr(torch_model)
     for kwargs in (
         {},
         {"convert_to_tensor": True},
@@ -162,10 +168,15 @@ def test_sentence_transformers_spelling_serves_this_projects_onnx_path(tmp_path,
     rows_t, rows_o = torch_model.encode(sents, output_value=None), ort.encode(sents, output_value=None)
     assert [int(r["exit_layer"]) for r in rows_o] == [int(r["exit_layer"]) for r in rows_t]
     assert ort.encode(sents[0]).shape == torch_model.encode(sents[0]).shape == (32,)
+    assert np.abs(ort.encode_query(sents[:3]) - torch_model.encode_query(sents[:3])).max() < 1e-4
     assert torch.allclose(ort.similarity(ort.encode(sents[:2]), ort.encode(sents[:2])).diagonal(), torch.ones(2))
-    with pytest.raises(LeapError, match="torch engine"):
+    monitor = attach_monitor(ort)
+    ort.encode(sents)
+    assert monitor.stats()["rows"] == len(sents)
+    ort.save(str(tmp_path / "copy"))
+    copy = ExitSentenceTransformer(str(tmp_path / "copy"), backend="onnx")
+    assert np.abs(copy.encode(sents) - ort.encode(sents)).max() < 1e-6
+    with pytest.raises(LeapError, match="token embeddings"):
         ort.encode(sents, output_value="token_embeddings")
-    with pytest.raises(LeapError, match="does not take"):
-        ort.encode(sents, pool={"processes": 2})
     with pytest.raises(LeapError, match="runs on the CPU"):
         ExitSentenceTransformer(str(folder), backend="onnx", device="cuda")

@@ -1,38 +1,123 @@
-"""The package's shape: no import circle anywhere in `leap/`, the public names importable."""
+"""The package's shape: its public API, its architecture (import-linter contracts), and what serving imports."""
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-from leap.workflow.dependencies import import_cycles, import_graph
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_no_import_circle_in_the_package():
-    graph = import_graph(ROOT)
-    assert {
-        "leap.serving.model",
-        "leap.serving.onnx_runtime",
-        "leap.serving.onnx_export",
-        "leap.serving.encoder",
-    } <= set(graph)
-    assert "leap.serving.onnx_runtime" in graph["leap.serving.model"]  # the engine is reached one way only
-    assert "leap.serving.model" not in graph["leap.serving.onnx_runtime"]
-    assert import_cycles(graph) == []
-
-
-def test_import_cycles_finds_a_circle_through_function_level_imports():
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert import_cycles(graph) == [["a", "b", "c", "a"]]
-    assert import_cycles({"a": {"b"}, "b": set()}) == []
-
-
-def test_public_names_import_from_the_top_level():
+def test_the_public_api_is_leap_all_each_name_defined_where_it_is_declared():
     import leap
 
-    for name in ("ExitSentenceTransformer", "load_exit_model", "ExitConfig", "ExitEncoder", "LayerMaps"):
-        assert getattr(leap, name) is not None
+    assert set(dir(leap)) >= set(leap.__all__)
+    for name in leap.__all__:
+        if name == "__version__":
+            continue
+        obj = getattr(leap, name)
+        assert obj.__module__ == leap._PUBLIC[name] and obj.__name__ == name, name
+        assert obj.__module__.split(".")[1] in {"core", "serving", "deploy", "training", "errors"}, name
+    with pytest.raises(AttributeError, match="no attribute 'Frontier'"):
+        leap.Frontier  # noqa: B018 - the reproduction's names are not the library's
+
+
+def test_no_library_package_reexports_a_name_so_each_has_one_import_path():
+    """A library ``__init__.py`` (all but the top one's lazy table) imports a name only to use
+    it, never to offer it again."""
+    for init in sorted((ROOT / "leap").rglob("__init__.py")):
+        rel = init.relative_to(ROOT).as_posix()
+        if init.parent == ROOT / "leap" or rel.startswith("leap/workflow/"):
+            continue
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        imported = {
+            (a.asname or a.name).split(".")[0]
+            for n in tree.body
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+            for a in n.names
+        }
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        used |= {n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+        assert "__all__" not in used and imported - {"annotations"} <= used, f"{rel} re-exports {imported - used}"
+
+
+def test_the_version_comes_from_the_package_metadata_alone():
+    import importlib.metadata
+
+    import leap
+
+    assert leap.__version__ == importlib.metadata.version("leap-exit")
+    literal = [p for p in (ROOT / "leap").rglob("*.py") if re.search(r"__version__\s*=\s*[\"']\d", p.read_text())]
+    assert literal == []
+
+
+def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    exe = Path(sys.executable).parent / "lint-imports"
+    return subprocess.run([str(exe), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_contracts_hold_and_fail_on_a_library_import_of_the_reproduction(tmp_path):
+    """The architecture is stated as import-linter contracts in pyproject.toml; a copy of the
+    package where a library module imports the reproduction breaks them."""
+    shutil.copytree(ROOT / "leap", tmp_path / "leap", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    ok = _lint_imports(tmp_path)
+    assert ok.returncode == 0 and "0 broken" in ok.stdout, ok.stdout[-2000:]
+    pooling = tmp_path / "leap/core/pooling.py"
+    pooling.write_text(pooling.read_text() + "\nfrom leap.workflow import plan  # noqa\n")
+    broken = _lint_imports(tmp_path)
+    assert broken.returncode == 1
+    assert "The library never imports the reproduction (leap.workflow) BROKEN" in broken.stdout
+    assert "leap.core.pooling -> leap.workflow.plan" in broken.stdout
+
+
+SERVE = """
+import sys
+from leap import ExitSentenceTransformer
+model = ExitSentenceTransformer(sys.argv[1], backend=sys.argv[2])
+model.encode(["a man plays a guitar", "the dog runs"])
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.startswith("leap")})))
+"""
+PLAIN = """
+import sys
+from sentence_transformers import SentenceTransformer
+SentenceTransformer(sys.argv[1]).encode(["a man plays a guitar", "the dog runs"])
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+WORKFLOW_PACKAGES = {"snakemake", "beir", "seaborn", "matplotlib", "mteb", "jsonschema", "tabulate", "pandas"}
+
+
+@pytest.mark.slow
+def test_serving_a_model_imports_no_workflow_package(tmp_path, tiny_models):
+    """In a fresh process, serving an exit-enabled folder with torch and with ONNX Runtime loads
+    no module of the reproduction and no package beyond what plain sentence-transformers loads
+    (plus onnxruntime for ONNX), so the base install serves."""
+    pytest.importorskip("onnxruntime")
+    from leap.deploy.convert import convert
+    from leap.serving.onnx_export import export_onnx
+
+    folder = convert(tiny_models["bert"], tmp_path / "m")
+    export_onnx(folder)
+
+    def modules(script: str, *args: str) -> set[str]:
+        out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return set(out.stdout.split())
+
+    plain = modules(PLAIN, str(folder))
+    for backend, extra in (("torch", set()), ("onnx", {"onnxruntime", "onnx"})):
+        served = modules(SERVE, str(folder), backend)
+        assert not {m for m in served if m.startswith("leap.workflow")}, backend
+        assert not served & (WORKFLOW_PACKAGES - plain), backend
+        assert {m for m in served if "." not in m} - plain - extra <= {"leap"}, backend
 
 
 def test_no_module_over_500_lines_and_no_function_over_80():

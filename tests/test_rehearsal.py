@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .hub_fixtures import BEIR, HUB, build_hub, build_models
+from .hub_fixtures import BEIR, HUB, beir_checksums, build_hub, build_models
 from .hub_stub import HubStub, commit_of
 from .test_workflow import jobs, without_slurm_controller
 
@@ -40,8 +40,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.slow  # one module: pytest -n 2 --dist loadscope keeps its tests, and their runs, on one worker
 
 
-def overlay(models: dict[str, str], hub_url: str) -> dict:
-    """The rehearsal's overlay on config/config.yaml (merged key by key by Snakemake)."""
+def overlay(models: dict[str, str], hub_url: str, checksums: dict[str, str]) -> dict:
+    """The rehearsal's overlay on config/config.yaml (merged key by key by Snakemake);
+    ``checksums``: the stand-in BEIR zips' (:func:`tests.hub_fixtures.beir_checksums`)."""
     paper = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     # retrieval on one BEIR set for the first checkpoint, none for the others (`retrieval: false`):
     # every architecture still runs its diagnostic and STS-B, and leap's runs load every set
@@ -56,7 +57,12 @@ def overlay(models: dict[str, str], hub_url: str) -> dict:
         "seeds": [0],
         # one variant of each trained group beside the main pair: every rule still runs, in half the jobs
         "variants": {**paper["variants"], "ablation": ["abl_exit"], "sweep": ["beta0.4"]},
-        "data": {"max_sentences": 300, "beir_url": hub_url + "/beir/{name}.zip", "retrieval_dev_queries": 5},
+        "data": {
+            "max_sentences": 300,
+            "beir_url": hub_url + "/beir/{name}.zip",
+            "beir_checksums": checksums,
+            "retrieval_dev_queries": 5,
+        },
         "teacher": {
             "model": models[paper["teacher"]["model"]],
             "batch_size": 32,
@@ -153,7 +159,7 @@ def rehearsal(tmp_path_factory) -> Rehearsal:
     assert dry.returncode == 0, dry.stderr[-2000:]
     stub = HubStub(hub)
     with stub as url:
-        over = overlay(models, url)
+        over = overlay(models, url, beir_checksums(hub))
         (tmp / "overlay.yaml").write_text(yaml.safe_dump(over))
         more = extras(over, models)
         (tmp / "extras.yaml").write_text(yaml.safe_dump(more))
@@ -327,9 +333,9 @@ def test_one_changed_setting_reruns_only_its_chain(rehearsal, tmp_path):
     counts = dry()
     assert counts.get("train_student") == 3 and "teacher_cache" not in counts  # + leap_xd
 
-    # an edit of leap/teacher.py reruns the cache and what reads it, nothing else (Snakemake
+    # an edit of leap/training/teacher.py reruns the cache and what reads it, nothing else (Snakemake
     # compares input checksums, so the edit is a real one, undone at once)
-    teacher_py = ROOT / "leap" / "teacher.py"
+    teacher_py = ROOT / "leap" / "training" / "teacher.py"
     original = teacher_py.read_bytes()
     try:
         teacher_py.write_bytes(original + b"# edited by test_rehearsal\n")

@@ -16,8 +16,8 @@ from leap.core.exit_config import ExitConfig, read_serving  # noqa: E402
 from leap.deploy.calibrate import Budget, agreement  # noqa: E402
 from leap.deploy.convert import convert  # noqa: E402
 from leap.deploy.serving_paths import NOISE, TABLE_FILE, PathResult, calibrate_paths, candidate_rules, choose  # noqa: E402
-from leap.serving.model import load_exit_model  # noqa: E402
-from leap.serving.onnx_runtime import OnnxExitModel  # noqa: E402
+from leap.errors import LeapError  # noqa: E402
+from leap.serving.model import ExitSentenceTransformer, load_exit_model  # noqa: E402
 
 FAST = {"thetas": (0.5, 0.9), "batch_sizes": (1, 4), "timing_sentences": 8, "rounds": 1, "threads": 1}
 
@@ -48,22 +48,30 @@ def test_every_path_is_measured_and_the_fastest_within_budget_is_chosen(calibrat
     assert res.chosen.name in table and len(table.splitlines()) == len(res.paths) + 4  # budget, blank, header, rule
 
 
-def test_reloading_the_folder_serves_the_chosen_backend_precision_and_rule(calibrated):
-    from leap import ExitSentenceTransformer
+def test_the_calibrated_path_is_served_on_request_and_the_default_stays_torch(calibrated):
+    """`backend="calibrated"` serves the chosen engine, precision, threads and rule; without it
+    the folder loads on torch with the chosen rule: the type and engine never depend on the file."""
+    from sentence_transformers import SentenceTransformer
 
     folder, sents, res = calibrated
     rec = read_serving(folder)
     assert (rec["backend"], rec["precision"]) == (res.chosen.backend, res.chosen.precision)
     assert rec["data"] == "dev.txt" and len(rec["data_sha256"]) == 64 and rec["machine"]["device"] == "cpu"
     assert len(rec["paths"]) == len(res.paths)
-    for served in (load_exit_model(str(folder)), ExitSentenceTransformer(str(folder))):
-        assert served.exit_config == res.chosen.rule.resolve(6)
-        if res.chosen.backend == "torch":
-            assert not isinstance(served, OnnxExitModel)
-        else:
-            assert isinstance(served, OnnxExitModel) and served.int8 == (res.chosen.precision == "int8")
-    assert not isinstance(load_exit_model(str(folder), backend="torch"), OnnxExitModel)  # the caller overrides
-    assert not isinstance(load_exit_model(str(folder), device="cpu", dtype="float32", backend="torch"), OnnxExitModel)
+    served = ExitSentenceTransformer(str(folder), backend="calibrated")
+    plain = ExitSentenceTransformer(str(folder))
+    for model in (served, plain):
+        assert isinstance(model, SentenceTransformer) and model.exit_config == res.chosen.rule.resolve(6)
+    assert served.backend == res.chosen.backend and served.threads == rec["threads"] and plain.backend == "torch"
+    assert repr(served).splitlines()[0] == f"ExitSentenceTransformer(serving: {served.serving_path})"
+    engine = "torch" if res.chosen.backend == "torch" else f"ONNX Runtime {res.chosen.precision}"
+    assert served.serving_path.startswith(engine)
+
+
+def test_asking_for_the_calibrated_path_of_an_uncalibrated_folder_is_one_error(tmp_path, tiny_models):
+    folder = convert(tiny_models["bert"], tmp_path / "m")
+    with pytest.raises(LeapError, match="no calibrated serving path; run `leap calibrate"):
+        ExitSentenceTransformer(str(folder), backend="calibrated")
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
@@ -100,7 +108,8 @@ def test_cli_calibrate_auto_with_pairs_reports_every_path_and_encode_serves_it(t
     chosen = got["chosen"]
     (tmp_path / "in.txt").write_text("\n".join(sents[:5]) + "\n")
     out_npy = tmp_path / "e.npy"
-    assert main(["encode", str(folder), "--input", str(tmp_path / "in.txt"), "--output", str(out_npy), "--json"]) == 0
+    encode = ["encode", str(folder), "--input", str(tmp_path / "in.txt"), "--output", str(out_npy), "--json"]
+    assert main([*encode, "--backend", "calibrated"]) == 0
     enc = json.loads(capsys.readouterr().out)
     assert enc["backend"] == chosen["backend"] and enc["exit"]["strategy"] == chosen["strategy"]
     assert np.load(out_npy).shape[0] == 5

@@ -97,7 +97,7 @@ def test_paper_configuration_rehearsal_first_stages_through_slurm_profile(tmp_pa
     """The paper configuration with the rehearsal's overlay (tests/test_rehearsal.py): data
     extraction from the stand-in Hub (a local rule: downloads run where the network is) and
     the teacher cache as a SLURM job."""
-    from tests.hub_fixtures import build_hub, build_models
+    from tests.hub_fixtures import beir_checksums, build_hub, build_models
     from tests.hub_stub import HubStub
     from tests.test_rehearsal import overlay
 
@@ -109,7 +109,7 @@ def test_paper_configuration_rehearsal_first_stages_through_slurm_profile(tmp_pa
     offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
     env = {k: v for k, v in os.environ.items() if k not in offline}
     with HubStub(hub) as url:
-        (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay(models, url)))
+        (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay(models, url, beir_checksums(hub))))
         targets = ["results/paper/data/stats.json", "results/paper/teacher/teacher/manifest.json"]
         configs = ["--configfile", str(ROOT / "config/config.yaml"), str(tmp_path / "overlay.yaml")]
         cmd = slurm_command(tmp_path, 600, *configs, "--", *targets)

@@ -38,11 +38,12 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
 
 
-def load_model(args: argparse.Namespace):
+def load_model(args: argparse.Namespace, backend: str = "torch"):
+    """The model of ``args`` on ``backend`` with the exit-rule arguments applied to its rule."""
     from leap.serving.model import load_exit_model
 
     dtype = None if args.dtype in (None, "float32") else args.dtype
-    model = load_exit_model(args.model, device=args.device, dtype=dtype, backend="torch")
+    model = load_exit_model(args.model, device=args.device, dtype=dtype, backend=backend)
     over = overrides(args)
     if over:
         model.with_exit(dataclasses.replace(model.exit_config, **over))

@@ -58,7 +58,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     fit = [s for s in read_lines(args.fit_maps)] if args.fit_maps else None
     if fit is not None and len(fit) < 2:
         raise LeapError(f"--fit-maps needs at least 2 sentences, {args.fit_maps!r} has {len(fit)}")
-    out = convert(args.model, args.output, exit=ExitConfig(**over), fit_maps_on=fit, device=args.device or "cpu")
+    out = convert(
+        args.model,
+        args.output,
+        exit=ExitConfig(**over),
+        fit_maps_on=fit,
+        device=args.device or "cpu",
+        overwrite=args.overwrite,
+    )
     cfg = ExitConfig.load(out)
     summary = {
         "model": args.model,
@@ -208,13 +215,13 @@ def cmd_amortize(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from leap.serving.onnx_export import export_onnx
 
-    m = export_onnx(args.model, int8=args.int8, truncations=args.truncations or ())
+    m = export_onnx(args.model, int8=args.int8, truncations=args.truncations or (), overwrite=args.overwrite)
     if args.json:
         print(json.dumps(m, indent=2))
     else:
         print(
             f"exported {len(m['segments']) - 1} segments (the first ends at layer {m['first_segment_end']}) and a "
-            f"full-depth graph to {Path(args.model) / 'onnx'}{' with int8 copies' if args.int8 else ''}"
+            f"full-depth graph to {Path(args.model) / 'onnx'}{' with int8 copies' if m['int8'] else ''}"
         )
     return 0
 
@@ -228,6 +235,11 @@ def add_parsers(sub: Any) -> None:
         "--fit-maps",
         metavar="FILE",
         help="fit per-layer maps into the last layer's space on these sentences (one a line)",
+    )
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT even when it is a file or a folder of other files (never ., a home folder or /)",
     )
     exit_args(c)
     c.set_defaults(func=cmd_convert)
@@ -281,5 +293,6 @@ def add_parsers(sub: Any) -> None:
         metavar="K",
         help="also one graph of layers 1..K for each K (static truncation, strategy truncate)",
     )
+    x.add_argument("--overwrite", action="store_true", help="replace an onnx/ folder that leap did not write")
     x.add_argument("--json", action="store_true", help="print the manifest as JSON")
     x.set_defaults(func=cmd_export)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from typing import Any
 
@@ -11,7 +10,6 @@ from leap import files
 from leap.cli.common import (
     exit_args,
     load_model,
-    overrides,
     read_lines,
     rule_text,
 )
@@ -64,6 +62,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from leap.deploy.bench import BenchConfig, bench
 
+    if args.output:
+        files.check_writable(args.output)
     model = load_model(args)
     sentences = [s for s in read_lines(args.sentences) if s.strip()]
     cfg = BenchConfig(
@@ -113,38 +113,22 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     from leap.core import metrics
 
-    if not args.output.endswith(".npy"):
-        raise LeapError(f"--output must end in .npy, got {args.output!r}")
+    for flag, path in (("--output", args.output), ("--exit-layers", args.exit_layers)):
+        if path is not None and not path.endswith(".npy"):
+            raise LeapError(f"{flag} must end in .npy, got {path!r}")
+    files.check_writable(*(p for p in (args.output, args.exit_layers) if p))
     sentences = read_lines(args.input)
     if not sentences:
         raise LeapError(f"input file {args.input!r} is empty; it needs one sentence per line")
-    from leap.serving.model import served_backend
-
-    gpu = args.dtype not in (None, "float32")
-    backend, threads = served_backend(args.model, "cuda" if gpu else args.device)
-    if args.backend is not None:
-        backend, threads = args.backend, None
-    if backend == "torch":
-        model = load_model(args)
-    else:
-        from leap.core.exit_config import ExitConfig
-        from leap.serving.model import load_exit_model
-
-        if args.device not in (None, "cpu") or gpu:
-            raise LeapError(f"--backend {backend} runs on the CPU in float32; drop --device/--dtype")
-
-        rule = ExitConfig.load(args.model) or ExitConfig()
-        over = overrides(args)
-        model = load_exit_model(
-            args.model, exit=dataclasses.replace(rule, **over) if over else None, backend=backend, threads=threads
-        )
+    model = load_model(args, backend=args.backend)
     emb, layers = model.encode_with_exit_layers(sentences, batch_size=args.batch_size, show_progress_bar=not args.json)
     files.save_npy(args.output, emb)
     if args.exit_layers:
         files.save_npy(args.exit_layers, layers.astype(np.int64))
     summary = {
         "model": args.model,
-        "backend": backend,
+        "backend": model.backend,
+        "serving": model.serving_path,
         "num_sentences": len(sentences),
         "dim": int(emb.shape[1]),
         "output": args.output,
@@ -157,7 +141,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(
-            f"wrote {summary['num_sentences']} x {summary['dim']} embeddings to {args.output}; "
+            f"wrote {summary['num_sentences']} x {summary['dim']} embeddings to {args.output} "
+            f"(served by {summary['serving']}); "
             f"exit rate {fmt(summary['exit_rate'], pct=True)}, E[l] {fmt(summary['expected_exit_layer'])}"
         )
     return 0
@@ -191,10 +176,10 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument(
         "--backend",
-        default=None,
-        choices=["torch", "onnx", "onnx-int8"],
-        help="torch, or ONNX Runtime on the `leap export` segments (fp32 or int8); default: the path "
-        "`leap calibrate --paths auto` chose for the folder, else torch",
+        default="torch",
+        choices=["torch", "onnx", "onnx-int8", "calibrated"],
+        help="torch (default), ONNX Runtime on the `leap export` graphs (fp32 or int8), or calibrated: the "
+        "engine and threads `leap calibrate --paths auto` chose for the folder",
     )
     exit_args(e)
     e.set_defaults(func=cmd_encode)

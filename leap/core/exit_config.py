@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -15,6 +16,13 @@ STRATEGIES = ("convergence", "pabee", "truncate", "none")
 
 EXIT_CONFIG_FILE = "leap_exit.json"
 """The exit rule saved in an exit-enabled model folder (:meth:`ExitConfig.save`)."""
+
+
+def _number(name: str, value: object, kind: type, what: str) -> numbers.Number:
+    """``value`` when it is a ``kind`` number (never a bool or a string), else a :class:`LeapError`."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise LeapError(f"exit rule {name} must be {what}, got {value!r} ({type(value).__name__})")
+    return value
 
 
 def default_min_layer(num_layers: int) -> int:
@@ -45,18 +53,25 @@ class ExitConfig:
     monitor_only: bool = setting(False, "run every check but never exit (measures monitoring overhead)")
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
+        if not isinstance(self.strategy, str) or self.strategy not in STRATEGIES:
             raise LeapError(f"unknown exit strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if not -1.0 <= float(self.theta) <= 1.0:
-            raise LeapError(f"theta must lie in [-1, 1] (a cosine threshold), got {self.theta}")
-        if not -1.0 <= float(self.pabee_theta) <= 1.0:
-            raise LeapError(f"pabee_theta must lie in [-1, 1] (a cosine threshold), got {self.pabee_theta}")
-        if int(self.patience) < 1:
-            raise LeapError(f"patience (k) must be >= 1, got {self.patience}")
-        if int(self.pabee_patience) < 1:
-            raise LeapError(f"pabee_patience must be >= 1, got {self.pabee_patience}")
-        if self.min_layer is not None and int(self.min_layer) < 1:
-            raise LeapError(f"min_layer must be >= 1 (layer 0 is the embedding output), got {self.min_layer}")
+        for name in ("theta", "pabee_theta"):
+            value = _number(name, getattr(self, name), numbers.Real, "a number")
+            if not -1.0 <= value <= 1.0:
+                raise LeapError(f"{name} must lie in [-1, 1] (a cosine threshold), got {value}")
+            object.__setattr__(self, name, float(value))
+        for name in ("patience", "pabee_patience", "min_layer"):
+            value = getattr(self, name)
+            if value is None and name == "min_layer":
+                continue
+            value = _number(name, value, numbers.Integral, "a whole number")
+            if value < 1:
+                why = " (layer 0 is the embedding output)" if name == "min_layer" else ""
+                label = "patience (k)" if name == "patience" else name
+                raise LeapError(f"{label} must be >= 1{why}, got {value}")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.monitor_only, bool):
+            raise LeapError(f"monitor_only must be true or false, got {self.monitor_only!r}")
 
     def resolve(self, num_layers: int) -> ExitConfig:
         """This rule for a ``num_layers``-deep model: ``min_layer`` filled in and checked."""
@@ -96,32 +111,51 @@ class ExitConfig:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ExitConfig | None:
-        """The rule saved in ``folder``, or ``None`` when it has none (other keys, such as a
-        calibration record, are ignored here; :func:`read_exit_file` returns everything)."""
+        """The rule saved in ``folder``'s ``leap_exit.json``, or ``None`` when it has none."""
         d = read_exit_file(folder)
         if d is None:
             return None
-        return cls.from_dict({k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
-
-
-def read_exit_file(folder: str | os.PathLike) -> dict | None:
-    """The whole ``leap_exit.json`` of a model folder, or ``None``."""
-    import json
-
-    path = Path(folder) / EXIT_CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise LeapError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); fix or delete it") from None
+        rule = {k: v for k, v in d.items() if k not in RECORD_KEYS}
+        try:
+            return cls.from_dict(rule)
+        except LeapError as err:
+            raise LeapError(f"{Path(folder) / EXIT_CONFIG_FILE}: {err}") from None
 
 
 SERVING_KEY = "serving"
 """The key of ``leap_exit.json`` under which ``leap calibrate --paths auto`` records the path
 it chose (backend, precision, threads, the measured table, the data hash, the machine)."""
 
+CALIBRATION_KEY = "calibration"
+"""The key of ``leap_exit.json`` under which calibration records what it measured (the
+monitor's reference)."""
+
+RECORD_KEYS = (CALIBRATION_KEY, SERVING_KEY)
+"""The keys of ``leap_exit.json`` beside the rule's fields."""
+
 SERVING_BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def read_exit_file(folder: str | os.PathLike) -> dict | None:
+    """The whole ``leap_exit.json`` of a model folder (the rule's fields and the records), or
+    ``None`` when the folder has none. A key that is neither is refused, naming the allowed
+    ones: a typo would otherwise serve the default rule."""
+    import json
+
+    path = Path(folder) / EXIT_CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise LeapError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); fix or delete it") from None
+    if not isinstance(d, dict):
+        raise LeapError(f"{path} must hold a JSON object (the exit rule), not {type(d).__name__}")
+    allowed = [f.name for f in fields(ExitConfig)] + list(RECORD_KEYS)
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise LeapError(f"{path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+    return d
 
 
 def read_serving(folder: str | os.PathLike) -> dict | None:

@@ -1,4 +1,4 @@
-"""Content hashes that key cached results: a list of sentences, a model folder."""
+"""Content hashes that key cached results: a list of sentences, a model folder, its weights."""
 
 from __future__ import annotations
 
@@ -25,5 +25,17 @@ def folder_hash(path: str | os.PathLike) -> str:
         h.update(str(f.relative_to(root)).encode())
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha(folder: str | os.PathLike) -> str:
+    """SHA-256 of a model folder's weights (layer maps aside): what an ONNX export was made from."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        if f.name == "layer_maps.safetensors":
+            continue
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)
     return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Per-layer maps into the final layer's space (not in the paper; issue "frontier").
+"""Per-layer maps into the final layer's space (not in the paper).
 
 A sample that exits at layer ``l`` returns ``e^(l)``, a vector of layer ``l``'s space,
 and is then compared with samples that exited elsewhere. A small affine map per exit

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ import torch.nn.functional as F
 
 from leap.core import metrics
 from leap.core.early_exit import simulate_exit
-from leap.core.exit_config import ExitConfig
+from leap.core.exit_config import EXIT_CONFIG_FILE, ExitConfig
+from leap.core.quiet import third_party_to_log
 from leap.errors import LeapError
 
 DEFAULT_THETAS = (0.80, 0.83, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
@@ -193,7 +196,7 @@ def calibration_record(result: dict, sentences: Sequence[str], source: str) -> d
 
 
 def calibrate_folder(
-    folder: str,
+    folder: str | os.PathLike,
     sentences: Sequence[str],
     budget: Budget = DEFAULT_BUDGET,
     source: str = "",
@@ -202,15 +205,21 @@ def calibrate_folder(
 ) -> dict:
     """Calibrate the exit-enabled model in ``folder`` and write the chosen rule and the
     calibration record into its ``leap_exit.json`` (nothing is written when no rule meets
-    the budget: the result says so)."""
-    from leap.serving.model import load_exit_model
+    the budget: the result says so). The file is checked before anything is measured."""
+    from leap.files import check_writable
+    from leap.serving.folder import ModelFolder
+    from leap.serving.model import ExitSentenceTransformer
 
-    model = load_exit_model(folder, device="cpu", backend="torch")
-    result = calibrate(model, sentences, budget, pairs=pairs, **kwargs)
+    info = ModelFolder.read(folder)
+    path = info.require_local("calibration")
+    check_writable(path / EXIT_CONFIG_FILE)
+    with third_party_to_log(logging.getLogger(__name__)):
+        model = ExitSentenceTransformer(info, device="cpu")
+        result = calibrate(model, sentences, budget, pairs=pairs, **kwargs)
     if result["chosen"] is not None:
         record = calibration_record(result, sentences, source)
         _, layers = model.encode_with_exit_layers([s for s in sentences if s.strip()], exit=result["chosen"])
         record["calibration"]["exit_distribution"] = metrics.exit_distribution(layers, model.num_layers).tolist()
-        result["chosen"].save(folder, extra=record)
+        result["chosen"].save(path, extra=record)
         result["record"] = record["calibration"]
     return result

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from leap.core.exit_config import ExitConfig, read_exit_file
+from leap.core.exit_config import ExitConfig
 from leap.deploy.calibrate import Budget, agreement
 from leap.errors import LeapError
 
@@ -90,15 +90,9 @@ class ExitMonitor:
 
     @classmethod
     def for_model(cls, model: Any, config: MonitorConfig = MonitorConfig()) -> ExitMonitor:
-        """A monitor for ``model`` with its calibration record (if its folder has one) as reference."""
-        ref = None
-        source = getattr(model, "source", None)
-        if source:
-            try:
-                ref = (read_exit_file(source) or {}).get("calibration")
-            except (LeapError, OSError):
-                ref = None
-        return cls(model.num_layers, config, ref)
+        """A monitor for ``model`` with its folder's calibration record (if any) as reference."""
+        folder = getattr(model, "folder", None)
+        return cls(model.num_layers, config, folder.calibration if folder is not None else None)
 
     def wants_shadow(self) -> bool:
         with self.lock:
@@ -205,7 +199,7 @@ def attach_monitor(model: Any, monitor: ExitMonitor | None = None) -> ExitMonito
     (default: :meth:`ExitMonitor.for_model`); every ``encode``-family call goes through it.
     Returns the monitor; :func:`detach_monitor` restores the plain ``forward``."""
     if not callable(getattr(model, "forward", None)) or not hasattr(model, "exit_module"):
-        raise LeapError("a monitor wraps the torch engine's forward; load the model with backend='torch'")
+        raise LeapError("a monitor wraps an ExitSentenceTransformer's forward; load the model with leap")
     detach_monitor(model)
     monitor = monitor or ExitMonitor.for_model(model)
     if model.num_layers != monitor.L:

@@ -29,13 +29,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib.util
 import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,13 @@ import torch.nn.functional as F
 
 from leap.core import common_depth, metrics
 from leap.core.early_exit import simulate_exit
-from leap.core.exit_config import SERVING_BACKENDS, SERVING_KEY, ExitConfig
+from leap.core.exit_config import CALIBRATION_KEY, EXIT_CONFIG_FILE, SERVING_BACKENDS, SERVING_KEY, ExitConfig
+from leap.core.quiet import third_party_to_log
 from leap.core.text_table import fmt, table
 from leap.deploy.calibrate import DEFAULT_THETAS, Budget, agreement
 from leap.errors import LeapError
-from leap.files import write_text
+from leap.files import check_writable, write_text
+from leap.serving.folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
@@ -223,17 +226,12 @@ def choose(paths: Sequence[PathResult], batch_size: int) -> PathResult | None:
     return min(tied, key=lambda p: (SIMPLER[p.kind], p.ms[batch_size]))
 
 
-def onnx_export_needed(folder: Path, num_layers: int, first_layer: int) -> str | None:
+def onnx_export_needed(folder: ModelFolder, num_layers: int, first_layer: int) -> str | None:
     """Why the folder's ONNX export cannot serve every path (``None``: it can)."""
-    import json
-
-    from leap.serving.onnx_runtime import ONNX_DIR, weights_sha
-
-    mf = folder / ONNX_DIR / "manifest.json"
-    if not mf.exists():
+    m = folder.onnx_manifest
+    if m is None:
         return "no ONNX export"
-    m = json.loads(mf.read_text(encoding="utf-8"))
-    if m.get("weights_sha256") != weights_sha(folder):
+    if m.get("weights_sha256") != folder.weights_sha256:
         return "the export was made from other weights"
     if not m.get("int8"):
         return "the export has no int8 graphs"
@@ -244,7 +242,7 @@ def onnx_export_needed(folder: Path, num_layers: int, first_layer: int) -> str |
 
 
 def load_engines(
-    folder: Path,
+    folder: ModelFolder,
     num_layers: int,
     rules: Sequence[ExitConfig],
     threads: int | None,
@@ -253,28 +251,27 @@ def load_engines(
 ) -> tuple[dict[str, Any], list[str]]:
     """The ONNX Runtime engines (fp32, int8) for ``folder``, exported first when needed and
     ``export``; ``(engines, skipped)`` where ``skipped`` says why an engine is missing."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return {}, ["onnx, onnx-int8: onnxruntime is not installed (pip install -e .[onnx])"]
-    from leap.serving.onnx_runtime import OnnxExitModel
+    if importlib.util.find_spec("onnxruntime") is None:
+        return {}, ["onnx, onnx-int8: onnxruntime is not installed (pip install leap-exit[onnx])"]
+    from leap.serving.model import ExitSentenceTransformer
 
     first = min(r.first_pooled_layer() for r in rules if r.strategy == "convergence")
     why = onnx_export_needed(folder, num_layers, first)
     if why is not None:
-        cmd = f"leap export {folder} --int8 --truncations {' '.join(map(str, range(1, num_layers)))}"
+        cmd = f"leap export {folder.path} --int8 --truncations {' '.join(map(str, range(1, num_layers)))}"
         if not export:
             return {}, [f"onnx, onnx-int8: {why}; run `{cmd}` (or calibrate without --no-export)"]
         from leap.serving.onnx_export import export_onnx
 
-        log.info("exporting ONNX graphs into %s (%s)", folder, why)
-        export_onnx(folder, int8=True, truncations=range(1, num_layers), first_segment_end=first)
-    engines = {b: OnnxExitModel(folder, int8=b == "onnx-int8", threads=threads) for b in backends if b != "torch"}
+        log.info("exporting ONNX graphs into %s (%s)", folder.path, why)
+        manifest = export_onnx(folder, int8=True, truncations=range(1, num_layers), first_segment_end=first)
+        folder = dataclasses.replace(folder, onnx_manifest=manifest)
+    engines = {b: ExitSentenceTransformer(folder, backend=b, threads=threads) for b in backends if b not in ("torch",)}
     return engines, []
 
 
 def measure_paths(
-    folder: str | os.PathLike,
+    folder: str | os.PathLike | ModelFolder,
     sentences: Sequence[str],
     budget: Budget,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -290,7 +287,7 @@ def measure_paths(
     """Every serving path of the model in ``folder`` on ``sentences``: quality from one full
     pass per engine, speed on ``timing_sentences`` of them (evenly spaced), the budget
     checked, the fastest path within it chosen at ``batch_sizes[0]``."""
-    from leap.serving.model import load_exit_model
+    from leap.serving.model import ExitSentenceTransformer
 
     sents = [s for s in sentences if s.strip()]
     if len(sents) < 11:
@@ -300,8 +297,9 @@ def measure_paths(
         raise LeapError(f"backends must be among {SERVING_BACKENDS} and batch sizes >= 1, got {bad} {batch_sizes}")
     if threads:
         torch.set_num_threads(threads)
-    folder = Path(folder)
-    torch_model = load_exit_model(str(folder), device="cpu", backend="torch")
+    info = ModelFolder.read(folder)
+    info.require_local("measuring serving paths")
+    torch_model = ExitSentenceTransformer(info, device="cpu")
     L = torch_model.num_layers
     base = torch_model.exit_config
     lmins = list(min_layers) if min_layers else sorted({base.min_layer, min(L - 1, base.min_layer + 1)})
@@ -309,7 +307,7 @@ def measure_paths(
     engines: dict[str, Any] = {"torch": torch_model}
     skipped: list[str] = []
     if any(b != "torch" for b in backends):
-        onnx, skipped = load_engines(folder, L, rules, threads, export, backends)
+        onnx, skipped = load_engines(info, L, rules, threads, export, backends)
         engines |= onnx
     v = torch_model.layer_embeddings(sents)
     reference = F.normalize(torch_model.embed_vectors(v)[-1].float(), dim=-1).numpy()
@@ -371,20 +369,24 @@ def paths_table(result: PathsResult) -> str:
 
 
 def calibrate_paths(
-    folder: str | os.PathLike, sentences: Sequence[str], budget: Budget, source: str = "", **kwargs: Any
+    folder: str | os.PathLike | ModelFolder, sentences: Sequence[str], budget: Budget, source: str = "", **kwargs: Any
 ) -> PathsResult:
     """:func:`measure_paths`, then the chosen path written into the folder: its rule and the
     ``serving`` record and a calibration record (the monitor's reference) into
     ``leap_exit.json``, the table of every path into :data:`TABLE_FILE`. Nothing is written
-    when no path meets the budget."""
-    result = measure_paths(folder, sentences, budget, **kwargs)
+    when no path meets the budget; the files written are checked before anything is measured."""
+    info = ModelFolder.read(folder)
+    path = info.require_local("calibration")
+    check_writable(path / EXIT_CONFIG_FILE, path / TABLE_FILE)
+    with third_party_to_log(log):
+        result = measure_paths(info, sentences, budget, **kwargs)
     if result.chosen is None:
         return result
     sents = [s for s in sentences if s.strip()]
     record = serving_record(result, sents, source)
     calibration = {k: record[k] for k in ("data", "data_sha256", "n_sentences", "budget", "date")}
     calibration["achieved"] = result.chosen.to_dict()  # the monitor's reference (leap.deploy.monitor.ExitMonitor)
-    extra = {"calibration": calibration, SERVING_KEY: record}
-    write_text(Path(folder) / TABLE_FILE, f"budget: {result.budget.describe()}\n\n{paths_table(result)}\n")
-    result.chosen.rule.save(folder, extra=extra)
+    extra = {CALIBRATION_KEY: calibration, SERVING_KEY: record}
+    write_text(path / TABLE_FILE, f"budget: {result.budget.describe()}\n\n{paths_table(result)}\n")
+    result.chosen.rule.save(path, extra=extra)
     return result

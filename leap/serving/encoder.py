@@ -1,15 +1,13 @@
-"""What every exit encoder offers, and the one batching loop the engines share.
+"""The encode methods with exit layers, and the one batching loop behind them.
 
-Two engines serve an exit-enabled model: torch (:class:`leap.serving.model.ExitSentenceTransformer`)
-and ONNX Runtime (:class:`leap.serving.onnx_runtime.OnnxExitModel`). Both satisfy
-:class:`ExitEncoder`, and both encode through :func:`encode_rows`: texts checked once,
-batches sorted by length (as sentence-transformers does, so padding is small), each
-engine's batch function filling rows of the same three outputs. What an engine adds is
-only how one tokenised batch runs through the layers.
+:class:`leap.serving.model.ExitSentenceTransformer` serves with torch or ONNX Runtime; either
+way its encode methods run through :func:`encode_rows`: texts checked once, batches sorted by
+length (as sentence-transformers does, so padding is small), each batch filling rows of the
+same three outputs. What an engine adds is only how one tokenised batch runs through the layers.
 
 Example:
-    >>> from leap import load_exit_model
-    >>> model = load_exit_model("path/to/student", backend="onnx-int8")   # or the torch engine
+    >>> from leap import ExitSentenceTransformer
+    >>> model = ExitSentenceTransformer("path/to/student", backend="onnx-int8")   # or torch
     >>> emb, layers = model.encode_with_exit_layers(["A man plays a guitar."])
 """
 
@@ -17,34 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
-
-
-@runtime_checkable
-class ExitEncoder(Protocol):
-    """An encoder that serves an exit rule (paper Algorithm 1), whatever runs the layers."""
-
-    num_layers: int
-
-    @property
-    def exit_config(self) -> ExitConfig: ...
-
-    def get_embedding_dimension(self) -> int: ...
-
-    def encode(self, inputs: Any, batch_size: int = 32, **kwargs: Any) -> Any: ...
-
-    def encode_with_exit_layers(
-        self, sentences: Sequence[str], batch_size: int = 32, exit: ExitConfig | dict | None = None, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def encode_with_layer_stack(
-        self, sentences: Sequence[str], batch_size: int = 32, exit: ExitConfig | dict | None = None, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass

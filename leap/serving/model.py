@@ -1,4 +1,4 @@
-"""An exit-enabled model is a SentenceTransformer (issue "sentence-transformers module").
+"""An exit-enabled model is a SentenceTransformer.
 
 :class:`ExitTransformer` is a sentence-transformers ``Transformer`` whose ``forward`` runs
 the layers with the exit rule of Algorithm 1 (:func:`leap.core.early_exit.exit_forward`) and
@@ -43,14 +43,17 @@ from sentence_transformers.base.modules.transformer import Transformer
 from torch import Tensor
 
 from leap.core.early_exit import adapter_for, exit_forward, layers_forward
-from leap.core.exit_config import ExitConfig, read_serving
+from leap.core.exit_config import ExitConfig
 from leap.core.layer_maps import LayerMaps
 from leap.errors import LeapError
-from leap.serving.encoder import BatchResult, ExitEncoder, ExitEncoderMethods, check_texts, encode_rows, length_batches
+from leap.serving.encoder import BatchResult, ExitEncoderMethods, check_texts, encode_rows, length_batches
+from leap.serving.folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
-ONNX_BACKENDS = ("onnx", "onnx-int8")  # leap.core.exit_config.SERVING_BACKENDS without torch
+BACKENDS = ("torch", "onnx", "onnx-int8", "calibrated")
+"""What ``ExitSentenceTransformer(..., backend=)`` takes: the engines of
+:data:`leap.core.exit_config.SERVING_BACKENDS` and the path a calibration chose."""
 STANDARD_TRANSFORMER = f"{Transformer.__module__}.{Transformer.__name__}"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -163,38 +166,15 @@ def check_servable(model: SentenceTransformer, name: str) -> None:
     adapter_for(modules[0].model, name)
 
 
-def resolve_source(path_or_id: str | os.PathLike) -> str:
-    """A model reference -> what ``SentenceTransformer`` loads: ``packaged:all-MiniLM-L6-v2``
-    is resolved, a local folder is checked, anything else must look like a hub id."""
-    from leap.serving.sources import resolve_model_ref
-
-    ref = resolve_model_ref(str(path_or_id))
-    p = Path(os.path.expanduser(ref))
-    if p.exists():
-        if not p.is_dir():
-            raise LeapError(f"model path {str(path_or_id)!r} is a file; pass the model's folder")
-        if not (p / "config.json").exists() and not (p / "modules.json").exists():
-            raise LeapError(
-                f"{str(path_or_id)!r} is not a model folder (no modules.json or config.json); pass a "
-                "SentenceTransformer or transformers folder, or a Hugging Face Hub id"
-            )
-        return str(p)
-    if not _HUB_ID.match(ref) or ref.startswith((".", "/", "~")):
-        raise LeapError(f"model folder {str(path_or_id)!r} does not exist; pass an existing folder or a hub id")
-    return ref
-
-
-def load_sentence_transformer(
-    path_or_id: str | os.PathLike, device: str | None = None, cls: type = SentenceTransformer, **kwargs: Any
-) -> Any:
-    """``cls(source)`` with a one-line :class:`LeapError` when the folder or hub id cannot be loaded."""
-    source = resolve_source(path_or_id)
+def _load(init: Callable[..., None], folder: ModelFolder, **kwargs: Any) -> None:
+    """``init(folder.source, **kwargs)`` (a ``SentenceTransformer.__init__``) with a one-line
+    :class:`LeapError` when the folder or hub id cannot be loaded."""
     try:
-        return cls(source, device=device, **kwargs)
+        init(folder.source, **kwargs)
     except LeapError:
         raise
     except (OSError, ValueError, RuntimeError) as err:  # hub unreachable, unknown repo, bad files
-        local = Path(source).exists()
+        local = folder.path is not None
         where = "the local folder" if local else "the Hugging Face Hub"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = (
@@ -203,22 +183,46 @@ def load_sentence_transformer(
             if os.environ.get("HF_HUB_OFFLINE") == "1" and not local
             else ""
         )
-        raise LeapError(f"could not load model {str(path_or_id)!r} from {where}: {first}.{hint}") from None
+        raise LeapError(f"could not load model {folder.name!r} from {where}: {first}.{hint}") from None
+
+
+def load_sentence_transformer(path_or_id: str | os.PathLike, device: str | None = None, **kwargs: Any) -> Any:
+    """A plain ``SentenceTransformer`` with one-line errors (a student's initialisation)."""
+    model = SentenceTransformer.__new__(SentenceTransformer)
+    _load(model.__init__, ModelFolder.read(path_or_id), device=device, **kwargs)
+    return model
+
+
+def calibrated_backend(folder: ModelFolder, threads: int | None) -> tuple[str, int | None]:
+    """``(backend, threads)`` of the serving path ``leap calibrate --paths auto`` chose for
+    ``folder`` (``threads`` given here wins), or one error when it has none."""
+    rec = folder.serving
+    if rec is None:
+        raise LeapError(
+            f"{folder.name!r} has no calibrated serving path; run `leap calibrate {folder.name} --data FILE "
+            "--paths auto`, or pass backend='torch' / 'onnx' / 'onnx-int8'"
+        )
+    return rec["backend"], threads if threads is not None else rec.get("threads")
 
 
 class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
-    """A ``SentenceTransformer`` that serves early exit (paper Algorithm 1).
+    """A ``SentenceTransformer`` that serves early exit (paper Algorithm 1), on torch or ONNX Runtime.
 
     Args:
         model_name_or_path: a SentenceTransformer folder (exit-enabled or not), a plain
-            transformers folder (mean pooling), a hub id, or ``packaged:all-MiniLM-L6-v2``.
+            transformers folder (mean pooling), a hub id, ``packaged:all-MiniLM-L6-v2``, or a
+            :class:`~leap.serving.folder.ModelFolder` already read.
         exit: the exit rule (an :class:`ExitConfig` or its dict); default: the folder's
             ``leap_exit.json``, else ``ExitConfig()`` (theta 0.95, k 1, l_min from the depth).
         layer_maps: per-layer maps; default: the folder's ``layer_maps.safetensors``, if any.
-        backend: ``"torch"``; ``"onnx"`` or ``"onnx-int8"`` serve the same rule on ONNX
-            Runtime over the folder's ``leap export`` segments and return a
-            :class:`leap.serving.onnx_runtime.OnnxExitModel` (same encode methods and arguments).
-            Default: the path ``leap calibrate --paths auto`` chose for the folder, else torch.
+        backend: what runs the layers, in the spirit of sentence-transformers' own ``backend=``:
+            ``"torch"`` (default); ``"onnx"`` or ``"onnx-int8"``: ONNX Runtime over the folder's
+            ``leap export`` graphs, fp32 or int8, on the CPU (the ``onnx`` extra);
+            ``"calibrated"``: the engine, precision and threads that ``leap calibrate --paths
+            auto`` chose for the folder (its ``serving`` record; an error when it has none).
+            The model is an ``ExitSentenceTransformer`` whichever engine runs it; its ``repr``
+            and :attr:`serving_path` say which path it serves.
+        threads: ONNX Runtime intra-op threads (default: the calibrated ones, else its own choice).
         **kwargs: anything ``SentenceTransformer`` takes (``device``, ``model_kwargs``, ...).
             ``trust_remote_code`` is refused: a model that needs it cannot be served here.
 
@@ -227,45 +231,72 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
     :meth:`encode_with_exit_layers` gives embeddings and exit layers as two arrays.
     """
 
-    def __new__(cls, model_name_or_path: str | os.PathLike | None = None, *args: Any, **kwargs: Any):
-        backend, threads = kwargs.get("backend"), None
-        if backend is None:  # the path `leap calibrate --paths auto` chose, else torch
-            backend, threads = served_backend(model_name_or_path, kwargs.get("device"))
-        if backend in ONNX_BACKENDS:  # sentence-transformers' spelling, this project's ONNX exit path
-            exit, device = kwargs.get("exit"), kwargs.get("device")
-            return load_exit_model(model_name_or_path, exit=exit, device=device, backend=backend, threads=threads)
-        return super().__new__(cls)
-
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike | None = None,
-        *args: Any,
+        model_name_or_path: str | os.PathLike | ModelFolder | None = None,
+        *,
         exit: ExitConfig | dict | None = None,
         layer_maps: LayerMaps | None = None,
-        backend: str | None = None,
+        backend: str = "torch",
+        threads: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if backend not in (None, "torch"):
-            raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
+        if backend not in BACKENDS:
+            raise LeapError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         if kwargs.get("trust_remote_code"):
             raise LeapError("trust_remote_code is not supported: LEAP serves only models that load without it")
         if model_name_or_path is None:
             raise LeapError("ExitSentenceTransformer needs a model folder or hub id")
-        source = resolve_source(model_name_or_path)
-        super().__init__(source, *args, **kwargs)
-        name = str(model_name_or_path)
-        check_servable(self, name)
-        local = Path(source) if Path(source).is_dir() else None
+        folder = ModelFolder.read(model_name_or_path)
+        if backend == "calibrated":
+            backend, threads = calibrated_backend(folder, threads)
         if isinstance(exit, dict):
             exit = ExitConfig.from_dict(exit)
-        cfg = exit or (ExitConfig.load(local) if local else None) or ExitConfig()
-        maps = layer_maps if layer_maps is not None else (LayerMaps.load(local) if local else None)
-        self[0] = ExitTransformer.from_transformer(self[0], cfg, maps)
-        self.source = name
+        rule = exit or folder.exit or ExitConfig()
+        maps = layer_maps if layer_maps is not None else folder.layer_maps
+        if backend == "torch":
+            kwargs["device"] = check_device(kwargs.get("device"))
+            _load(super().__init__, folder, **kwargs)
+            check_servable(self, folder.name)
+            self[0] = ExitTransformer.from_transformer(self[0], rule, maps)
+        else:
+            from leap.serving.onnx_runtime import OnnxExitTransformer  # the optional engine
+
+            if kwargs.pop("device", None) not in (None, "cpu"):
+                raise LeapError(f"backend {backend!r} runs on the CPU; drop device (or use backend='torch')")
+            module = OnnxExitTransformer(folder, rule, int8=backend == "onnx-int8", threads=threads)
+            st = folder.st_config
+            kwargs.setdefault("prompts", st.get("prompts"))
+            kwargs.setdefault("default_prompt_name", st.get("default_prompt_name"))
+            kwargs.setdefault("similarity_fn_name", st.get("similarity_fn_name"))
+            super().__init__(modules=[module], device="cpu", **kwargs)
+        self.folder, self.backend, self.threads = folder, backend, threads
         if not self.model_card_data.model_name:  # what MTEB's ModelMeta reads as the model's name
-            hub_like = "/" in name and not Path(name).exists()
-            self.model_card_data.model_name = name if hub_like else f"leap-exit/{Path(source).name}"
+            name = folder.name
+            hub_like = folder.path is None and "/" in name
+            self.model_card_data.model_name = name if hub_like else f"leap-exit/{Path(folder.source).name}"
         self.eval()  # inference model: no dropout (encode() does the same)
+
+    @property
+    def serving_path(self) -> str:
+        """Which path this model serves: engine, precision, the rule, threads."""
+        r = self.exit_config
+        how = {"none": "full depth", "truncate": f"cut at layer {r.min_layer}"}.get(
+            r.strategy, f"{r.strategy} exit theta {r.theta:g} k {r.patience} l_min {r.min_layer}"
+        )
+        threads = f", {self.threads} threads" if self.threads else ""
+        engine = "torch" if self.backend == "torch" else f"ONNX Runtime {'int8' if 'int8' in self.backend else 'fp32'}"
+        return f"{engine}, {how}{threads}"
+
+    def __repr__(self) -> str:
+        return f"ExitSentenceTransformer(serving: {self.serving_path})\n{super().__repr__()}"
+
+    def encode(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """``SentenceTransformer.encode`` with early exit (``exit=`` for this call only). On ONNX
+        Runtime the graphs return sentence embeddings only: token embeddings need torch."""
+        if self.backend != "torch" and kwargs.get("output_value") == "token_embeddings":
+            raise LeapError("token embeddings need backend='torch'; ONNX Runtime returns sentence embeddings")
+        return super().encode(inputs, *args, **kwargs)
 
     # -- the exit rule --------------------------------------------------------------------
     @property
@@ -294,7 +325,11 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
     def save(self, path: str, *args: Any, **kwargs: Any) -> None:
         """Save as a standard SentenceTransformer folder plus ``leap_exit.json`` (and maps):
         ``modules.json`` names the standard ``Transformer``, so plain
-        ``SentenceTransformer(path)`` loads it at full depth."""
+        ``SentenceTransformer(path)`` loads it at full depth. On ONNX Runtime the exported
+        folder is copied (weights, tokenizer, ``onnx/``) with the model's current rule."""
+        if self.backend != "torch":
+            self[0].save(path)
+            return
         super().save(path, *args, **kwargs)
         standardise_modules_json(path)
 
@@ -347,8 +382,10 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
     ) -> Tensor:
         """``[L, N, d]`` pooled (not normalised, not mapped) vectors of every layer on one full pass.
 
-        ``layers`` (1-based) keeps only those layers (``[len(layers), N, d]``); ``on_batch(n)``
-        is called after each batch of ``n`` sentences (progress bars).
+        On ONNX Runtime the vectors come from the export's graphs; a layer the export cannot
+        return in one pass (:meth:`served_layers`) is NaN. ``layers`` (1-based) keeps only
+        those layers (``[len(layers), N, d]``); ``on_batch(n)`` is called after each batch of
+        ``n`` sentences (progress bars).
         """
         sents = check_texts(sentences)
         self.eval()
@@ -356,11 +393,23 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
         out = torch.zeros(len(sel), len(sents), self.get_embedding_dimension())
         for idx in length_batches(sents, batch_size) if sents else []:
             feats = self.features([sents[i] for i in idx])
-            v = layers_forward(self.exit_module.model, feats["input_ids"], feats["attention_mask"])
+            if self.backend == "torch":
+                v = layers_forward(self.exit_module.model, feats["input_ids"], feats["attention_mask"])
+            else:  # this export's own graphs (int8 vectors for an int8 model); NaN where it has none
+                v = self.exit_module.engine.layer_vectors(
+                    feats["input_ids"].numpy().astype(np.int64), feats["attention_mask"].numpy().astype(np.int64)
+                )
             out[:, torch.as_tensor(idx)] = v[sel.to(v.device)].float().cpu()
             if on_batch is not None:
                 on_batch(len(idx))
         return out
+
+    def served_layers(self) -> list[int]:
+        """The layers (1-based) :meth:`layer_embeddings` returns: every layer on torch; on ONNX
+        Runtime those the export has a graph ending at."""
+        if self.backend == "torch":
+            return list(range(1, self.num_layers + 1))
+        return self.exit_module.engine.served_layers()
 
     def embed_vectors(self, layer_vectors: Tensor) -> Tensor:
         """``[L, N, d]`` -> what a sample stopped at each layer returns (before normalisation):
@@ -402,52 +451,23 @@ def check_device(device: str | None) -> str:
     return device
 
 
-def served_backend(path_or_id: Any, device: str | None = None) -> tuple[str, int | None]:
-    """``(backend, threads)`` a local folder was calibrated to serve (``leap calibrate --paths
-    auto``), or ``("torch", None)``: for a hub id, an uncalibrated folder, or a ``device``
-    other than the CPU (ONNX Runtime serves here on the CPU only)."""
-    if path_or_id is None or device not in (None, "cpu") or not Path(str(path_or_id)).is_dir():
-        return "torch", None
-    rec = read_serving(path_or_id)
-    return (rec["backend"], rec.get("threads")) if rec else ("torch", None)
-
-
 def load_exit_model(
-    path_or_id: str | os.PathLike,
+    path_or_id: str | os.PathLike | ModelFolder,
     exit: ExitConfig | dict | None = None,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
-    backend: str | None = None,
+    backend: str = "torch",
     threads: int | None = None,
-) -> ExitEncoder:
-    """An exit encoder (:class:`leap.serving.encoder.ExitEncoder`) with one-line errors.
-
-    ``backend="torch"``: an :class:`ExitSentenceTransformer`; ``dtype`` ``float16`` /
-    ``bfloat16`` is for GPUs (refused on CPU). ``backend="onnx"`` (or ``"onnx-int8"``)
-    serves the same rule on ONNX Runtime over the folder's ``leap export`` segments: a
-    :class:`leap.serving.onnx_runtime.OnnxExitModel` (CPU, float32 in and out; ``threads`` sets its
-    intra-op threads). ``backend=None`` (default): the path ``leap calibrate --paths auto``
-    chose for the folder (backend and threads; :func:`leap.core.exit_config.read_serving`), else torch;
-    a ``device`` or 16-bit ``dtype`` ONNX Runtime cannot serve keeps torch.
-    """
-    if backend is None:
-        gpu = dtype not in (None, "float32", torch.float32)
-        backend, served_threads = served_backend(path_or_id, "cuda" if gpu else device)
-        threads = threads if threads is not None else served_threads
-    if backend in ONNX_BACKENDS:
-        if device not in (None, "cpu") or dtype not in (None, "float32", torch.float32):
-            raise LeapError(f"backend {backend!r} runs on the CPU in float32; drop device/dtype")
-        from leap.serving.onnx_runtime import OnnxExitModel  # the optional engine: onnxruntime is imported there
-
-        rule = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
-        return OnnxExitModel(resolve_source(path_or_id), exit=rule, int8=backend == "onnx-int8", threads=threads)
-    if backend != "torch":
-        raise LeapError(f"backend must be 'torch', 'onnx' or 'onnx-int8', got {backend!r}")
-    dev = check_device(device)
-    model = load_sentence_transformer(path_or_id, device=dev, cls=ExitSentenceTransformer, exit=exit, backend="torch")
+) -> ExitSentenceTransformer:
+    """:class:`ExitSentenceTransformer` with a ``dtype``: ``float16`` / ``bfloat16`` are for
+    GPUs (refused on the CPU), ONNX Runtime serves float32 only."""
+    half = dtype not in (None, "float32", torch.float32)
+    if half and backend != "torch":
+        raise LeapError(f"backend {backend!r} runs on the CPU in float32; drop dtype")
+    model = ExitSentenceTransformer(path_or_id, exit=exit, device=device, backend=backend, threads=threads)
     if dtype is not None:
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        if torch_dtype in (torch.float16, torch.bfloat16) and torch.device(dev).type == "cpu":
+        if torch_dtype in (torch.float16, torch.bfloat16) and model.device.type == "cpu":
             raise LeapError(f"dtype {dtype} is for GPU inference; use float32 on CPU")
         model = model.to(torch_dtype)
     return model

@@ -1,4 +1,4 @@
-"""Export an exit-enabled model for ONNX Runtime as depth segments (issue "serving fast on CPU").
+"""Export an exit-enabled model for ONNX Runtime as depth segments.
 
 :func:`export_onnx` writes the model into its folder (``onnx/``): the embeddings plus the
 layers up to the first one the exit rule reads, then one graph per further layer; each
@@ -8,14 +8,15 @@ on request, single graphs of the model cut at fixed layers (``truncations``: sta
 truncation, the frontier's baseline, served without segment overhead). ``int8`` adds
 dynamically quantised copies (``onnxruntime.quantization``). The manifest records the
 opset, the segment boundaries and the SHA-256 of the weights they came from
-(:func:`leap.serving.onnx_runtime.weights_sha`); :class:`leap.serving.onnx_runtime.OnnxExitModel` refuses a
+(:func:`leap.core.hashing.weights_sha`); :class:`leap.serving.onnx_runtime.OnnxExitEngine` refuses a
 stale export.
 
-Needs the ``onnx`` extra: ``pip install -e .[onnx]``.
+Needs the ``onnx`` extra: ``pip install leap-exit[onnx]``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Sequence
@@ -27,10 +28,11 @@ from torch import nn
 
 from leap.core.early_exit import adapter_for
 from leap.core.pooling import mean_pool
+from leap.core.quiet import third_party_to_log
 from leap.errors import LeapError
-from leap.files import atomic_dir, write_json
+from leap.files import atomic_dir, check_output_folder, write_json
+from leap.serving.folder import ONNX_DIR, ModelFolder
 from leap.serving.model import load_exit_model
-from leap.serving.onnx_runtime import ONNX_DIR, weights_sha
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,12 @@ class _Segment(nn.Module):
 
 
 def export_onnx(
-    folder: str | os.PathLike,
+    folder: str | os.PathLike | ModelFolder,
     int8: bool = False,
     truncations: Sequence[int] = (),
     opset: int = OPSET,
     first_segment_end: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Export the exit-enabled model in ``folder`` as depth segments into ``folder/onnx/``.
 
@@ -71,32 +74,69 @@ def export_onnx(
     (:meth:`ExitConfig.first_pooled_layer`; ``first_segment_end`` sets it instead, for a
     sweep of rules); a rule that reads earlier layers needs a new export. ``truncations``:
     layers k at which to write one graph of layers 1..k (``truncated_k.onnx``), served for
-    ``strategy="truncate", min_layer=k``. Returns the manifest (also ``onnx/manifest.json``).
+    ``strategy="truncate", min_layer=k``. ``int8`` adds dynamically quantised copies.
+
+    An export adds to what the folder holds, never takes away: graphs of an earlier export
+    of the same weights (its cuts, its int8 copies, an earlier first segment end) and those
+    the folder's serving record needs are written again beside the new ones. The new
+    ``onnx/`` replaces the old one only once complete. Returns the manifest (also
+    ``onnx/manifest.json``). An ``onnx/`` that this package did not write (no manifest) is
+    replaced only with ``overwrite``.
     """
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise LeapError("ONNX export needs onnx and onnxruntime: pip install -e .[onnx]") from None
-    folder = Path(folder)
-    if not (folder / "modules.json").exists():
-        raise LeapError(f"{folder} is not a SentenceTransformer folder; run `leap convert` first")
-    model = load_exit_model(str(folder), device="cpu", backend="torch")
+    for module in ("onnx", "onnxruntime"):
+        if importlib.util.find_spec(module) is None:
+            raise LeapError("ONNX export needs onnx and onnxruntime: pip install leap-exit[onnx]")
+    info = ModelFolder.read(folder)
+    path = info.require_local("ONNX export")
+    if not (path / "modules.json").exists():
+        raise LeapError(f"{path} is not a SentenceTransformer folder; run `leap convert` first")
+    target = check_output_folder(path / ONNX_DIR, "manifest.json", overwrite=overwrite)
+    with third_party_to_log(log):
+        return _export(info, target, int8, truncations, opset, first_segment_end)
+
+
+def _export(
+    info: ModelFolder, target: Path, int8: bool, truncations: Sequence[int], opset: int, first_segment_end: int | None
+) -> dict:
+    """:func:`export_onnx` once its output is checked."""
+    model = load_exit_model(info, device="cpu", backend="torch")
     model.exit_module.model.set_attn_implementation("eager")  # one attention path the exporter traces exactly
     L = model.num_layers
     cfg = model.exit_config
     if first_segment_end is None:
         first_segment_end = cfg.first_pooled_layer() if cfg.strategy != "none" else L
-    start = max(1, min(L, int(first_segment_end)))
     bad = [k for k in truncations if not 1 <= int(k) <= L]
     if bad:
         raise LeapError(f"truncation layers {bad} are outside 1..{L}")
-    with atomic_dir(folder / ONNX_DIR) as tmp:
-        manifest = _export_segments(model, tmp, start, truncations, int8, opset)
-        manifest["weights_sha256"] = weights_sha(folder)
+    sha = info.weights_sha256
+    start, int8, cuts = _kept(info, sha, L, int(first_segment_end), int8, set(map(int, truncations)))
+    with atomic_dir(target) as tmp:
+        manifest = _export_segments(model, tmp, max(1, min(L, start)), sorted(cuts), int8, opset)
+        manifest["weights_sha256"] = sha
         write_json(tmp / "manifest.json", manifest)
-    log.info("exported %d segments (first ends at layer %d) to %s", len(manifest["segments"]) - 1, start, folder)
+    log.info("exported %d segments (first ends at layer %d) to %s", len(manifest["segments"]) - 1, start, target)
     return manifest
+
+
+def _kept(
+    info: ModelFolder, sha: str, num_layers: int, start: int, int8: bool, cuts: set[int]
+) -> tuple[int, bool, set[int]]:
+    """``(first segment end, int8, cuts)`` of an export that keeps what the folder's earlier
+    export of the same weights held and what its serving record needs."""
+    old = info.onnx_manifest
+    if old is not None and old.get("weights_sha256") == sha:
+        start = min(start, int(old["first_segment_end"]))
+        int8 = int8 or bool(old.get("int8"))
+        cuts |= {int(k) for k in old.get("truncations", {})}
+    rec = info.serving
+    if rec is not None and rec["backend"] != "torch" and info.exit is not None:
+        rule = info.exit.resolve(num_layers)
+        int8 = int8 or rec["backend"] == "onnx-int8"
+        if rule.strategy == "truncate":
+            cuts.add(rule.min_layer)
+        elif rule.strategy != "none":
+            start = min(start, rule.first_pooled_layer())
+    return start, int8, {k for k in cuts if k < num_layers}
 
 
 def _export_segments(

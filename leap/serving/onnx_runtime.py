@@ -1,92 +1,74 @@
-"""Early exit on ONNX Runtime, fp32 or int8 (issue "serving fast on CPU").
+"""Early exit on ONNX Runtime, fp32 or int8, as the first module of a SentenceTransformer.
 
-:class:`OnnxExitModel` serves the depth segments that :func:`leap.serving.onnx_export.export_onnx`
-writes into a model folder (``onnx/``) with the same Algorithm 1 as the torch path: the
-rule is :class:`leap.core.early_exit.ExitState` itself (one implementation for both engines),
-rows keep their own exit state, exited rows leave the running batch and padding no running
-row needs is trimmed; per-layer maps are applied when a row exits. It is an
-:class:`leap.serving.encoder.ExitEncoder` and encodes through the same batching loop as the torch
-model (:func:`leap.serving.encoder.encode_rows`), with ``encode`` taking the arguments
-``SentenceTransformer.encode`` takes. The torch path and this one give every sentence the
-same exit layer (ties within float noise of theta aside) and embeddings within 1e-4 in fp32
-(tests).
+:class:`OnnxExitEngine` runs the depth segments that :func:`leap.serving.onnx_export.export_onnx`
+writes into a model folder (``onnx/``) with the same Algorithm 1 as the torch path: the rule
+is :class:`leap.core.early_exit.ExitState` itself (one implementation for both engines), rows
+keep their own exit state, exited rows leave the running batch and padding no running row
+needs is trimmed; per-layer maps are applied when a row exits.
 
-Needs the ``onnx`` extra: ``pip install -e .[onnx]``.
+:class:`OnnxExitTransformer` is a sentence-transformers input module around the engine:
+``ExitSentenceTransformer(folder, backend="onnx")`` (or ``"onnx-int8"``) puts it where the
+torch ``Transformer`` would be, so the model stays a ``SentenceTransformer`` and every
+``encode``-family call, the exit rule per call and a monitor work as on torch. The torch path
+and this one give every sentence the same exit layer (ties within float noise of theta
+aside) and embeddings within 1e-4 in fp32 (tests).
+
+Needs the ``onnx`` extra: ``pip install leap-exit[onnx]``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sentence_transformers.base.modules.input_module import InputModule
 
 from leap.core.early_exit import ExitState
 from leap.core.exit_config import ExitConfig
-from leap.core.layer_maps import LayerMaps
 from leap.errors import LeapError
-from leap.serving.encoder import BatchResult, ExitEncoderMethods, encode_rows
+from leap.serving.folder import ONNX_DIR, ModelFolder
 
 log = logging.getLogger(__name__)
 
-ONNX_DIR = "onnx"
+
+def import_onnxruntime() -> Any:
+    """``onnxruntime``, or one error naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise LeapError("ONNX Runtime is not installed: pip install leap-exit[onnx]") from None
+    return onnxruntime
 
 
-def weights_sha(folder: Path) -> str:
-    """SHA-256 of a model folder's weights (layer maps aside): what an export was made from."""
-    h = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")):
-        if f.name == "layer_maps.safetensors":
-            continue
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-class OnnxExitModel(ExitEncoderMethods):
-    """An exported exit-enabled model served by ONNX Runtime with early exit.
+class OnnxExitEngine:
+    """The ONNX Runtime sessions of one exported model folder and the exit loop over them.
 
     Args:
-        folder: the model folder (with ``onnx/`` from :func:`export_onnx`).
-        exit: the rule (default: the folder's ``leap_exit.json``); it may not read a layer
-            before the end of the first segment.
-        int8: use the dynamically quantised segments.
+        folder: the model folder (with ``onnx/`` from :func:`export_onnx`), read once.
+        int8: use the dynamically quantised graphs.
         threads: ONNX Runtime intra-op threads (default: its own choice).
     """
 
-    def __init__(
-        self, folder: str | os.PathLike, exit: ExitConfig | None = None, int8: bool = False, threads: int | None = None
-    ) -> None:
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-
-        self.folder = Path(folder)
-        mf = self.folder / ONNX_DIR / "manifest.json"
-        if not mf.exists():
-            raise LeapError(f"{self.folder} has no ONNX export; run `leap export {self.folder}` first")
-        self.manifest = json.loads(mf.read_text())
-        if self.manifest["weights_sha256"] != weights_sha(self.folder):
-            raise LeapError(f"the ONNX export in {self.folder} was made from other weights; export again")
-        if int8 and not self.manifest["int8"]:
-            raise LeapError(f"{self.folder} has no int8 export; run `leap export {self.folder} --int8`")
-        self.num_layers = int(self.manifest["num_layers"])
-        self.exit_config = (exit or ExitConfig.load(self.folder) or ExitConfig()).resolve(self.num_layers)
-        self._check(self.exit_config)
-        self.layer_maps = LayerMaps.load(self.folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
-        st_cfg = self.folder / "sentence_bert_config.json"
-        self.max_seq_length = json.loads(st_cfg.read_text()).get("max_seq_length", 512) if st_cfg.exists() else 512
-        modules = json.loads((self.folder / "modules.json").read_text())
-        self.normalize = any(m["type"].endswith("Normalize") for m in modules)
+    def __init__(self, folder: ModelFolder, int8: bool = False, threads: int | None = None) -> None:
+        ort = import_onnxruntime()
+        path = folder.require_local("ONNX Runtime")
+        manifest = folder.onnx_manifest
+        if manifest is None:
+            raise LeapError(f"{path} has no ONNX export; run `leap export {path}` first")
+        if manifest["weights_sha256"] != folder.weights_sha256:
+            raise LeapError(f"the ONNX export in {path} was made from other weights; export again")
+        if int8 and not manifest["int8"]:
+            raise LeapError(f"{path} has no int8 export; run `leap export {path} --int8`")
+        self.folder, self.manifest, self.int8, self.threads = folder, manifest, int8, threads
+        self.num_layers = int(manifest["num_layers"])
+        self.dim = int(manifest["hidden_size"])
+        self.layer_maps = folder.layer_maps
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: its graph-optimisation notices are not the user's concern
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
@@ -96,13 +78,13 @@ class OnnxExitModel(ExitEncoderMethods):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         suffix = ".int8.onnx" if int8 else ".onnx"
         self.sessions = {}
-        names = [seg["file"] for seg in self.manifest["segments"]] + list(self.manifest.get("truncations", {}).values())
+        names = [seg["file"] for seg in manifest["segments"]] + list(manifest.get("truncations", {}).values())
         for name in names:
-            path = self.folder / ONNX_DIR / name.replace(".onnx", suffix)
-            self.sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.int8 = int8
+            graph = path / ONNX_DIR / name.replace(".onnx", suffix)
+            self.sessions[name] = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
 
-    def _check(self, cfg: ExitConfig) -> None:
+    def check(self, cfg: ExitConfig) -> None:
+        """One error when the export cannot serve the (resolved) rule ``cfg``."""
         start = self.manifest["first_segment_end"]
         if cfg.strategy == "truncate" and str(cfg.min_layer) in self.manifest.get("truncations", {}):
             return
@@ -115,48 +97,39 @@ class OnnxExitModel(ExitEncoderMethods):
     def _run(self, name: str, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return tuple(self.sessions[name].run(None, {"x": x, "attention_mask": mask}))
 
-    def tokenize(self, sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        f = self.tokenizer(
-            list(sentences), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
-        )
-        return f["input_ids"].astype(np.int64), f["attention_mask"].astype(np.int64)
-
-    def _finish(self, pooled: np.ndarray, layer: int) -> torch.Tensor:
+    def _finish(self, pooled: np.ndarray, layer: int, normalize: bool) -> torch.Tensor:
         p = torch.from_numpy(pooled).float()
         if self.layer_maps is not None and layer < self.num_layers:
             p = self.layer_maps.apply(layer, p)
-        return F.normalize(p, dim=-1) if self.normalize else p
+        return F.normalize(p, dim=-1) if normalize else p
 
     def forward_batch(
-        self, ids: np.ndarray, mask: np.ndarray, exit: ExitConfig | None = None, stack: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One tokenised batch through the segments: ``(embeddings [B, d], exit layers [B])``.
+        self, ids: np.ndarray, mask: np.ndarray, cfg: ExitConfig, stack: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """One tokenised batch through the segments under the resolved rule ``cfg``:
+        ``(embeddings [B, d], exit layers [B])``, embeddings normalised when the model is.
 
         ``stack``: a zeroed ``[B, L, d]`` array filled with each row's layer stack (normalised,
         mapped vectors at every layer it reached from the first one the rule reads;
         :mod:`leap.core.common_depth`), as the torch path's ``keep_layers``.
         """
-        cfg = (exit or self.exit_config).resolve(self.num_layers)
-        self._check(cfg)
-        L, bsz = self.num_layers, ids.shape[0]
+        self.check(cfg)
+        L, bsz, norm = self.num_layers, ids.shape[0], self.folder.normalize
 
         def keep(idx: np.ndarray, layer: int, pooled: np.ndarray) -> None:
             if stack is not None:
-                p = torch.from_numpy(pooled).float()
-                if self.layer_maps is not None and layer < L:
-                    p = self.layer_maps.apply(layer, p)
-                stack[idx, layer - 1] = F.normalize(p, dim=-1).numpy()
+                stack[idx, layer - 1] = self._finish(pooled, layer, True).numpy()
 
         if cfg.strategy == "none" and not cfg.monitor_only:
             _, pooled = self._run("full.onnx", ids, mask)
             keep(np.arange(bsz), L, pooled)
-            return self._finish(pooled, L).numpy(), np.full(bsz, L, dtype=np.int64)
+            return self._finish(pooled, L, norm), np.full(bsz, L, dtype=np.int64)
         cut = self.manifest.get("truncations", {}).get(str(cfg.min_layer))
         if cfg.strategy == "truncate" and cut is not None:
             _, pooled = self._run(cut, ids, mask)
             keep(np.arange(bsz), cfg.min_layer, pooled)
-            return self._finish(pooled, cfg.min_layer).numpy(), np.full(bsz, cfg.min_layer, dtype=np.int64)
-        out = torch.zeros(bsz, self.manifest["hidden_size"])
+            return self._finish(pooled, cfg.min_layer, norm), np.full(bsz, cfg.min_layer, dtype=np.int64)
+        out = torch.zeros(bsz, self.dim)
         exit_layer = np.full(bsz, L, dtype=np.int64)
         rows = np.arange(bsz)
         state = ExitState(cfg, bsz, torch.device("cpu"))
@@ -172,18 +145,18 @@ class OnnxExitModel(ExitEncoderMethods):
             if exits is None or not bool(exits.any()):
                 continue
             ex = exits.numpy()
-            out[torch.as_tensor(rows[ex])] = self._finish(pooled[ex], l)
+            out[torch.as_tensor(rows[ex])] = self._finish(pooled[ex], l, norm)
             exit_layer[rows[ex]] = l
             if ex.all():
-                return out.numpy(), exit_layer
+                return out, exit_layer
             kept = np.flatnonzero(~ex)
             rows, hidden, mask = rows[kept], hidden[kept], mask[kept]
             state.keep(torch.as_tensor(kept))
             t = int(mask.sum(axis=1).max())  # trim padding no running row needs (right padding)
             hidden, mask = np.ascontiguousarray(hidden[:, :t]), np.ascontiguousarray(mask[:, :t])
         keep(rows, L, pooled)
-        out[torch.as_tensor(rows)] = self._finish(pooled, L)
-        return out.numpy(), exit_layer
+        out[torch.as_tensor(rows)] = self._finish(pooled, L, norm)
+        return out, exit_layer
 
     def served_layers(self) -> list[int]:
         """The layers (1-based) this export can return a pooled vector of in one pass: every
@@ -192,116 +165,88 @@ class OnnxExitModel(ExitEncoderMethods):
         cuts = [int(k) for k in self.manifest.get("truncations", {}) if int(k) < start]
         return sorted(cuts) + list(range(start, self.num_layers + 1))
 
-    def layer_embeddings(self, sentences: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """``[L, N, d]`` pooled (not normalised, not mapped) vectors of every layer, as the torch
-        model's ``layer_embeddings``, from this export's own graphs (so int8 vectors for an
-        int8 model); a layer outside :meth:`served_layers` is NaN."""
-        from leap.serving.encoder import check_texts, length_batches
-
-        sents = check_texts(sentences)
+    def layer_vectors(self, ids: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """``[L, B, d]`` pooled (not normalised, not mapped) vectors of one tokenised batch at
+        every layer, from this export's own graphs; a layer outside :meth:`served_layers` is NaN."""
         start, L = self.manifest["first_segment_end"], self.num_layers
-        out = torch.full((L, len(sents), self.get_embedding_dimension()), float("nan"))
-        for idx in length_batches(sents, batch_size) if sents else []:
-            ids, mask = self.tokenize([sents[i] for i in idx])
-            rows = torch.as_tensor(idx)
-            for k, name in self.manifest.get("truncations", {}).items():
-                if int(k) < start:
-                    out[int(k) - 1, rows] = torch.from_numpy(self._run(name, ids, mask)[1]).float()
-            hidden, pooled = self._run("segment_00.onnx", ids, mask)
-            out[start - 1, rows] = torch.from_numpy(pooled).float()
-            for l in range(start + 1, L + 1):
-                hidden, pooled = self._run(f"segment_{l:02d}.onnx", hidden, mask)
-                out[l - 1, rows] = torch.from_numpy(pooled).float()
+        out = torch.full((L, ids.shape[0], self.dim), float("nan"))
+        for k, name in self.manifest.get("truncations", {}).items():
+            if int(k) < start:
+                out[int(k) - 1] = torch.from_numpy(self._run(name, ids, mask)[1]).float()
+        hidden, pooled = self._run("segment_00.onnx", ids, mask)
+        out[start - 1] = torch.from_numpy(pooled).float()
+        for l in range(start + 1, L + 1):
+            hidden, pooled = self._run(f"segment_{l:02d}.onnx", hidden, mask)
+            out[l - 1] = torch.from_numpy(pooled).float()
         return out
 
-    def embed_vectors(self, layer_vectors: torch.Tensor) -> torch.Tensor:
-        """``[L, N, d]`` -> what a sample stopped at each layer returns (the per-layer maps'
-        images when the folder has maps), as the torch model's ``embed_vectors``."""
-        maps = self.layer_maps
-        return layer_vectors if maps is None else maps.apply_all(layer_vectors.float())
 
-    # -- the ExitEncoder interface (leap.serving.encoder) ----------------------------------------------
+class OnnxExitTransformer(InputModule):
+    """A sentence-transformers input module that tokenises and runs an :class:`OnnxExitEngine`.
+
+    ``forward(features, exit=None, keep_layers=False)`` sets ``sentence_embedding`` (each
+    row's exit embedding, normalised when the model is), ``exit_layer [B]`` (1-based) and,
+    with ``keep_layers``, ``layer_stack [B, L, d]``, as the torch module does. It has no
+    weights: the model runs on the CPU, and ``save`` copies the exported folder.
+    """
+
+    forward_kwargs = {"exit", "keep_layers"}
+
+    def __init__(self, folder: ModelFolder, exit: ExitConfig, int8: bool = False, threads: int | None = None) -> None:
+        super().__init__()
+        from transformers import AutoTokenizer
+
+        self.engine = OnnxExitEngine(folder, int8=int8, threads=threads)
+        self.num_layers = self.engine.num_layers
+        self.layer_maps = self.engine.layer_maps
+        self.exit_config = exit.resolve(self.num_layers)
+        self.engine.check(self.exit_config)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder.path))
+        self.max_seq_length = folder.max_seq_length
+
+    def resolve(self, exit: ExitConfig | dict | None) -> ExitConfig:
+        if exit is None:
+            return self.exit_config
+        if isinstance(exit, dict):
+            exit = ExitConfig.from_dict(exit)
+        return exit.resolve(self.num_layers)
+
+    def preprocess(self, inputs: Sequence[str], prompt: str | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+        texts = [prompt + t for t in inputs] if prompt else list(inputs)
+        f = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt")
+        return {"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]}
+
+    def forward(
+        self, features: dict[str, Any], exit: ExitConfig | dict | None = None, keep_layers: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        cfg = self.resolve(exit)
+        ids = features["input_ids"].cpu().numpy().astype(np.int64, copy=False)
+        mask = features["attention_mask"].cpu().numpy().astype(np.int64, copy=False)
+        stack = np.zeros((ids.shape[0], self.num_layers, self.engine.dim), np.float32) if keep_layers else None
+        emb, layers = self.engine.forward_batch(ids, mask, cfg, stack=stack)
+        features["sentence_embedding"] = emb
+        features["exit_layer"] = torch.from_numpy(layers)
+        if keep_layers:
+            features["layer_stack"] = torch.from_numpy(stack)
+        return features
+
     def get_embedding_dimension(self) -> int:
-        return int(self.manifest["hidden_size"])
+        return self.engine.dim
 
-    def encode_batches(
-        self,
-        sentences: Sequence[str],
-        batch_size: int,
-        exit: ExitConfig | dict | None,
-        prompt: str | None,
-        show_progress_bar: bool,
-        keep_layers: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        cfg = ExitConfig.from_dict(exit) if isinstance(exit, dict) else exit
-        shape = (self.num_layers, self.get_embedding_dimension())
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"precision": "int8" if self.engine.int8 else "fp32", "threads": self.engine.threads}
 
-        def run(texts: list[str]) -> BatchResult:
-            ids, mask = self.tokenize([prompt + t for t in texts] if prompt else texts)
-            stack = np.zeros((len(texts), *shape), dtype=np.float32) if keep_layers else None
-            emb, layers = self.forward_batch(ids, mask, cfg, stack=stack)
-            return BatchResult(emb, layers, stack)
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        """Copy the exported folder (weights, tokenizer, ``onnx/``) and write the module's rule."""
+        import shutil
 
-        return encode_rows(
-            sentences, batch_size, run, shape[1], shape[0], keep_layers=keep_layers, show_progress_bar=show_progress_bar
+        src = self.engine.folder.require_local("saving an ONNX Runtime model")
+        shutil.copytree(src, output_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+        self.exit_config.save(output_path, extra=self.engine.folder.records)
+
+    def __repr__(self) -> str:
+        e = self.engine
+        return (
+            f"OnnxExitTransformer(folder={str(e.folder.path)!r}, precision={'int8' if e.int8 else 'fp32'}, "
+            f"threads={e.threads}, num_layers={self.num_layers})"
         )
-
-    def encode(
-        self,
-        inputs: str | Sequence[str],
-        prompt_name: str | None = None,
-        prompt: str | None = None,
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-        output_value: str | None = "sentence_embedding",
-        precision: str = "float32",
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
-        device: str | None = None,
-        normalize_embeddings: bool = False,
-        truncate_dim: int | None = None,
-        exit: ExitConfig | dict | None = None,
-        **kwargs: Any,
-    ) -> np.ndarray | torch.Tensor | list[Any]:
-        """``SentenceTransformer.encode``'s arguments, served on ONNX Runtime with early exit.
-
-        ``output_value``: ``"sentence_embedding"`` (default) or ``None`` (one dict a row with
-        ``sentence_embedding`` and ``exit_layer``); ``precision``: as sentence-transformers
-        quantises embeddings; ``exit``: the rule for this call only. Token embeddings, a
-        device other than the CPU, ``prompt_name`` and the multi-process pool are torch
-        only: asking for them is one error naming the torch engine.
-        """
-        if kwargs:
-            raise LeapError(f"encode() on ONNX Runtime does not take {sorted(kwargs)}; load the torch engine for them")
-        if output_value not in ("sentence_embedding", None):
-            raise LeapError(f"output_value {output_value!r} needs the torch engine; ONNX Runtime serves embeddings")
-        if device not in (None, "cpu"):
-            raise LeapError(f"ONNX Runtime serves on the CPU here; device {device!r} needs the torch engine")
-        if prompt_name is not None:
-            raise LeapError("prompt_name needs the torch engine (its prompts); pass the prompt text as prompt=")
-        single = isinstance(inputs, str)
-        texts = [inputs] if single else inputs
-        show = bool(show_progress_bar) if show_progress_bar is not None else False
-        emb, layers, _ = self.encode_batches(texts, batch_size, exit, prompt, show, False)
-        out = torch.from_numpy(emb)
-        if truncate_dim is not None:
-            out = out[:, :truncate_dim]
-        if normalize_embeddings:
-            out = F.normalize(out, dim=-1)
-        if output_value is None:
-            rows = [{"sentence_embedding": e, "exit_layer": torch.tensor(int(l))} for e, l in zip(out, layers)]
-            return rows[0] if single else rows
-        result: Any = out
-        if precision != "float32":
-            from sentence_transformers.util.quantization import quantize_embeddings
-
-            result = torch.from_numpy(quantize_embeddings(out.numpy(), precision=precision))
-        if not convert_to_tensor:
-            result = result.numpy() if convert_to_numpy else list(result)
-        return result[0] if single else result
-
-    def similarity(self, a: Any, b: Any) -> torch.Tensor:
-        """Cosine similarity matrix ``[len(a), len(b)]``, as ``SentenceTransformer.similarity``."""
-        from sentence_transformers.util import cos_sim
-
-        return cos_sim(torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b)))

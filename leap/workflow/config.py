@@ -45,6 +45,11 @@ class DataConfig:
         "where hub: BEIR sets are downloaded from, {name} standing for the set (BEIR's own server, or a mirror)",
         pattern=r"\{name\}",
     )
+    beir_checksums: dict[str, str] = setting(
+        doc="checksum of a BEIR set's zip by set name (md5:HEX or sha256:HEX), added to or replacing BEIR's "
+        "published ones (a mirror's own build); every download is checked before it is extracted",
+        factory=dict,
+    )
 
     def refs(self) -> list[str]:
         return [*self.train_sources, *(r for r in (self.stsb, self.qqp, self.nli) if r), *self.retrieval]

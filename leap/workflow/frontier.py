@@ -41,13 +41,14 @@ from torch import Tensor
 from leap.core import common_depth, metrics
 from leap.core.early_exit import simulate_exit
 from leap.core.exit_config import ExitConfig
+from leap.deploy.calibrate import DEFAULT_THETAS
 
 QualityFn = Callable[[np.ndarray], float]
 StackQualityFn = Callable[[np.ndarray, np.ndarray], float]
 """``(unit vectors [L, N, d], exit layers [N]) -> score``: quality under common-depth scoring."""
 
-THETA_SWEEP = (0.80, 0.83, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
-"""The frontier's default theta sweep (issue: at least 8 values from 0.80 to 0.99)."""
+THETA_SWEEP = DEFAULT_THETAS
+"""The frontier's default theta sweep: calibration's twelve values from 0.80 to 0.99."""
 PABEE_SWEEP = ((0.95, 2), (0.97, 2), (0.98, 2), (0.99, 2), (0.95, 3), (0.97, 3), (0.99, 3))
 """PABEE (pabee_theta, pabee_patience) pairs swept on the frontier."""
 ORACLE_SWEEP = (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)

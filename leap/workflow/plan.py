@@ -1,6 +1,6 @@
 """The run plan of a workflow config: which runs, evaluations and outputs the DAG holds.
 
-:class:`Plan` is what ``rules/common.smk`` used to compute inline: the validated config,
+:class:`Plan` holds what the rules read (``rules/common.smk``): the validated config,
 the trained variants and their seeds, every run's resolved training config, the teachers
 and the students that read each teacher's layer-aligned targets, the evaluation files of
 each target group, the published checkpoints and the frontier's benchmarks. The rules keep

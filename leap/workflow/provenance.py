@@ -1,4 +1,4 @@
-"""Which code made a run's numbers (issue "complete reproduction", item 6).
+"""Which code made a run's numbers.
 
 Every ``snakemake`` invocation that runs jobs appends one line to
 ``results/{experiment}/logs/invocations.jsonl`` (:func:`record_invocation`, from the

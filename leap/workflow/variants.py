@@ -45,7 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "progressive": None,
         }
     },
-    # Not in the paper (issue "frontier"): every exit layer, through a per-layer map trained
+    # Not in the paper: every exit layer, through a per-layer map trained
     # with the student, distilled to the student's own final embedding (L_depth), and
     # cross-depth relational distillation (L_cross: a sentence at depth l against one at l'
     # scores as both at full depth), so that sentences exited at different depths stay
@@ -56,7 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "layer_maps": "trained",
         "loss": {"terms": ["final", "contrast", "depth", "cross"], "depth_weight": 1.0, "cross_weight": 10.0},
     },
-    # Not in the paper (issue "frontier"): an existing model exit-enabled by self-distillation:
+    # Not in the paper: an existing model exit-enabled by self-distillation:
     # the student starts from the model and its targets are the model's own final-layer
     # embeddings (a cache built with the init), so full-depth quality is kept while the exit
     # layers learn, through trained per-layer maps, to stand in for the final one (L_depth,

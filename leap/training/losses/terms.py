@@ -97,7 +97,7 @@ def contrast_loss(s_final: Tensor, t_final: Tensor, tau_c: float) -> Tensor:
 
 def depth_loss(mapped: Tensor, es_final: Tensor, w: Tensor, layers: Sequence[int]) -> Tensor:
     """L_depth: every exit layer, through its map, distilled to the student's own final
-    embedding (not in the paper; issue "frontier"):
+    embedding (not in the paper):
     ``(1/|E|) sum_{l in E} w_l mean_b (1 - cos(M_l p_l, sg(p_L)))``. ``mapped``: ``[L_s, B, d]``
     student vectors after the per-layer maps; ``layers``: ``E`` (1-based, below ``L_s``)."""
     if not layers:
@@ -108,7 +108,7 @@ def depth_loss(mapped: Tensor, es_final: Tensor, w: Tensor, layers: Sequence[int
 
 
 def cross_depth_loss(mapped: Tensor, layers: Sequence[int]) -> Tensor:
-    """L_cross: cross-depth relational distillation (not in the paper; issue "frontier").
+    """L_cross: cross-depth relational distillation (not in the paper).
 
     Sentences that exit at different depths are compared with each other, so for every pair
     of depths ``(l, l')`` in ``layers`` (``l <= l'``; 1-based; the last layer included) the

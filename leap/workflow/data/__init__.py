@@ -147,11 +147,14 @@ def retrieval_set(
     dev_queries: int = 300,
     seed: int = 0,
     beir_url: str = BEIR_URL,
+    beir_checksums: Mapping[str, str] | None = None,
 ) -> RetrievalSet:
-    """A BEIR data set: ``local:<name>`` from ``data_dir/beir/<name>``, ``hub:<name>`` through
-    beir's download helper, ``demo:retrieval`` the synthetic set; its dev split is the set's
-    own (NFCorpus) or a seeded sample of ``dev_queries`` training queries (SciFact)."""
-    return source(ref, data_dir, beir_url=beir_url).retrieval_set(dev_queries, seed, download_dir)
+    """A BEIR data set: ``local:<name>`` from ``data_dir/beir/<name>``, ``hub:<name>``
+    downloaded and checked against BEIR's checksums (:mod:`leap.workflow.data.beir_download`),
+    ``demo:retrieval`` the synthetic set; its dev split is the set's own (NFCorpus) or a seeded
+    sample of ``dev_queries`` training queries (SciFact)."""
+    src = source(ref, data_dir, beir_url=beir_url, beir_checksums=beir_checksums)
+    return src.retrieval_set(dev_queries, seed, download_dir)
 
 
 def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
@@ -170,7 +173,9 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
     qqp = qqp_pairs(cfg.qqp, seed=cfg.seed, revisions=revisions) if cfg.qqp else None
     with tempfile.TemporaryDirectory(dir=out) as downloads:  # BEIR zips; each set is saved below
         retrieval = [
-            retrieval_set(r, cfg.data_dir, downloads, cfg.retrieval_dev_queries, cfg.seed, cfg.beir_url)
+            retrieval_set(
+                r, cfg.data_dir, downloads, cfg.retrieval_dev_queries, cfg.seed, cfg.beir_url, cfg.beir_checksums
+            )
             for r in cfg.retrieval
         ]
     exclude = eval_sentences(stsb, pairs=[qqp] if qqp is not None else [], retrieval=retrieval)

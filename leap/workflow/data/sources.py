@@ -27,6 +27,7 @@ import pandas as pd
 
 from leap.errors import LeapError
 from leap.workflow.config import BEIR_URL
+from leap.workflow.data.beir_download import download_beir
 from leap.workflow.data.demo import demo_pairs, demo_retrieval, demo_sentences
 from leap.workflow.data.retrieval import RetrievalSet, dev_split_of
 
@@ -111,10 +112,17 @@ class HubSource(Source):
     kind = "hub"
     names = (*HUB_TRAIN, "stsb", "qqp", *BEIR_NAMES)
 
-    def __init__(self, name: str, revisions: Mapping[str, str] | None = None, beir_url: str = BEIR_URL) -> None:
+    def __init__(
+        self,
+        name: str,
+        revisions: Mapping[str, str] | None = None,
+        beir_url: str = BEIR_URL,
+        beir_checksums: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(name)
         self.revisions = dict(revisions or {})
         self.beir_url = beir_url
+        self.beir_checksums = dict(beir_checksums or {})
 
     def load(self, repo: str, *args: Any, **kwargs: Any) -> Any:
         """``datasets.load_dataset(repo, ...)`` at the run's commit, or one line naming the source."""
@@ -187,9 +195,9 @@ class HubSource(Source):
             raise LeapError(f"unknown BEIR set {self.ref!r}; known: {', '.join(BEIR_NAMES)}")
         url = self.beir_url.format(name=self.name)
         try:
-            from beir import util
-
-            folder = util.download_and_unzip(url, download_dir or "beir_datasets")
+            folder = download_beir(self.name, url, download_dir or "beir_datasets", self.beir_checksums)
+        except LeapError:
+            raise
         except Exception as exc:
             raise LeapError(
                 f"data source {self.ref!r}: BEIR download from {url} failed ({type(exc).__name__}); without "
@@ -349,6 +357,7 @@ def source(
     data_dir: str | os.PathLike | None = None,
     revisions: Mapping[str, str] | None = None,
     beir_url: str = BEIR_URL,
+    beir_checksums: Mapping[str, str] | None = None,
 ) -> Source:
     """The source ``ref`` (``kind:name``) names, or one error saying how sources are named."""
     if ":" not in ref:
@@ -357,7 +366,7 @@ def source(
     if kind not in KINDS:
         raise LeapError(f"data source {ref!r}: unknown kind {kind!r}; use hub:, local: or demo:")
     if kind == "hub":
-        return HubSource(name, revisions, beir_url)
+        return HubSource(name, revisions, beir_url, beir_checksums)
     if kind == "local":
         return LocalSource(name, data_dir)
     return DemoSource(name)
