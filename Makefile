@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= results/demo
 
-.PHONY: venv test demo bench mpnet cpu cpu-stage lint schema clean
+.PHONY: venv test test-fast demo bench mpnet cpu cpu-stage lint schema clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml environment.yml
 
 test: venv lint
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder tests
+
+# the library and the workflow's code without running Snakemake (no slow test, no workflow test)
+test-fast: venv
+	$(OFFLINE) $(PY) -m pytest -q -n 2 -m "not slow and not workflow" tests
 
 demo: venv
 	$(OFFLINE) $(VENV)/bin/snakemake --cores all --configfile config/demo.yaml

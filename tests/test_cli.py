@@ -54,7 +54,7 @@ def test_diagnose_json(tiny_models, sentence_file, capsys):
     assert out["similarity_to_final"][-1] == pytest.approx(1.0)
     assert out["stability"][0] is None and len(out["stability"]) == 6
     assert out["cumulative_exit"][-1] == pytest.approx(1.0)
-    assert out["verdict"] in ("compatible", "incompatible")
+    assert out["verdict"] == ("incompatible" if out["reasons"] else "compatible")  # each reason named
     assert {"target_layer", "similarity_to_final", "nn_at_10", "exit_rate", "all_pass"} <= set(out["checklist"])
 
 

@@ -37,6 +37,7 @@ def test_the_readme_has_the_commands_this_test_checks():
     assert len(COMMANDS) >= 6
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("command", [c for c in COMMANDS if "--report" not in c])
 def test_readme_snakemake_command_resolves_as_written(command, tmp_path):
     data = tmp_path / "data"

@@ -32,6 +32,7 @@ import yaml
 
 from .hub_fixtures import BEIR, HUB, beir_checksums, build_hub, build_models
 from .hub_stub import HubStub, commit_of
+from .plans import plan_of, planned_jobs, retrained
 from .test_workflow import jobs, without_slurm_controller
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,41 +312,48 @@ def test_one_changed_setting_reruns_only_its_chain(rehearsal, tmp_path):
     cfg = dict(rehearsal.extras)
     changed = tmp_path / "changed.yaml"
 
-    def dry() -> dict[str, int]:
+    def dry() -> tuple[dict[str, int], set[tuple[str, int]]]:
+        """The dry run's job counts, and the runs the plan says the change retrains."""
         changed.write_text(yaml.safe_dump(cfg))
-        return jobs(rehearsal.snakemake("--cores", "2", "-n", configs=[*rehearsal.configs, str(changed)]))
+        after = [*rehearsal.configs, str(changed)]
+        counts = jobs(rehearsal.snakemake("--cores", "2", "-n", configs=after))
+        return counts, retrained(rehearsal.configs, after)
 
     # change one variant's parameter: only that variant's chain (and the report) reruns
     cfg["variant_overrides"] = {"fixed_depth": {"n_layers": 7}, "layerskip": {"lr": 1e-4}}
-    counts = dry()
-    assert counts.get("train_student") == 1, counts
-    assert counts.get("eval_stsb") == 1 and "eval_qqp" not in counts  # layerskip is not a main variant
+    counts, runs = dry()
+    assert {v for v, _ in runs} == {"layerskip"} and counts.get("train_student") == len(runs), counts
+    assert counts.get("eval_stsb") == len(runs) and "eval_qqp" not in counts  # layerskip is not a main variant
     assert "teacher_cache" not in counts and "extract_data" not in counts and "diagnose_published" not in counts
 
     # a new variant of the same shape (init, depth, layer map) trains without rebuilding the cache
     cfg["variants"] = {**cfg["variants"], "ablation": ["abl_exit", "abl_final"]}
-    counts = dry()
-    assert counts.get("train_student") == 2 and "teacher_cache" not in counts
+    counts, runs = dry()
+    assert {v for v, _ in runs} == {"layerskip", "abl_final"} and counts.get("train_student") == len(runs)
+    assert "teacher_cache" not in counts
 
     # a variant that reads only the teacher's final layer (no L_inter) changes its depth
     # without rebuilding the cache (that depth's layer map is never read)
     cfg["variant_overrides"]["leap_xd"] = {"n_layers": 3, "loss": {"layer_map": None}}
-    counts = dry()
-    assert counts.get("train_student") == 3 and "teacher_cache" not in counts  # + leap_xd
+    counts, runs = dry()
+    assert "leap_xd" in {v for v, _ in runs} and counts.get("train_student") == len(runs)
+    assert "teacher_cache" not in counts
 
-    # an edit of leap/training/teacher.py reruns the cache and what reads it, nothing else (Snakemake
-    # compares input checksums, so the edit is a real one, undone at once)
+    # an edit of leap/training/teacher.py reruns the cache and what reads it, nothing else
+    # (Snakemake compares input checksums, so the edit is a real one, undone at once)
     teacher_py = ROOT / "leap" / "training" / "teacher.py"
     original = teacher_py.read_bytes()
     try:
         teacher_py.write_bytes(original + b"# edited by test_rehearsal\n")
-        counts = dry()
+        counts, _ = dry()
     finally:
         teacher_py.write_bytes(original)
-    trained = 9  # baseline leap leap_xd abl_exit abl_final beta0.4 fixed_depth adaptive_layer layerskip
-    assert counts.get("teacher_cache") == 1 and counts.get("train_student") == trained, counts
+    planned = planned_jobs(*rehearsal.configs, str(changed))  # every trained run reads the cache
+    assert counts.get("teacher_cache") == 1 and counts.get("train_student") == planned["train_student"], counts
     assert "extract_data" not in counts and "diagnose_published" not in counts
-    assert counts.get("eval_stsb") == trained and counts.get("eval_qqp") == 3  # not the published checkpoints
+    plan = plan_of(*rehearsal.configs, str(changed))  # the trained runs' STS-B, not the published checkpoints'
+    trained_stsb = [f for f in plan.all_evals if f.endswith("/stsb.json") and "/published/" not in f]
+    assert counts.get("eval_stsb") == len(trained_stsb) and counts.get("eval_qqp") == planned["eval_qqp"]
 
 
 SHARED = ROOT.parent / "shared" / "data" / "beir"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from leap.workflow.claim_measures import MIN_EXIT_RATE, Measured, at_depth, paper_layer_to_student
-from leap.workflow.claims import VERDICTS, load_claims, verdict
+from leap.workflow.claim_measures import Measured, at_depth, paper_layer_to_student
+from leap.workflow.claims import load_claims, verdict
 
 BY_NAME = {c.claim: c for c in load_claims()}
 EXIT_CLAIM = BY_NAME["STS-B, LEAP early exit, theta 0.95, 3 seeds"]
@@ -115,13 +115,6 @@ def test_beir_not_measured_names_the_side_without_retrieval():
 def test_not_measured_says_what_is_missing():
     v, why = verdict(EXIT_CLAIM, Measured(None, note="variant leap not run"), {}, "leap")
     assert v == "not measured" and why == "variant leap not run"
-
-
-def test_every_verdict_is_from_the_vocabulary():
-    from leap.workflow.claims import build_claims
-
-    assert set(build_claims([])["verdict"]) <= set(VERDICTS)
-    assert 0 < MIN_EXIT_RATE < 0.1
 
 
 def test_paper_layers_map_by_relative_depth_without_duplicates():
