@@ -1,4 +1,4 @@
-"""Does a rule calibrated on dev sentences keep its budget on test sentences? (issue 19)
+"""Does a rule calibrated on dev sentences keep its budget on test sentences?
 
 For each model: copy the folder, run ``leap calibrate`` (the command a user runs) on a
 sample of STS-B *dev* sentences with an NN@10 budget, then measure the chosen rule on the

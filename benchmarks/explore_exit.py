@@ -1,4 +1,4 @@
-"""What it takes for L_exit to work at CPU scale (issue 8): short runs, STS-B dev as the signal.
+"""What it takes for L_exit to work at CPU scale: short runs, STS-B dev as the signal.
 
 Each run trains one seed of a variant of ``config/cpu.yaml`` for ``--steps`` optimiser
 steps with overrides (``--set loss.exit_slope=2``), then measures on the STS-B *dev*
@@ -9,7 +9,7 @@ assembles them into ``exploration.csv`` / ``.md``. STS-B test is never read here
     python benchmarks/explore_exit.py --name slope2 --set loss.exit_slope=2 --steps 600
     python benchmarks/explore_exit.py --table
 
-The frontier exploration (issue 15: exit advantage on STS-B dev and the SciFact dev split
+The frontier exploration (exit advantage on STS-B dev and the SciFact dev split
 over a theta sweep, with and without maps) writes under ``results/cpu/exploration/frontier_runs``:
 
     python benchmarks/explore_exit.py --name Y2_xd2_nocross --variant leap_xd --set loss.cross_weight=0 \

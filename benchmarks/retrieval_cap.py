@@ -1,4 +1,4 @@
-"""What a token cap on retrieval texts costs and saves (issue "complete reproduction", item 5).
+"""What a token cap on retrieval texts costs and saves.
 
 Long BEIR documents dominate the evaluation's cost. ``evaluation.retrieval_max_seq_length``
 caps every query and document at K tokens; this measures, on the dev split of each set

@@ -1,5 +1,4 @@
-"""Where a workflow run's time went, by stage, from its own records (issue "complete
-reproduction", item 5: the README's cost table).
+"""Where a workflow run's time went, by stage, from its own records (the README's cost table).
 
 Reads the Snakemake benchmark files of the run (``<results>/benchmarks/**.tsv``: wall and CPU
 seconds per job), the stage of each rule (the rule file that defines it, as

@@ -1,4 +1,4 @@
-"""Early exit on ONNX Runtime, fp32 and int8, against what CPU users run today (issue 20).
+"""Early exit on ONNX Runtime, fp32 and int8, against what CPU users run today.
 
 One process, real STS-B dev sentences, interleaved rounds (median, and the spread over
 rounds), batch 1 and 32, each thread count given. For every model:

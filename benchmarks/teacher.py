@@ -1,6 +1,6 @@
 """Teacher caching throughput vs SentenceTransformer.encode on the same sentences and model
-(issue target: >= 0.9x), one forward pass giving every cached layer; and peak memory at two
-corpus sizes (issue target: RSS at 10K and 100K sentences within 10%), each size in a fresh
+(target: >= 0.9x), one forward pass giving every cached layer; and peak memory at two
+corpus sizes (target: RSS at 10K and 100K sentences within 10%), each size in a fresh
 process.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/teacher.py [--model packaged:all-MiniLM-L6-v2] [--n 2000]

@@ -1,5 +1,5 @@
 """LEAP loss overhead vs the baseline loss per training step, and training throughput, for
-a 6-layer 384-d student (all-MiniLM-L6-v2) at batch 32 on CPU (issue target: <= 10%).
+a 6-layer 384-d student (all-MiniLM-L6-v2) at batch 32 on CPU (target: <= 10%).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train.py [--steps 20]
 
