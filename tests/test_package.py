@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_public_api_is_leap_all_each_name_defined_where_it_is_declared():
     import leap
 
-    assert set(dir(leap)) >= set(leap.__all__)
+    assert set(dir(leap)) >= set(leap.__all__) and set(leap.__all__) == {*leap._PUBLIC, "__version__"}
     for name in leap.__all__:
         if name == "__version__":
             continue

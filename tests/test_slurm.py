@@ -2,8 +2,8 @@
 
 `.ci/run` brings the cluster up with `.ci/slurm-up.sh` (root, Debian packages); without
 an idle SLURM node this test skips and says how to get one. The profile used is
-profiles/slurm itself, with two test-only changes: no conda (none here) and job states
-read with squeue (no slurmdbd here, so sacct cannot answer; SLURM-CI notes).
+profiles/slurm itself, with job states read with squeue (no slurmdbd here, so sacct cannot
+answer) and faster polling.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ def _slurm_idle() -> str | None:
 
 
 def write_profile(tmp_path) -> None:
-    """profiles/slurm with the test-only changes (no conda, squeue for job states) in tmp_path/profile."""
+    """profiles/slurm with the test-only changes (squeue for job states, local logs, fast polling,
+    no retries) in tmp_path/profile. The profile names no software deployment: conda is the
+    user's explicit ``--sdm conda``, and this machine has none."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    profile.pop("software-deployment-method")  # no conda on this machine
+    assert "software-deployment-method" not in profile
     profile |= {
         "slurm-status-command": "squeue",
         "slurm-init-seconds-before-status-checks": 2,

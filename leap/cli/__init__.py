@@ -35,6 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reference(width: int = 100) -> str:
+    """Markdown of ``leap --help`` and every sub-command's ``--help``, as the parser prints them
+    (the documentation's command-line page)."""
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)  # argparse wraps to the terminal's width
+    try:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parts = ["```text", parser.format_help().rstrip(), "```"]
+        for name, command in sub.choices.items():
+            parts += ["", f"## leap {name}", "", "```text", command.format_help().rstrip(), "```"]
+        return "\n".join(parts) + "\n"
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -17,17 +17,38 @@ PACKAGE = "leap"
 
 
 def _imported_leap_modules(path: Path) -> frozenset[str]:
-    """Dotted ``leap...`` module names that ``path`` imports anywhere in its body (each file
-    parsed once per version: a workflow start asks for the same files for every rule)."""
+    """Dotted ``leap...`` module names that ``path`` imports anywhere in its body, but for
+    ``if TYPE_CHECKING:`` blocks (each file parsed once per version: a workflow start asks
+    for the same files for every rule)."""
     st = path.stat()
     return _imports_of(str(path), st.st_mtime_ns, st.st_size)
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports Python never runs."""
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk_run(tree: ast.AST):
+    """``ast.walk`` without the bodies of ``if TYPE_CHECKING:`` blocks (their ``else`` kept)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _type_checking_only(node):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
 
 
 @cache
 def _imports_of(path: str, mtime_ns: int, size: int) -> frozenset[str]:  # noqa: ARG001 - the cache key
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _walk_run(tree):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
