@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -37,19 +38,51 @@ def umask() -> int:
     return mask
 
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+"""The write errors of a full disk, a quota or a file-size limit."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) is a write refused for lack of space."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            return True
+        if any(s in str(err) for s in ("No space left on device", "File too large", "Disk quota exceeded")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def disk_full_error(path: str | os.PathLike, needed: int | None, err: BaseException | None = None) -> LeapError:
+    """One line naming what could not be written, how much it needs, and what to do."""
+    why = f"{os.strerror(err.errno)}; " if isinstance(err, OSError) and err.errno else ""
+    need = f"it needs {needed:,} bytes" if needed else "it needs more space"
+    return LeapError(
+        f"not enough space to write {path} ({why}{need}); free space or raise the quota and rerun: "
+        "complete outputs are kept and the job resumes where it stopped"
+    )
+
+
 def _give_default_mode(path: Path, folder: bool) -> None:
     os.chmod(path, (0o777 if folder else 0o666) & ~umask())
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it is renamed onto ``path``."""
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", needed: int | None = None) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it is renamed onto ``path``. A write
+    refused for lack of space is one :class:`LeapError` naming ``path`` and the ``needed``
+    bytes; the temp file is removed and ``path`` keeps what it held."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except Exception as err:
+            if is_disk_full(err):
+                raise disk_full_error(target, needed, err) from None
+            raise
         _give_default_mode(Path(tmp), folder=False)
         os.replace(tmp, target)
     finally:
@@ -58,8 +91,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    data = text.encode("utf-8")
+    with atomic_path(path, needed=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -67,10 +101,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_npy(path: str | os.PathLike, array: Any) -> None:
+    """``np.save`` atomically, the written file checked: numpy's writer can leave a short file
+    without an error when the file system refuses the rest, so the file is read back (its
+    header and length, memory-mapped) before it replaces ``path``."""
     import numpy as np
 
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array)
+    array = np.asarray(array)
+    with atomic_path(path, suffix=".npy", needed=array.nbytes + 128) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+        try:
+            ok = np.load(tmp, mmap_mode="r").shape == array.shape
+        except ValueError:  # the data is shorter than the header says
+            ok = False
+        if not ok:
+            raise OSError(errno.ENOSPC, "the file came out short")
 
 
 def temp_dir_beside(target: str | os.PathLike) -> Path:
@@ -102,13 +147,19 @@ def replace_dir(src: str | os.PathLike, target: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike, needed: int | None = None) -> Iterator[Path]:
     """Yield an empty temp folder beside ``target``; on success everything in it gets the
     user's default mode and it replaces ``target`` (:func:`replace_dir`); on an exception it is
-    removed and ``target`` is untouched."""
+    removed and ``target`` is untouched. A write refused for lack of space is one
+    :class:`LeapError` naming ``target`` and the ``needed`` bytes."""
     tmp = temp_dir_beside(target)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as err:
+            if is_disk_full(err):
+                raise disk_full_error(target, needed, err) from None
+            raise
         for sub in tmp.rglob("*"):  # libraries that write through private temp files (safetensors shards)
             if not sub.is_symlink():
                 _give_default_mode(sub, folder=sub.is_dir())

@@ -22,6 +22,16 @@ from leap.workflow.results import (
     frontier_figure_name,
     report_groups,
 )
+from leap.workflow.runlock import hold_run_lock
+
+# one run at a time in this folder, refused in one line before any job; a killed run's
+# stale locks removed (leap/workflow/runlock.py)
+if workflow.is_main_process:
+    try:
+        RUN_LOCK = hold_run_lock(Path.cwd(), sys.argv)
+    except LeapError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 # the run plan (leap/workflow/plan.py): validated config, runs, teachers, evaluation files
 try:

@@ -34,11 +34,37 @@ def commit_of(repo: str) -> str:
     return hashlib.sha1(repo.encode()).hexdigest()
 
 
-class HubStub:
-    """Serve ``root`` as the Hub (``with HubStub(root) as url: ...``)."""
+class Fault:
+    """A fault the stand-in Hub injects into the requests whose path contains ``match``, for
+    the first ``times`` of them: ``status`` answers ``code`` (503, 429, ...) with a
+    ``Retry-After`` of 0; ``drop`` sends the headers and half the body, then closes the
+    connection; ``truncate`` sends half the file as if it were all of it; ``corrupt`` sends
+    the file with its middle bytes changed. ``times=None``: every matching request."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, kind: str, match: str, times: int | None = 1, code: int = 503) -> None:
+        assert kind in ("status", "drop", "truncate", "corrupt")
+        self.kind, self.match, self.left, self.code = kind, match, times, code
+        self.hits = 0
+        self.lock = threading.Lock()
+
+    def take(self, path: str) -> bool:
+        """Whether this request gets the fault (and count it)."""
+        with self.lock:
+            if self.match not in path or self.left == 0:
+                return False
+            if self.left is not None:
+                self.left -= 1
+            self.hits += 1
+            return True
+
+
+class HubStub:
+    """Serve ``root`` as the Hub (``with HubStub(root) as url: ...``), with ``faults``
+    (:class:`Fault`) injected into the matching requests."""
+
+    def __init__(self, root: Path, faults: list[Fault] | None = None) -> None:
         self.root = Path(root)
+        self.faults = list(faults or [])
         self.requests: list[tuple[str, str]] = []
         stub = self
 
@@ -70,12 +96,34 @@ class HubStub:
 
     # -- answers -------------------------------------------------------------------------------
     def send(self, h, code: int, payload: bytes = b"", headers: dict | None = None, body: bool = True) -> None:
+        if code in (200, 206) and body:
+            fault = next((f for f in self.faults if f.kind != "status" and f.take(h.path)), None)
+            if fault is not None and payload:
+                return self.send_faulty(h, code, payload, headers or {}, fault.kind)
         h.send_response(code)
         for k, v in {"Content-Length": str(len(payload)), **(headers or {})}.items():
             h.send_header(k, v)
         h.end_headers()
         if body and payload:
             h.wfile.write(payload)
+
+    def send_faulty(self, h, code: int, payload: bytes, headers: dict, kind: str) -> None:
+        half = payload[: len(payload) // 2]
+        if kind == "corrupt":
+            mid = len(payload) // 2
+            payload = payload[:mid] + bytes(b ^ 0xFF for b in payload[mid : mid + 64]) + payload[mid + 64 :]
+        sent = half if kind == "truncate" else payload
+        h.send_response(code)
+        for k, v in {**headers, "Content-Length": str(len(sent))}.items():
+            h.send_header(k, v)
+        h.end_headers()
+        if kind == "drop":  # promise the whole file, send half, hang up
+            h.wfile.write(half)
+            h.wfile.flush()
+            h.close_connection = True
+            h.connection.shutdown(2)
+            return
+        h.wfile.write(sent)
 
     def error(self, h, code: int, hub_code: str, message: str, body: bool) -> None:
         payload = json.dumps({"error": message}).encode()
@@ -106,6 +154,10 @@ class HubStub:
         path = urllib.parse.unquote(url.path)
         self.requests.append((h.command, path))
         LOG.append((h.command, path))
+        status = next((f for f in self.faults if f.kind == "status" and f.take(path)), None)
+        if status is not None:
+            payload = json.dumps({"error": f"stand-in fault {status.code}"}).encode()
+            return self.send(h, status.code, payload, {"Retry-After": "0", "Content-Type": "application/json"}, body)
         if path.startswith("/beir/") and path.endswith(".zip"):
             f = self.root / path.lstrip("/")
             if f.is_file():

@@ -76,3 +76,34 @@ def test_refuses_other_sentences_teacher_or_layers(tmp_path, tiny_models):
     out = c.get([5, 0, 5])
     assert sorted(out) == [3, 6] and out[6].shape == (3, 32) and out[6].dtype.is_floating_point
     np.testing.assert_array_equal(out[6][0].numpy(), out[6][2].numpy())
+
+
+def test_fault_a_full_disk_stops_the_cache_in_one_line_and_it_resumes_from_its_last_shard(tmp_path, tiny_models):
+    """Two shards written, then the kernel refuses the third (RLIMIT_FSIZE below a shard's
+    size): one line naming the shard and its bytes, the two shards intact, nothing half
+    written; with space back the cache resumes at the third shard and equals an uninterrupted one."""
+    from tests.faults import ONE_LINE, record, run_limited
+
+    model, args = tiny_models["bert"], {"layers": [3, 6], "shard_size": 8, "progress": False}
+    build_teacher_cache(model, SENTS, tmp_path / "full", **args)
+    build_teacher_cache(model, SENTS, tmp_path / "part", stop_after_shards=2, **args)
+    before = {f.name: f.read_bytes() for f in (tmp_path / "part").glob("shard_*")}
+    size = (tmp_path / "part" / "shard_00000.npy").stat().st_size
+    code = ONE_LINE + (
+        "import json\nfrom leap.training.teacher import build_teacher_cache\n"
+        "one_line(lambda: build_teacher_cache(sys.argv[1], json.loads(sys.argv[2]), 'part', **json.loads(sys.argv[3])))"
+    )
+    proc = run_limited(code, size - 1, tmp_path, model, json.dumps(SENTS), json.dumps(args))
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "not enough space to write" in line and "shard_00002.npy" in line, proc.stderr
+    assert {f.name: f.read_bytes() for f in (tmp_path / "part").glob("shard_*")} == before
+    assert not [p for p in (tmp_path / "part").iterdir() if p.name.startswith(".")]  # no half-written temp file
+    build_teacher_cache(model, SENTS, tmp_path / "part", **args)
+    for f in sorted((tmp_path / "full").glob("shard_*")):
+        assert f.read_bytes() == (tmp_path / "part" / f.name).read_bytes()
+    record(
+        "a full disk writing the teacher cache",
+        "RLIMIT_FSIZE below a shard's size after two complete shards",
+        line,
+        "nothing: the complete shards are kept and the cache resumes at the next one",
+    )

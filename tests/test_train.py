@@ -381,3 +381,37 @@ def test_objectives_read_the_aligned_teacher_layers_only_with_l_inter(variant, r
     assert cfg.loss.reads_aligned_targets == (len(reads) > 1)
     expected = sorted({*reads, 12})
     assert get_objective(cfg.objective).teacher_layers(cfg, 6, 12) == expected
+
+
+def test_fault_a_full_disk_during_training_stops_in_one_line_and_it_resumes_from_the_last_checkpoint(
+    setup, uninterrupted
+):
+    """Four steps and their checkpoints written; then the kernel refuses the next checkpoint's
+    weights (RLIMIT_FSIZE): one line naming the checkpoint folder, no model folder; with space
+    back the run resumes from checkpoint-4 and ends with the uninterrupted run's weights."""
+    from tests.faults import ONE_LINE, record, run_limited
+
+    c = cfg(setup, checkpoint_steps=2, epochs=2)
+    out = setup["root"] / "fulldisk"
+    run(setup, "fulldisk", c, stop_after_steps=4)
+    limit = (out / "checkpoints" / "checkpoint-4" / "model.safetensors").stat().st_size - 1
+    code = ONE_LINE + (
+        "import json\nfrom leap.training.config import TrainConfig\nfrom leap.training.run import train\n"
+        "c = TrainConfig.from_dict(json.loads(sys.argv[1]))\n"
+        "one_line(lambda: train(c, json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], teacher=sys.argv[5], "
+        "progress_bar=False))"
+    )
+    args = (json.dumps(c.to_dict()), json.dumps(SENTS), str(setup["cache"]), str(out), setup["teacher"])
+    proc = run_limited(code, limit, setup["root"], *args)
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "not enough space to write" in line and "checkpoints" in line, proc.stderr[-3000:]
+    assert not (out / "model").exists() and (out / "checkpoints" / "checkpoint-4" / "leap_run.json").exists()
+    (out / "train_log.jsonl").unlink()  # Snakemake removes a failed job's outputs
+    resumed = weights(run(setup, "fulldisk", c))
+    assert all(torch.allclose(uninterrupted[k], resumed[k], atol=1e-6) for k in uninterrupted)
+    record(
+        "a full disk during training",
+        "RLIMIT_FSIZE below the weights' size after checkpoint 4",
+        line,
+        "nothing: the run resumes from its last complete checkpoint",
+    )

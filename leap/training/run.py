@@ -27,7 +27,7 @@ from torch import nn
 
 from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
-from leap.files import atomic_dir, atomic_path, write_json
+from leap.files import atomic_dir, atomic_path, disk_full_error, is_disk_full, write_json
 from leap.training.callbacks import progress_callback
 from leap.training.config import TrainConfig
 from leap.training.heads import TrainableLayerMaps, fit_student_maps, init_projection
@@ -108,7 +108,12 @@ def train(
 
     args = training_arguments(cfg, ckpt_dir, progress_bar, cuda)
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss, callbacks=[callback])
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    except Exception as err:  # a checkpoint the disk could not take (safetensors, torch.save)
+        if is_disk_full(err):
+            raise disk_full_error(ckpt_dir, checkpoint_bytes(ckpt_dir, st), err) from None
+        raise
     if stop_after_steps is not None and trainer.state.global_step < trainer.state.max_steps:
         log.info("stopped at step %d of %d (stop_after_steps)", trainer.state.global_step, trainer.state.max_steps)
         return out / "model"
@@ -179,7 +184,7 @@ def save_run(
         maps = fit_student_maps(st, list(fit_on))
     info = {**info, "layer_maps_saved": maps is not None}
     target = out / "model"
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, needed=sum(p.numel() * p.element_size() for p in st.parameters())) as tmp:
         st.save(str(tmp), safe_serialization=True)
         rule.save(tmp)
         if maps is not None:
@@ -190,6 +195,14 @@ def save_run(
     write_json(out / "train_config.json", info)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete: nothing left to resume
     return target
+
+
+def checkpoint_bytes(ckpt_dir: Path, st: Any) -> int:
+    """What a checkpoint takes: the tensors of the largest one on disk (weights, optimizer and
+    random states), else the weights with Adam's two moments."""
+    tensors = (".safetensors", ".pt", ".pth", ".bin")
+    sizes = [sum(f.stat().st_size for f in c.rglob("*") if f.suffix in tensors) for c in ckpt_dir.glob("checkpoint-*")]
+    return max(sizes, default=3 * sum(p.numel() * p.element_size() for p in st.parameters()))
 
 
 def training_heads(st: Any, cache: Any, sentences: Sequence[str], cfg: TrainConfig, n: int, n_s: int) -> nn.ModuleDict:

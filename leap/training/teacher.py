@@ -36,7 +36,7 @@ from torch import Tensor
 
 from leap.core.hashing import sentences_checksum
 from leap.errors import LeapError
-from leap.files import atomic_path, write_json
+from leap.files import atomic_path, save_npy, write_json
 
 FORMAT_VERSION = 1
 
@@ -109,8 +109,7 @@ def _complete_shard(out: Path, k: int, rows: int) -> dict | None:
 def _write_shard(out: Path, k: int, arr: np.ndarray) -> dict:
     """Write shard ``k`` (``[|layers|, n, d]`` float16) and its checksum, each atomically."""
     npy, sha = out / f"shard_{k:05d}.npy", out / f"shard_{k:05d}.sha256"
-    with atomic_path(npy, suffix=".npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, arr)
+    save_npy(npy, arr)
     digest = _sha256(npy)
     with atomic_path(sha) as tmp:
         tmp.write_text(digest + "\n")

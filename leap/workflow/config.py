@@ -45,6 +45,15 @@ class DataConfig:
         "where hub: BEIR sets are downloaded from, {name} standing for the set (BEIR's own server, or a mirror)",
         pattern=r"\{name\}",
     )
+    download_attempts: int = setting(
+        4,
+        "tries of each Hub or BEIR download; a transient failure (HTTP 429 or 5xx, a dropped connection, a "
+        "truncated file) is tried again",
+        minimum=1,
+    )
+    download_backoff: float = setting(
+        5.0, "seconds to wait after a download's first failure, doubled after each next one", minimum=0
+    )
     beir_checksums: dict[str, str] = setting(
         doc="checksum of a BEIR set's zip by set name (md5:HEX or sha256:HEX), added to or replacing BEIR's "
         "published ones (a mirror's own build); every download is checked before it is extracted",

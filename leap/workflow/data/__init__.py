@@ -27,13 +27,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from leap.files import atomic_path
-from leap.workflow.config import BEIR_URL, DataConfig
+from leap.workflow.config import DataConfig
 from leap.workflow.data.demo import demo_pairs, demo_retrieval, demo_sentences
 from leap.workflow.data.filtering import (
     FilterResult,
@@ -52,6 +51,7 @@ from leap.workflow.data.sources import (
     HUB_TRAIN,
     NLI_LABELS,
     DemoSource,
+    HubSettings,
     HubSource,
     LocalSource,
     Source,
@@ -85,6 +85,7 @@ __all__ = [
     "dev_split_of",
     "eval_sentences",
     "filter_sentences",
+    "HubSettings",
     "hub_repos",
     "nli_pairs",
     "normalise",
@@ -102,31 +103,26 @@ __all__ = [
 
 
 def training_sentences(
-    ref: str,
-    data_dir: str | os.PathLike | None = None,
-    revisions: Mapping[str, str] | None = None,
-    demo_size: int = 3000,
+    ref: str, data_dir: str | os.PathLike | None = None, hub: HubSettings | None = None, demo_size: int = 3000
 ) -> list[str]:
-    """Raw (unfiltered) sentences of one training source (``revisions``: commit by hub repo id)."""
-    return source(ref, data_dir, revisions).training_sentences(demo_size)
+    """Raw (unfiltered) sentences of one training source (``hub``: how hub sources are reached)."""
+    return source(ref, data_dir, hub).training_sentences(demo_size)
 
 
-def stsb_pairs(
-    ref: str, data_dir: str | os.PathLike | None = None, revisions: Mapping[str, str] | None = None
-) -> pd.DataFrame:
+def stsb_pairs(ref: str, data_dir: str | os.PathLike | None = None, hub: HubSettings | None = None) -> pd.DataFrame:
     """STS-B pairs of every split: ``split, sentence1, sentence2, score`` (score on 0-5).
 
     ``hub:stsb`` is sentence-transformers/stsb (score rescaled there to 0-1; multiplied back
     by 5 here); ``local:stsb`` the original release; ``demo:pairs`` the synthetic graded set.
     """
-    return source(ref, data_dir, revisions).stsb_pairs()
+    return source(ref, data_dir, hub).stsb_pairs()
 
 
-def qqp_pairs(ref: str, n: int = 10_000, seed: int = 0, revisions: Mapping[str, str] | None = None) -> pd.DataFrame:
+def qqp_pairs(ref: str, n: int = 10_000, seed: int = 0, hub: HubSettings | None = None) -> pd.DataFrame:
     """QQP evaluation pairs: ``split`` (all ``test``), ``sentence1, sentence2, score`` with
     score = is_duplicate (0/1): ``hub:qqp`` (GLUE QQP validation, ``n`` pairs sampled with
     ``seed``) or ``demo:qqp`` (SYNTHETIC duplicates)."""
-    return source(ref, revisions=revisions).qqp_pairs(n, seed)
+    return source(ref, hub=hub).qqp_pairs(n, seed)
 
 
 def nli_pairs(
@@ -134,10 +130,10 @@ def nli_pairs(
     data_dir: str | os.PathLike | None = None,
     max_pairs: int = 20_000,
     seed: int = 0,
-    revisions: Mapping[str, str] | None = None,
+    hub: HubSettings | None = None,
 ) -> pd.DataFrame:
     """Labelled NLI pairs for the DeeBERT-style off-ramps: ``sentence1, sentence2, label``."""
-    return source(ref, data_dir, revisions).nli_pairs(max_pairs, seed)
+    return source(ref, data_dir, hub).nli_pairs(max_pairs, seed)
 
 
 def retrieval_set(
@@ -146,15 +142,13 @@ def retrieval_set(
     download_dir: str | None = None,
     dev_queries: int = 300,
     seed: int = 0,
-    beir_url: str = BEIR_URL,
-    beir_checksums: Mapping[str, str] | None = None,
+    hub: HubSettings | None = None,
 ) -> RetrievalSet:
     """A BEIR data set: ``local:<name>`` from ``data_dir/beir/<name>``, ``hub:<name>``
     downloaded and checked against BEIR's checksums (:mod:`leap.workflow.data.beir_download`),
     ``demo:retrieval`` the synthetic set; its dev split is the set's own (NFCorpus) or a seeded
     sample of ``dev_queries`` training queries (SciFact)."""
-    src = source(ref, data_dir, beir_url=beir_url, beir_checksums=beir_checksums)
-    return src.retrieval_set(dev_queries, seed, download_dir)
+    return source(ref, data_dir, hub).retrieval_set(dev_queries, seed, download_dir)
 
 
 def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
@@ -162,26 +156,25 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
     ``sentences.parquet``, ``stats.json``, ``stsb.parquet``, ``qqp.parquet``, ``nli.parquet``,
     ``retrieval/<name>/`` (BEIR layout). Checks every source before reading any."""
     check_sources(cfg.refs(), cfg.data_dir)
-    revisions = resolve_revisions(hub_repos(cfg.refs()), cfg.revisions)
+    retry = HubSettings.of(cfg).retry
+    revisions = resolve_revisions(hub_repos(cfg.refs()), cfg.revisions, retry)
+    hub = HubSettings.of(cfg, revisions)
     for repo, sha in revisions.items():
         log.info(
             f"{repo} at {sha}{' (pinned)' if cfg.revisions.get(repo) else ' (current head; pin it in data.revisions)'}"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stsb = stsb_pairs(cfg.stsb, cfg.data_dir, revisions) if cfg.stsb else None
-    qqp = qqp_pairs(cfg.qqp, seed=cfg.seed, revisions=revisions) if cfg.qqp else None
+    stsb = stsb_pairs(cfg.stsb, cfg.data_dir, hub) if cfg.stsb else None
+    qqp = qqp_pairs(cfg.qqp, seed=cfg.seed, hub=hub) if cfg.qqp else None
     with tempfile.TemporaryDirectory(dir=out) as downloads:  # BEIR zips; each set is saved below
         retrieval = [
-            retrieval_set(
-                r, cfg.data_dir, downloads, cfg.retrieval_dev_queries, cfg.seed, cfg.beir_url, cfg.beir_checksums
-            )
-            for r in cfg.retrieval
+            retrieval_set(r, cfg.data_dir, downloads, cfg.retrieval_dev_queries, cfg.seed, hub) for r in cfg.retrieval
         ]
     exclude = eval_sentences(stsb, pairs=[qqp] if qqp is not None else [], retrieval=retrieval)
     raw = {}
     for ref in cfg.train_sources:
-        raw[ref] = training_sentences(ref, cfg.data_dir, revisions, cfg.demo_size)
+        raw[ref] = training_sentences(ref, cfg.data_dir, hub, cfg.demo_size)
         log.info(f"{ref}: {len(raw[ref])} raw sentences")
     result = filter_sentences(raw, exclude, cfg.min_chars, cfg.max_sentences, cfg.seed)
     synthetic = any(r.startswith("demo:") for r in cfg.refs())
@@ -193,7 +186,7 @@ def prepare_data(cfg: DataConfig, out_dir: str | os.PathLike) -> dict:
             with atomic_path(out / f"{name}.parquet", suffix=".parquet") as tmp:
                 df.to_parquet(tmp, index=False)
     if cfg.nli:
-        nli = nli_pairs(cfg.nli, cfg.data_dir, seed=cfg.seed, revisions=revisions)
+        nli = nli_pairs(cfg.nli, cfg.data_dir, seed=cfg.seed, hub=hub)
         banned = {normalise(s) for s in exclude}
         nli = nli[~nli["sentence1"].map(normalise).isin(banned) & ~nli["sentence2"].map(normalise).isin(banned)]
         with atomic_path(out / "nli.parquet", suffix=".parquet") as tmp:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from leap.errors import LeapError
 from leap.files import atomic_path
+from leap.workflow.data.retry import Retry, TransientDownloadError
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +58,42 @@ def file_digests(path: str | os.PathLike) -> dict[str, str]:
 
 
 def download_beir(
-    name: str, url: str, download_dir: str | os.PathLike, overrides: Mapping[str, str] | None = None
+    name: str,
+    url: str,
+    download_dir: str | os.PathLike,
+    overrides: Mapping[str, str] | None = None,
+    retry: Retry | None = None,
 ) -> Path:
     """``name.zip`` from ``url`` into ``download_dir``, checked, then extracted; its folder.
 
-    A zip whose checksum differs is deleted and nothing is extracted: one error names the set,
-    both digests and what to do. A zip already there is checked the same way before reuse.
+    A zip whose checksum differs (cut short, altered) is deleted and downloaded again, as a
+    dropped connection is, up to ``retry.attempts`` tries in all; then one error names the
+    set, both digests and what to do, and nothing is extracted. A zip already there is checked
+    the same way before reuse.
     """
-    from beir import util
-
     expected = expected_checksums(name, overrides)
     out = Path(download_dir)
     out.mkdir(parents=True, exist_ok=True)
     zpath = out / f"{name}.zip"
+    retry = retry or Retry()
+    try:
+        retry.call(lambda: _fetch_checked(name, url, zpath, expected), f"BEIR {name}")
+    except TransientDownloadError as err:
+        raise LeapError(f"{err} after {retry.attempts} attempts; nothing was extracted (check data.beir_url)") from None
+    from beir import util
+
+    util.unzip(str(zpath), str(out))
+    folder = out / name
+    if not folder.is_dir():
+        raise LeapError(f"BEIR {name}: the zip from {url} holds no {name}/ folder; check data.beir_url")
+    return folder
+
+
+def _fetch_checked(name: str, url: str, zpath: Path, expected: dict[str, str]) -> None:
+    """``zpath`` downloaded (unless there) and matching ``expected``, or deleted and a
+    :class:`TransientDownloadError`."""
+    from beir import util
+
     if not zpath.is_file():
         log.info("downloading BEIR %s from %s", name, url)
         with atomic_path(zpath, suffix=".zip") as tmp:
@@ -79,12 +103,6 @@ def download_beir(
     if bad:
         zpath.unlink()
         algo = bad[0]
-        raise LeapError(
-            f"BEIR {name}: the zip from {url} has {algo} {got[algo]}, but {expected[algo]} is published; "
-            "nothing was extracted (a truncated or altered download: rerun, or check data.beir_url)"
+        raise TransientDownloadError(
+            f"BEIR {name}: the zip from {url} has {algo} {got[algo]}, but {expected[algo]} is published"
         )
-    util.unzip(str(zpath), str(out))
-    folder = out / name
-    if not folder.is_dir():
-        raise LeapError(f"BEIR {name}: the zip from {url} holds no {name}/ folder; check data.beir_url")
-    return folder

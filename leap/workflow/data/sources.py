@@ -19,6 +19,7 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from leap.errors import LeapError
-from leap.workflow.config import BEIR_URL
+from leap.workflow.config import BEIR_URL, DataConfig
 from leap.workflow.data.beir_download import download_beir
 from leap.workflow.data.demo import demo_pairs, demo_retrieval, demo_sentences
 from leap.workflow.data.retrieval import RetrievalSet, dev_split_of
+from leap.workflow.data.retry import Retry, first_line, is_transient
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}
 
@@ -112,29 +114,27 @@ class HubSource(Source):
     kind = "hub"
     names = (*HUB_TRAIN, "stsb", "qqp", *BEIR_NAMES)
 
-    def __init__(
-        self,
-        name: str,
-        revisions: Mapping[str, str] | None = None,
-        beir_url: str = BEIR_URL,
-        beir_checksums: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, name: str, hub: HubSettings | None = None) -> None:
         super().__init__(name)
-        self.revisions = dict(revisions or {})
-        self.beir_url = beir_url
-        self.beir_checksums = dict(beir_checksums or {})
+        self.hub = hub or HubSettings()
+        self.revisions = dict(self.hub.revisions)
 
     def load(self, repo: str, *args: Any, **kwargs: Any) -> Any:
-        """``datasets.load_dataset(repo, ...)`` at the run's commit, or one line naming the source."""
-        try:
-            from datasets import load_dataset
+        """``datasets.load_dataset(repo, ...)`` at the run's commit, retried after a transient
+        failure (:mod:`leap.workflow.data.retry`), or one line naming the source."""
+        from datasets import load_dataset
 
-            return load_dataset(repo, *args, revision=self.revisions.get(repo), **kwargs)
-        except Exception as exc:  # offline, missing revision, ... -> one line naming the source
+        retry = self.hub.retry
+        try:
+            return retry.call(lambda: load_dataset(repo, *args, revision=self.revisions.get(repo), **kwargs), repo)
+        except Exception as exc:  # offline, missing revision, a server that keeps failing -> one line
+            transient = is_transient(exc)
+            tried = f" after {retry.attempts} attempts" if transient else ""
+            fix = "rerun when the Hub answers" if transient else "check the repository id and data.revisions"
             raise LeapError(
-                f"data source {self.ref!r}: could not load {repo} from the Hugging Face Hub ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); without internet use local: sources and "
-                f"point data_dir at a local copy (config/cpu.yaml)"
+                f"data source {self.ref!r}: could not load {repo} from the Hugging Face Hub{tried} "
+                f"({first_line(exc)}); {fix}, or without internet use local: sources and point data_dir at a "
+                "local copy (config/cpu.yaml)"
             ) from None
 
     def hub_repos(self) -> list[str]:
@@ -193,9 +193,11 @@ class HubSource(Source):
     def retrieval_set(self, dev_queries: int = 300, seed: int = 0, download_dir: str | None = None) -> RetrievalSet:
         if self.name not in BEIR_NAMES:
             raise LeapError(f"unknown BEIR set {self.ref!r}; known: {', '.join(BEIR_NAMES)}")
-        url = self.beir_url.format(name=self.name)
+        url = self.hub.beir_url.format(name=self.name)
         try:
-            folder = download_beir(self.name, url, download_dir or "beir_datasets", self.beir_checksums)
+            folder = download_beir(
+                self.name, url, download_dir or "beir_datasets", self.hub.beir_checksums, self.hub.retry
+            )
         except LeapError:
             raise
         except Exception as exc:
@@ -352,13 +354,23 @@ class DemoSource(Source):
 KINDS: dict[str, type[Source]] = {"hub": HubSource, "local": LocalSource, "demo": DemoSource}
 
 
-def source(
-    ref: str,
-    data_dir: str | os.PathLike | None = None,
-    revisions: Mapping[str, str] | None = None,
-    beir_url: str = BEIR_URL,
-    beir_checksums: Mapping[str, str] | None = None,
-) -> Source:
+@dataclass(frozen=True)
+class HubSettings:
+    """How ``hub:`` sources are reached: commits by repo id, BEIR's server and checksums, and
+    the retry policy for transient failures (the config's ``data`` section)."""
+
+    revisions: Mapping[str, str] = field(default_factory=dict)
+    beir_url: str = BEIR_URL
+    beir_checksums: Mapping[str, str] = field(default_factory=dict)
+    retry: Retry = field(default_factory=Retry)
+
+    @classmethod
+    def of(cls, cfg: DataConfig, revisions: Mapping[str, str] | None = None) -> HubSettings:
+        retry = Retry(cfg.download_attempts, cfg.download_backoff)
+        return cls(dict(revisions or cfg.revisions), cfg.beir_url, dict(cfg.beir_checksums), retry)
+
+
+def source(ref: str, data_dir: str | os.PathLike | None = None, hub: HubSettings | None = None) -> Source:
     """The source ``ref`` (``kind:name``) names, or one error saying how sources are named."""
     if ":" not in ref:
         raise LeapError(f"data source {ref!r} must be named kind:name with kind hub, local or demo (e.g. local:nli)")
@@ -366,7 +378,7 @@ def source(
     if kind not in KINDS:
         raise LeapError(f"data source {ref!r}: unknown kind {kind!r}; use hub:, local: or demo:")
     if kind == "hub":
-        return HubSource(name, revisions, beir_url, beir_checksums)
+        return HubSource(name, hub)
     if kind == "local":
         return LocalSource(name, data_dir)
     return DemoSource(name)
@@ -377,7 +389,9 @@ def hub_repos(refs: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(repo for ref in refs for repo in source(ref).hub_repos()))
 
 
-def resolve_revisions(repos: Iterable[str], pinned: Mapping[str, str] | None = None) -> dict[str, str]:
+def resolve_revisions(
+    repos: Iterable[str], pinned: Mapping[str, str] | None = None, retry: Retry | None = None
+) -> dict[str, str]:
     """The commit each repo is loaded at: the pinned one, else the Hub's current head (asked
     once, before any download, so that every split of a run comes from one commit). Without
     network an unpinned repo fails here with one message naming it and what to do."""
@@ -389,7 +403,7 @@ def resolve_revisions(repos: Iterable[str], pinned: Mapping[str, str] | None = N
         try:
             from huggingface_hub import HfApi
 
-            out[repo] = HfApi().dataset_info(repo).sha
+            out[repo] = (retry or Retry()).call(lambda r=repo: HfApi().dataset_info(r).sha, repo)
         except Exception as exc:
             raise LeapError(
                 f"hub dataset {repo!r}: could not reach the Hugging Face Hub to resolve its revision "
