@@ -102,6 +102,7 @@ def test_fault_a_hub_that_keeps_failing_stops_in_one_line_after_the_attempts(hub
     rc, out, err = load_mrpc(hub_root, [Fault("status", "/", times=None, code=503)], tmp_path)
     line = err.strip().splitlines()[-1]
     assert rc == 2 and line.startswith("error: data source 'hub:mrpc'") and "after 4 attempts" in line
+    assert err.count("again in") == 3  # every attempt made, none more
     record("the Hub keeps failing", "the stand-in Hub answers 503 to every request", line)
 
 

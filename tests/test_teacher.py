@@ -78,6 +78,7 @@ def test_refuses_other_sentences_teacher_or_layers(tmp_path, tiny_models):
     np.testing.assert_array_equal(out[6][0].numpy(), out[6][2].numpy())
 
 
+@pytest.mark.slow
 def test_fault_a_full_disk_stops_the_cache_in_one_line_and_it_resumes_from_its_last_shard(tmp_path, tiny_models):
     """Two shards written, then the kernel refuses the third (RLIMIT_FSIZE below a shard's
     size): one line naming the shard and its bytes, the two shards intact, nothing half

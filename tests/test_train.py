@@ -383,6 +383,7 @@ def test_objectives_read_the_aligned_teacher_layers_only_with_l_inter(variant, r
     assert get_objective(cfg.objective).teacher_layers(cfg, 6, 12) == expected
 
 
+@pytest.mark.slow
 def test_fault_a_full_disk_during_training_stops_in_one_line_and_it_resumes_from_the_last_checkpoint(
     setup, uninterrupted
 ):

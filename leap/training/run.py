@@ -108,12 +108,7 @@ def train(
 
     args = training_arguments(cfg, ckpt_dir, progress_bar, cuda)
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds, loss=loss, callbacks=[callback])
-    try:
-        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    except Exception as err:  # a checkpoint the disk could not take (safetensors, torch.save)
-        if is_disk_full(err):
-            raise disk_full_error(ckpt_dir, checkpoint_bytes(ckpt_dir, st), err) from None
-        raise
+    run_trainer(trainer, resume, ckpt_dir, st)
     if stop_after_steps is not None and trainer.state.global_step < trainer.state.max_steps:
         log.info("stopped at step %d of %d (stop_after_steps)", trainer.state.global_step, trainer.state.max_steps)
         return out / "model"
@@ -195,6 +190,17 @@ def save_run(
     write_json(out / "train_config.json", info)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete: nothing left to resume
     return target
+
+
+def run_trainer(trainer: Any, resume: Path | None, ckpt_dir: Path, st: Any) -> None:
+    """``trainer.train``, from ``resume`` when given; a checkpoint the disk cannot take
+    (safetensors, ``torch.save``) is one :class:`LeapError` naming the folder and its bytes."""
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    except Exception as err:
+        if is_disk_full(err):
+            raise disk_full_error(ckpt_dir, checkpoint_bytes(ckpt_dir, st), err) from None
+        raise
 
 
 def checkpoint_bytes(ckpt_dir: Path, st: Any) -> int:

@@ -51,7 +51,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or an error it was raised from) is worth another attempt."""
     chain = list(_chain(exc))
-    if any(type(e).__name__ in PERMANENT_NAMES or "doesn't exist" in str(e) for e in chain):
+    permanent = ("doesn't exist", "OfflineModeIsEnabled", "offline mode")
+    if any(type(e).__name__ in PERMANENT_NAMES or any(s in str(e) for s in permanent) for e in chain):
         return False
     for e in chain:
         status = getattr(getattr(e, "response", None), "status_code", None)
