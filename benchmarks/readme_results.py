@@ -28,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from leap.deploy.calibrate import Budget
-from leap.deploy.serving_paths import choose, path_from_dict
+from leap.deploy.path_choice import choose, in_budget
+from leap.deploy.serving_paths import path_from_dict
 
 BENCHMARKS = {"scifact": "SciFact", "nfcorpus": "NFCorpus"}
 
@@ -140,7 +141,7 @@ SERVING_HEADER = [
 def serving_rows(name: str, data: dict) -> list[str]:
     """One student's rows from a ``serving_paths`` record: torch and ONNX Runtime int8 at full
     depth, then the fastest path at batch 1 within each Spearman-drop budget
-    (:func:`leap.deploy.serving_paths.choose`, the rule ``leap calibrate --paths auto`` applies)."""
+    (:func:`leap.deploy.path_choice.choose`, the rule ``leap calibrate --paths auto`` applies)."""
     name = f"{name}, {data['threads']}"
     paths = [path_from_dict(d) for d in data["paths"]]
 
@@ -153,7 +154,7 @@ def serving_rows(name: str, data: dict) -> list[str]:
     rows = [row("", d) for d in data["paths"] if d["kind"] == "full"]
     for b in SERVING_BUDGETS:
         for p in paths:
-            p.meets_budget = Budget(spearman_drop=b).met(p.to_dict())
+            p.meets_budget = in_budget(Budget(spearman_drop=b), p.to_dict())
         best = choose(paths, 1)
         within = f"within {100 * b:g}"
         rows.append(row(f"fastest {within}: ", best.to_dict()) if best else f"| {name} | none {within} |")

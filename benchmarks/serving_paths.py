@@ -27,7 +27,8 @@ from leap.core.exit_config import ExitConfig
 from leap.deploy.bench import environment
 from leap.deploy.calibrate import Budget
 from leap.deploy.convert import convert
-from leap.deploy.serving_paths import PathsResult, choose, measure_paths, path_from_dict
+from leap.deploy.path_choice import choose, in_budget
+from leap.deploy.serving_paths import PathsResult, measure_paths, path_from_dict
 from leap.files import write_json, write_text
 from leap.serving.sources import packaged_minilm_path
 from leap.workflow.data import stsb_pairs
@@ -83,7 +84,7 @@ def select(name: str, threads: int, res: PathsResult, out: Path) -> dict:
     chosen = {}
     for b in BUDGETS:
         for p in res.paths:
-            p.meets_budget = Budget(spearman_drop=b).met(p.to_dict())
+            p.meets_budget = in_budget(Budget(spearman_drop=b), p.to_dict())
         best = choose(res.paths, 1)
         chosen[str(b)] = best.to_dict() if best else None
         if b == 0.01:

@@ -15,7 +15,8 @@ from leap.core.builtin import builtin_sentences  # noqa: E402
 from leap.core.exit_config import ExitConfig, read_serving  # noqa: E402
 from leap.deploy.calibrate import Budget, agreement  # noqa: E402
 from leap.deploy.convert import convert  # noqa: E402
-from leap.deploy.serving_paths import NOISE, TABLE_FILE, PathResult, calibrate_paths, candidate_rules, choose  # noqa: E402
+from leap.deploy.path_choice import PairResamples, choose, in_budget, mean_interval  # noqa: E402
+from leap.deploy.serving_paths import TABLE_FILE, PathResult, calibrate_paths, candidate_rules  # noqa: E402
 from leap.errors import LeapError  # noqa: E402
 from leap.serving.model import ExitSentenceTransformer, load_exit_model  # noqa: E402
 
@@ -38,14 +39,25 @@ def test_every_path_is_measured_and_the_fastest_within_budget_is_chosen(calibrat
     assert len(res.paths) == 3 * len(candidate_rules(L, FAST["thetas"], [3, 4]))  # 3 engines x (full, 5 cuts, 4 exits)
     assert {p.backend for p in res.paths} == {"torch", "onnx", "onnx-int8"}
     assert all(set(p.ms) == {1, 4} and min(p.ms.values()) > 0 for p in res.paths)
-    ok = [p for p in res.paths if p.nn10 >= 0.9]
-    assert [p.meets_budget for p in res.paths] == [p.nn10 >= 0.9 for p in res.paths]
-    eligible = [p for p in ok if p.kind != "exit" or p.exit_rate > 0]
-    assert res.chosen in eligible and res.chosen.ms[1] <= min(p.ms[1] for p in eligible) * (1 + NOISE)
+    # in budget on the lower end of the NN@10 interval, which brackets the point estimate
+    assert all(p.nn10_ci[0] <= p.nn10 <= p.nn10_ci[1] for p in res.paths)
+    assert [p.meets_budget for p in res.paths] == [p.nn10_ci[0] >= 0.9 for p in res.paths]
+    eligible = [p for p in res.paths if p.meets_budget and (p.kind != "exit" or p.exit_rate > 0)]
+    fastest = min(eligible, key=lambda p: p.ms[1])
+    assert all(lo <= p.ms[b] <= hi for p in res.paths for b, (lo, hi) in p.ms_range.items())
+    assert res.chosen in eligible and res.chosen.ms_range[1][0] <= fastest.ms_range[1][1]  # tied with the fastest
     full = next(p for p in res.paths if p.backend == "torch" and p.kind == "full")
-    assert full.nn10 == 1.0 and full.exit_rate == 0.0  # the reference itself
+    assert full.nn10 == 1.0 and full.nn10_ci == (1.0, 1.0) and full.exit_rate == 0.0  # the reference itself
     table = (folder / TABLE_FILE).read_text()
-    assert res.chosen.name in table and len(table.splitlines()) == len(res.paths) + 4  # budget, blank, header, rule
+    assert (
+        res.chosen.name in table and len(table.splitlines()) == len(res.paths) + 5
+    )  # budget, choice, blank, header, rule
+    served = [line for line in table.splitlines()[3:] if line.rstrip().endswith(" served")]
+    assert (
+        len(served) == 1
+        and served[0].strip().startswith(res.chosen.name)
+        and f"[{res.chosen.nn10_ci[0]:.3f}, " in served[0]
+    )
 
 
 def test_the_calibrated_path_is_served_on_request_and_the_default_stays_torch(calibrated):
@@ -121,15 +133,69 @@ def test_cli_calibrate_auto_with_pairs_reports_every_path_and_encode_serves_it(t
     assert read_serving(folder) is None
 
 
-def test_choice_is_the_fastest_within_budget_and_ties_go_to_the_simpler_path():
-    def path(kind, ms, ok=True, rate=1.0):
-        rule = {"full": ExitConfig(strategy="none"), "cut": ExitConfig(strategy="truncate", min_layer=3)}.get(
-            kind, ExitConfig(theta=0.9, min_layer=3)
-        )
-        return PathResult("onnx-int8", rule, rate, 4.0, 1.5, 0.9, 0.99, ms={1: ms}, meets_budget=ok)
+def _path(kind, ms, ok=True, rate=1.0, drop=0.01, spread=0.02):
+    """A measured path: ``ms`` at batch 1 with rounds ``spread`` either side, Spearman drop ``drop``."""
+    rule = {"full": ExitConfig(strategy="none"), "cut": ExitConfig(strategy="truncate", min_layer=3)}.get(
+        kind, ExitConfig(theta=0.9, min_layer=3)
+    )
+    return PathResult(
+        "onnx-int8", rule, rate, 4.0, 1.5, 0.9, 0.99, spearman_drop=drop, ms={1: ms},
+        ms_range={1: (ms - spread, ms + spread)}, meets_budget=ok,
+    )  # fmt: skip
 
-    full, cut, exit_ = path("full", 2.00), path("cut", 1.99), path("exit", 1.50)
-    assert choose([full, cut, exit_], 1) is exit_  # clearly faster: exit serves
-    assert choose([full, cut, path("exit", 1.98)], 1) is full  # all within the noise: the simplest
-    assert choose([full, path("exit", 1.0, rate=0.0)], 1) is full  # nothing exits: full depth with checks
-    assert choose([path("cut", 1.0, ok=False), full], 1) is full and choose([path("full", 1.0, ok=False)], 1) is None
+
+def test_a_path_faster_only_by_timing_noise_loses_to_the_slower_better_path():
+    """Of the paths in budget, one that loses quality serves only when it is faster by more
+    than the timing rounds' own spread; within it the better path wins."""
+    better = _path("full", 2.00, drop=0.002)
+    noisy_cut = _path("cut", 1.97, drop=0.04)  # 1.5% faster, rounds overlap: noise
+    assert choose([noisy_cut, better], 1) is better
+    clear_cut = _path("cut", 1.50, drop=0.04)  # 25% faster, rounds far apart
+    assert choose([better, clear_cut], 1) is clear_cut
+    # equal quality within the noise: the simplest kind; nothing-exits rules and paths over budget never serve
+    full, cut, exit_ = _path("full", 2.00), _path("cut", 1.99), _path("exit", 1.98)
+    assert choose([exit_, cut, full], 1) is full
+    assert choose([full, _path("exit", 1.0, rate=0.0)], 1) is full
+    assert choose([_path("cut", 1.0, ok=False), full], 1) is full and choose([_path("full", 1.0, ok=False)], 1) is None
+    # a record from before the rounds' range was kept counts 3% either side
+    old = [_path("full", 2.00, drop=0.002), _path("cut", 1.95, drop=0.04)]
+    for p in old:
+        p.ms_range = {}
+    assert choose(old, 1) is old[0]
+
+
+def test_a_path_within_budget_on_the_point_estimate_but_not_on_its_bound_is_refused():
+    """Budget Spearman drop <= 5 points: a drop of 4.8 whose bootstrap interval reaches 6.1
+    is out; the whole interval under 5 is in. The same holds for NN@10's lower end."""
+    budget = Budget(spearman_drop=0.05)
+    edge = {"nn10": 0.95, "mean_cosine": 0.99, "spearman_drop": 0.048, "spearman_drop_ci": [0.036, 0.061]}
+    assert budget.met(edge) and not in_budget(budget, edge)
+    assert in_budget(budget, edge | {"spearman_drop_ci": [0.036, 0.049]})
+    nn_budget = Budget(nn10=0.9)
+    assert nn_budget.met(edge | {"nn10": 0.91}) and not in_budget(
+        nn_budget, edge | {"nn10": 0.91, "nn10_ci": [0.88, 0.94]}
+    )
+
+
+def test_the_spearman_drop_interval_comes_from_pairs_resampled_with_the_reference():
+    """The path and the full-depth reference are scored on the same resampled pairs: a path
+    equal to the reference has a drop of exactly 0 on every resample; a noisier path's
+    interval brackets its drop and is wider the fewer the pairs."""
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 400)
+    ref = gold + rng.normal(0, 1.0, 400)
+    worse = ref + rng.normal(0, 1.5, 400)
+    pairs = PairResamples(gold, ref, resamples=300)
+    assert pairs.drop_interval(ref) == (0.0, 0.0)
+    from scipy.stats import spearmanr
+
+    drop = spearmanr(ref, gold).statistic - spearmanr(worse, gold).statistic
+    lo, hi = pairs.drop_interval(worse)
+    assert lo < drop < hi and lo > 0
+    few = PairResamples(gold[:60], ref[:60], resamples=300).drop_interval(worse[:60])
+    assert few[1] - few[0] > hi - lo
+    # the mean's interval: a plain loop over the same resamples gives the same percentiles
+    values = rng.uniform(0, 1, 50)
+    idx = np.random.default_rng(7).integers(0, 50, size=(100, 50))
+    loop = [values[row].mean() for row in idx]
+    assert np.allclose(mean_interval(values, resamples=100, seed=7), np.percentile(loop, [2.5, 97.5]))

@@ -81,12 +81,19 @@ DEFAULT_BUDGET = Budget(nn10=metrics.DEFAULT_NN10)
 """The budget when none is named: NN@10 agreement with full inference >= 0.95 (paper B.5)."""
 
 
+def per_row_agreement(emb: np.ndarray, full: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Per sentence ``[N]``: the NN@k overlap and the cosine of ``emb`` ``[N, d]`` with the
+    full-depth ``full`` ``[N, d]`` (paper App. B.5)."""
+    k = min(k, len(emb) - 1)
+    overlaps = metrics.nn_overlap(emb, full, k) if k >= 1 else np.ones(len(emb))
+    cosines = (F.normalize(torch.as_tensor(emb), dim=-1) * F.normalize(torch.as_tensor(full), dim=-1)).sum(-1)
+    return overlaps, cosines.numpy()
+
+
 def agreement(emb: np.ndarray, full: np.ndarray, k: int = 10) -> tuple[float, float]:
     """(mean NN@k overlap, mean cosine) of exit embeddings against full-depth ones."""
-    k = min(k, len(emb) - 1)
-    nn = float(metrics.nn_overlap(emb, full, k).mean()) if k >= 1 else 1.0
-    cos = float((F.normalize(torch.as_tensor(emb), dim=-1) * F.normalize(torch.as_tensor(full), dim=-1)).sum(-1).mean())
-    return nn, cos
+    overlaps, cosines = per_row_agreement(emb, full, k)
+    return float(overlaps.mean()), float(cosines.mean())
 
 
 def calibrate(

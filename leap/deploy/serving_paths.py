@@ -48,12 +48,19 @@ from leap.core.early_exit import simulate_exit
 from leap.core.exit_config import CALIBRATION_KEY, EXIT_CONFIG_FILE, SERVING_BACKENDS, SERVING_KEY, ExitConfig
 from leap.core.quiet import third_party_to_log
 from leap.core.text_table import fmt, table
-from leap.deploy.calibrate import DEFAULT_THETAS, Budget, agreement
+from leap.deploy.calibrate import DEFAULT_THETAS, Budget, per_row_agreement
+from leap.deploy.path_choice import RESAMPLES, PairResamples, choose, in_budget, quality_intervals
 from leap.errors import LeapError
 from leap.files import check_writable, write_text
 from leap.serving.folder import ModelFolder
 
 log = logging.getLogger(__name__)
+
+CHOICE_RULE = (
+    "in budget on the pessimistic end of each 95% bootstrap interval; of the paths in budget, those whose "
+    "timing range overlaps the fastest one's are tied, and the best quality of them is served"
+)
+"""How the served path was chosen, as the calibration record and the table say it."""
 
 TABLE_FILE = "serving_paths.txt"
 """The table of every measured path that :func:`calibrate_paths` writes into the model folder."""
@@ -75,7 +82,11 @@ class PathResult:
     spearman_drop: float | None = None
     spearman_common_depth: float | None = None
     ms: dict[int, float] = field(default_factory=dict)  # batch size -> ms/sentence (median of rounds)
-    meets_budget: bool = False
+    meets_budget: bool = False  # on the pessimistic end of every interval (path_choice.in_budget)
+    nn10_ci: tuple[float, float] | None = None
+    mean_cosine_ci: tuple[float, float] | None = None
+    spearman_drop_ci: tuple[float, float] | None = None
+    ms_range: dict[int, tuple[float, float]] = field(default_factory=dict)  # batch size -> (fastest, slowest) round
 
     @property
     def kind(self) -> str:
@@ -101,7 +112,11 @@ class PathResult:
         for k in ("spearman", "spearman_drop", "spearman_common_depth"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
+        for k in ("nn10_ci", "mean_cosine_ci", "spearman_drop_ci"):
+            if getattr(self, k) is not None:
+                out[k] = list(getattr(self, k))
         out |= {f"ms_b{b}": v for b, v in self.ms.items()}
+        out |= {f"ms_b{b}_range": list(v) for b, v in self.ms_range.items()}
         out["meets_budget"] = self.meets_budget
         return out
 
@@ -109,10 +124,21 @@ class PathResult:
 def path_from_dict(d: dict[str, Any]) -> PathResult:
     """A :class:`PathResult` back from its ``to_dict`` row (a saved table)."""
     rule = ExitConfig.from_dict({k: d[k] for k in ExitConfig().to_dict()})  # the rule's fields of the row
-    ms = {int(k[4:]): v for k, v in d.items() if k.startswith("ms_b")}
+    ms = {int(k[4:]): v for k, v in d.items() if k.startswith("ms_b") and not k.endswith("_range")}
+    ms_range = {int(k[4:].removesuffix("_range")): tuple(v) for k, v in d.items() if k.endswith("_range")}
     keys = ("exit_rate", "expected_exit_layer", "layer_reduction", "nn10", "mean_cosine")
     opt = {k: d.get(k) for k in ("spearman", "spearman_drop", "spearman_common_depth")}
-    return PathResult(d["backend"], rule, **{k: d[k] for k in keys}, **opt, ms=ms, meets_budget=d["meets_budget"])
+    cis = {k: tuple(d[k]) for k in ("nn10_ci", "mean_cosine_ci", "spearman_drop_ci") if d.get(k) is not None}
+    return PathResult(
+        d["backend"],
+        rule,
+        **{k: d[k] for k in keys},
+        **opt,
+        ms=ms,
+        meets_budget=d["meets_budget"],
+        **cis,
+        ms_range=ms_range,
+    )
 
 
 @dataclass
@@ -151,32 +177,38 @@ def score_paths(
     rules: Sequence[ExitConfig],
     reference: np.ndarray,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    resamples: int = RESAMPLES,
 ) -> list[PathResult]:
     """Quality of each rule on one engine's full pass (``[L, N, d]`` raw and as-returned
-    vectors) against ``reference`` (``[N, d]`` normalised full-depth fp32 embeddings)."""
+    vectors) against ``reference`` (``[N, d]`` normalised full-depth fp32 embeddings), each
+    figure with its bootstrap interval (:mod:`leap.deploy.path_choice`)."""
     from scipy.stats import spearmanr
 
     L = layer_vectors.shape[0]
-    full_sp = None
+    full_sp, resampled = None, None
     if pairs is not None:
         i1, i2, gold = pairs
-        full_sp = float(spearmanr((reference[i1] * reference[i2]).sum(-1), gold).statistic)
+        ref_scores = (reference[i1] * reference[i2]).sum(-1)
+        full_sp = float(spearmanr(ref_scores, gold).statistic)
+        resampled = PairResamples(gold, ref_scores, resamples)
     unit = F.normalize(embed_vectors.float(), dim=-1).numpy()  # [L, N, d]
     out = []
     for rule in rules:
         emb, layers = simulate_exit(layer_vectors, rule, embed_vectors=embed_vectors)
-        nn, cos = agreement(emb, reference)
+        overlaps, cosines = per_row_agreement(emb, reference)
+        scores = (emb[i1] * emb[i2]).sum(-1) if pairs is not None else None
         res = PathResult(
             backend,
             rule,
             exit_rate=metrics.exit_rate(layers, L),
             expected_exit_layer=metrics.expected_exit_layer(layers),
             layer_reduction=metrics.layer_reduction(layers, L),
-            nn10=nn,
-            mean_cosine=cos,
+            nn10=float(overlaps.mean()),
+            mean_cosine=float(cosines.mean()),
+            **quality_intervals(overlaps, cosines, scores, resampled, resamples),
         )
         if pairs is not None:
-            res.spearman = float(spearmanr((emb[i1] * emb[i2]).sum(-1), gold).statistic)
+            res.spearman = float(spearmanr(scores, gold).statistic)
             res.spearman_drop = full_sp - res.spearman
             stack = common_depth.stack_from_layer_vectors(unit, layers)
             cd = common_depth.pair_similarity(stack, layers, i1, i2)
@@ -205,25 +237,7 @@ def time_paths(
         times = interleaved_ms(fns, list(sentences), bs, rounds)
         for p in paths:
             p.ms[int(bs)] = float(np.median(times[p.name]))
-
-
-NOISE = 0.03
-"""Paths within this fraction of the fastest time count as tied (the spread of interleaved
-rounds on 64 sentences); the simpler one serves."""
-SIMPLER = {"full": 0, "cut": 1, "exit": 2}
-
-
-def choose(paths: Sequence[PathResult], batch_size: int) -> PathResult | None:
-    """The fastest path at ``batch_size`` among those that meet the budget. Paths within
-    :data:`NOISE` of the fastest are tied and the simplest kind of them wins (full depth, then
-    a cut, then exit; within a kind, the faster); an exit rule under which no input exits is
-    never chosen."""
-    ok = [p for p in paths if p.meets_budget and (p.kind != "exit" or p.exit_rate > 0)]
-    if not ok:
-        return None
-    fastest = min(p.ms[batch_size] for p in ok)
-    tied = [p for p in ok if p.ms[batch_size] <= fastest * (1 + NOISE)]
-    return min(tied, key=lambda p: (SIMPLER[p.kind], p.ms[batch_size]))
+            p.ms_range[int(bs)] = (float(min(times[p.name])), float(max(times[p.name])))
 
 
 def onnx_export_needed(folder: ModelFolder, num_layers: int, first_layer: int) -> str | None:
@@ -283,10 +297,13 @@ def measure_paths(
     rounds: int = 3,
     backends: Sequence[str] = SERVING_BACKENDS,
     export: bool = True,
+    resamples: int = RESAMPLES,
 ) -> PathsResult:
     """Every serving path of the model in ``folder`` on ``sentences``: quality from one full
-    pass per engine, speed on ``timing_sentences`` of them (evenly spaced), the budget
-    checked, the fastest path within it chosen at ``batch_sizes[0]``."""
+    pass per engine with its bootstrap interval (``resamples``), speed on ``timing_sentences``
+    of them (evenly spaced) over ``rounds`` interleaved rounds, the budget checked on each
+    interval's pessimistic end, and the path to serve at ``batch_sizes[0]`` chosen
+    (:func:`leap.deploy.path_choice.choose`)."""
     from leap.serving.model import ExitSentenceTransformer
 
     sents = [s for s in sentences if s.strip()]
@@ -316,9 +333,9 @@ def measure_paths(
         if backend not in backends:
             continue
         lv = v if backend == "torch" else model.layer_embeddings(sents)
-        paths += score_paths(backend, lv, model.embed_vectors(lv), rules, reference, pairs)
+        paths += score_paths(backend, lv, model.embed_vectors(lv), rules, reference, pairs, resamples)
     for p in paths:
-        p.meets_budget = budget.met(p.to_dict())
+        p.meets_budget = in_budget(budget, p.to_dict())
     idx = np.unique(np.linspace(0, len(sents) - 1, min(timing_sentences, len(sents))).astype(int))
     time_paths(engines, paths, [sents[i] for i in idx], batch_sizes, rounds)
     chosen = choose(paths, int(batch_sizes[0]))
@@ -342,6 +359,7 @@ def serving_record(result: PathsResult, sentences: Sequence[str], source: str) -
         "batch_sizes": list(result.batch_sizes),
         "budget": asdict(result.budget),
         "budget_text": result.budget.describe(),
+        "choice": CHOICE_RULE,
         "data": source,
         "data_sha256": hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest(),
         "n_sentences": result.n,
@@ -352,20 +370,37 @@ def serving_record(result: PathsResult, sentences: Sequence[str], source: str) -
     }
 
 
+def _with_interval(value: float | None, interval: Any, pct: bool = False, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    scale = 100 if pct else 1
+    text = f"{scale * value:.{digits}f}"
+    return text if not interval else f"{text} [{scale * interval[0]:.{digits}f}, {scale * interval[1]:.{digits}f}]"
+
+
 def paths_table(result: PathsResult) -> str:
     """Every measured path as a text table, fastest first at the first batch size: quality
-    against full-depth fp32, exit statistics, ms/sentence per batch size, budget met."""
+    against full-depth fp32 with its 95% bootstrap interval, exit statistics, ms/sentence per
+    batch size with the range of the timing rounds, and whether the budget is met on the
+    interval's pessimistic end (the path served is marked)."""
     pairs = any(p.spearman is not None for p in result.paths)
-    cols = ["exit_rate", "expected_exit_layer", "nn10", "mean_cosine"]
-    cols += ["spearman_drop", "spearman_common_depth"] if pairs else []
-    ms = [f"ms_b{b}" for b in result.batch_sizes]
-    rows = sorted((p.to_dict() for p in result.paths), key=lambda r: r[ms[0]])
-    body = [
-        [r["path"], r["precision"], *(fmt(r.get(c), pct=c == "exit_rate") for c in cols + ms)]
-        + ["yes" if r["meets_budget"] else ""]
-        for r in rows
-    ]
-    return table(["path", "precision", *cols, *ms, "meets"], body)
+    rows = sorted(result.paths, key=lambda p: p.ms[result.batch_sizes[0]])
+    header = ["path", "precision", "exit rate", "E[l]", "NN@10", "mean cosine"]
+    header += ["Spearman drop (points)", "common-depth Spearman"] if pairs else []
+    header += [f"ms, batch {b}" for b in result.batch_sizes] + ["in budget"]
+    body = []
+    for p in rows:
+        cells = [p.name, p.precision, fmt(p.exit_rate, pct=True), fmt(p.expected_exit_layer)]
+        cells += [_with_interval(p.nn10, p.nn10_ci), _with_interval(p.mean_cosine, p.mean_cosine_ci)]
+        if pairs:
+            cells += [
+                _with_interval(p.spearman_drop, p.spearman_drop_ci, pct=True, digits=2),
+                fmt(p.spearman_common_depth),
+            ]
+        cells += [_with_interval(p.ms[b], p.ms_range.get(b), digits=2) for b in result.batch_sizes]
+        cells.append(("served" if p is result.chosen else "yes") if p.meets_budget else "")
+        body.append(cells)
+    return table(header, body)
 
 
 def calibrate_paths(
@@ -387,6 +422,7 @@ def calibrate_paths(
     calibration = {k: record[k] for k in ("data", "data_sha256", "n_sentences", "budget", "date")}
     calibration["achieved"] = result.chosen.to_dict()  # the monitor's reference (leap.deploy.monitor.ExitMonitor)
     extra = {CALIBRATION_KEY: calibration, SERVING_KEY: record}
-    write_text(path / TABLE_FILE, f"budget: {result.budget.describe()}\n\n{paths_table(result)}\n")
+    head = f"budget: {result.budget.describe()}\nchoice: {CHOICE_RULE}\n"
+    write_text(path / TABLE_FILE, f"{head}\n{paths_table(result)}\n")
     result.chosen.rule.save(path, extra=extra)
     return result
