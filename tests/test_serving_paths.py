@@ -36,8 +36,10 @@ def calibrated(tmp_path_factory, tiny_models):
 def test_every_path_is_measured_and_the_fastest_within_budget_is_chosen(calibrated):
     folder, _, res = calibrated
     L = 6
-    assert len(res.paths) == 3 * len(candidate_rules(L, FAST["thetas"], [3, 4]))  # 3 engines x (full, 5 cuts, 4 exits)
-    assert {p.backend for p in res.paths} == {"torch", "onnx", "onnx-int8"}
+    # 5 engines (torch; ONNX Runtime plain and fused, fp32 and int8) x (full, 5 cuts, 4 exits)
+    assert len(res.paths) == 5 * len(candidate_rules(L, FAST["thetas"], [3, 4]))
+    assert {p.backend for p in res.paths} == {"torch", "onnx", "onnx-int8", "onnx-fused", "onnx-fused-int8"}
+    assert {p.precision for p in res.paths if "int8" in p.backend} == {"int8"}
     assert all(set(p.ms) == {1, 4} and min(p.ms.values()) > 0 for p in res.paths)
     # in budget on the lower end of the NN@10 interval, which brackets the point estimate
     assert all(p.nn10_ci[0] <= p.nn10 <= p.nn10_ci[1] for p in res.paths)
@@ -76,7 +78,8 @@ def test_the_calibrated_path_is_served_on_request_and_the_default_stays_torch(ca
         assert isinstance(model, SentenceTransformer) and model.exit_config == res.chosen.rule.resolve(6)
     assert served.backend == res.chosen.backend and served.threads == rec["threads"] and plain.backend == "torch"
     assert repr(served).splitlines()[0] == f"ExitSentenceTransformer(serving: {served.serving_path})"
-    engine = "torch" if res.chosen.backend == "torch" else f"ONNX Runtime {res.chosen.precision}"
+    fused = " fused" if "fused" in res.chosen.backend else ""
+    engine = "torch" if res.chosen.backend == "torch" else f"ONNX Runtime{fused} {res.chosen.precision}"
     assert served.serving_path.startswith(engine)
 
 
@@ -110,12 +113,12 @@ def test_cli_calibrate_auto_with_pairs_reports_every_path_and_encode_serves_it(t
     fast = ["--thetas", "0.9", "--batch-sizes", "2", "--timing-sentences", "6", "--rounds", "1", "--threads", "1"]
     assert main([*base, *fast, "--no-export"]) == 0
     out = capsys.readouterr().out
-    assert "not measured: onnx, onnx-int8: no ONNX export; run `leap export" in out
+    assert "not measured: onnx, onnx-int8, onnx-fused, onnx-fused-int8: no ONNX export; run `leap export" in out
     assert "Spearman drop <= 0.05" in out and "NN@10" not in out.split("budget")[1].splitlines()[0]
     assert read_serving(folder)["backend"] == "torch"
     assert main([*base, *fast, "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert {r["backend"] for r in got["paths"]} == {"torch", "onnx", "onnx-int8"}
+    assert {r["backend"] for r in got["paths"]} == {"torch", "onnx", "onnx-int8"}  # MPNet: no fused graphs
     assert all("spearman_common_depth" in r and "ms_b2" in r for r in got["paths"])
     chosen = got["chosen"]
     (tmp_path / "in.txt").write_text("\n".join(sents[:5]) + "\n")

@@ -13,6 +13,7 @@ from leap.cli.common import (
     read_lines,
     rule_text,
 )
+from leap.core.exit_config import SERVING_BACKENDS
 from leap.core.text_table import fmt, table
 from leap.errors import LeapError
 
@@ -177,8 +178,9 @@ def add_parsers(sub: Any) -> None:
     e.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnx", "onnx-int8", "calibrated"],
-        help="torch (default), ONNX Runtime on the `leap export` graphs (fp32 or int8), or calibrated: the "
+        choices=[*SERVING_BACKENDS, "calibrated"],
+        help="torch (default), ONNX Runtime on the `leap export` graphs (plain or fused, fp32 or int8), or "
+        "calibrated: the "
         "engine and threads `leap calibrate --paths auto` chose for the folder",
     )
     exit_args(e)

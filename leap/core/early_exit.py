@@ -270,11 +270,16 @@ class _ExitOutputs:
 
     def __init__(self, bsz: int, seq: int, hidden: Tensor, n_layers: int, maps: Any, keep_layers: bool) -> None:
         dev, dim = hidden.device, hidden.shape[-1]
-        self.n_layers, self.maps = n_layers, maps
-        self.tokens = torch.zeros(bsz, seq, dim, dtype=hidden.dtype, device=dev)
+        self.n_layers, self.maps, self.shape = n_layers, maps, (bsz, seq, dim)
+        self.tokens: Tensor | None = None  # allocated when the first row leaves early
         self.out = torch.zeros(bsz, dim, dtype=torch.float32, device=dev)
         self.exit_layer = torch.full((bsz,), n_layers, dtype=torch.long, device=dev)
         self.stack = torch.zeros(bsz, n_layers, dim, dtype=torch.float32, device=dev) if keep_layers else None
+
+    def token_buffer(self, like: Tensor) -> Tensor:
+        if self.tokens is None:
+            self.tokens = torch.zeros(self.shape, dtype=like.dtype, device=like.device)
+        return self.tokens
 
     def returned(self, layer: int, pooled: Tensor, unit: Tensor) -> Tensor:
         """What a row stopped at ``layer`` returns: ``unit``, or its map's normalised image."""
@@ -286,12 +291,28 @@ class _ExitOutputs:
         """Rows ``idx`` leave at ``layer`` with states ``h [b, t, d]``."""
         if self.maps is not None and layer < self.n_layers:
             h = self.maps.apply(layer, h)
-        self.tokens[idx, : h.shape[1]] = h
+        self.token_buffer(h)[idx, : h.shape[1]] = h
         self.out[idx] = self.returned(layer, pooled, unit)
         self.exit_layer[idx] = layer
 
+    def finish(self, rows: Tensor, hidden: Tensor, pooled: Tensor) -> ExitOutput:
+        """The rows still running ``rows`` leave at the last layer with states ``hidden [b, t, d]``
+        and pooled vectors ``[b, d]``. When no row left early, the last layer's states are the
+        token embeddings as they are: no copy (what keeps a monitor-only pass as cheap as a
+        plain forward)."""
+        out = F.normalize(pooled.float(), dim=-1)
+        if self.tokens is None and hidden.shape == self.shape:
+            self.tokens, self.out = hidden, out
+        else:
+            self.token_buffer(hidden)[rows, : hidden.shape[1]] = hidden
+            self.out[rows] = out
+        if self.stack is not None:
+            self.stack[rows, self.n_layers - 1] = out
+        return self.result()
+
     def result(self) -> ExitOutput:
-        return ExitOutput(self.tokens, self.out, self.exit_layer, self.stack)
+        tokens = self.tokens if self.tokens is not None else torch.zeros(self.shape, device=self.out.device)
+        return ExitOutput(tokens, self.out, self.exit_layer, self.stack)
 
 
 @torch.inference_mode()
@@ -366,13 +387,10 @@ def exit_forward(
             extra = ad.extra(model, hidden)
         elif bool(done.all()):
             return res.result()
-    last = ~done[rows]
-    h_last = hidden[last]
-    res.tokens[rows[last], : h_last.shape[1]] = h_last
-    res.out[rows[last]] = F.normalize(pool_with(weights[last], h_last).float(), dim=-1)
-    if res.stack is not None:
-        res.stack[rows[last], n_layers - 1] = res.out[rows[last]]
-    return res.result()
+    if not compact:  # exited rows still run: only the others leave at the last layer
+        last = ~done[rows]
+        rows, hidden, weights = rows[last], hidden[last], weights[last]
+    return res.finish(rows, hidden, pool_with(weights, hidden))
 
 
 @torch.inference_mode()

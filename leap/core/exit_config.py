@@ -133,7 +133,7 @@ monitor's reference)."""
 RECORD_KEYS = (CALIBRATION_KEY, SERVING_KEY)
 """The keys of ``leap_exit.json`` beside the rule's fields."""
 
-SERVING_BACKENDS = ("torch", "onnx", "onnx-int8")
+SERVING_BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-fused", "onnx-fused-int8")
 
 
 def read_exit_file(folder: str | os.PathLike) -> dict | None:

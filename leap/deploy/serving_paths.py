@@ -56,6 +56,9 @@ from leap.serving.folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
+ONNX_BACKENDS = tuple(b for b in SERVING_BACKENDS if b != "torch")
+"""The ONNX Runtime backends a calibration measures (plain and fused graphs, fp32 and int8)."""
+
 CHOICE_RULE = (
     "in budget on the pessimistic end of each 95% bootstrap interval; of the paths in budget, those whose "
     "timing range overlaps the fastest one's are tied, and the best quality of them is served"
@@ -71,7 +74,7 @@ class PathResult:
     """One serving path and what it measured: quality against full-depth fp32 inference,
     exit statistics, and median ms/sentence per batch size."""
 
-    backend: str  # torch | onnx | onnx-int8
+    backend: str  # one of SERVING_BACKENDS
     rule: ExitConfig
     exit_rate: float
     expected_exit_layer: float
@@ -94,7 +97,7 @@ class PathResult:
 
     @property
     def precision(self) -> str:
-        return "int8" if self.backend == "onnx-int8" else "fp32"
+        return "int8" if self.backend.endswith("int8") else "fp32"
 
     @property
     def name(self) -> str:
@@ -249,6 +252,8 @@ def onnx_export_needed(folder: ModelFolder, num_layers: int, first_layer: int) -
         return "the export was made from other weights"
     if not m.get("int8"):
         return "the export has no int8 graphs"
+    if "fused" not in m:
+        return "the export predates fused graphs"
     if m["first_segment_end"] > first_layer:
         return f"its first segment ends after layer {first_layer}"
     missing = [k for k in range(1, num_layers) if k < m["first_segment_end"] and str(k) not in m.get("truncations", {})]
@@ -261,12 +266,14 @@ def load_engines(
     rules: Sequence[ExitConfig],
     threads: int | None,
     export: bool,
-    backends: Sequence[str] = ("onnx", "onnx-int8"),
+    backends: Sequence[str] = ONNX_BACKENDS,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The ONNX Runtime engines (fp32, int8) for ``folder``, exported first when needed and
-    ``export``; ``(engines, skipped)`` where ``skipped`` says why an engine is missing."""
+    """The ONNX Runtime engines (plain and fused, fp32 and int8) for ``folder``, exported first
+    when needed and ``export``; ``(engines, skipped)`` where ``skipped`` says why an engine is
+    missing."""
+    wanted = [b for b in backends if b != "torch"]
     if importlib.util.find_spec("onnxruntime") is None:
-        return {}, ["onnx, onnx-int8: onnxruntime is not installed (pip install leap-exit[onnx])"]
+        return {}, [f"{', '.join(wanted)}: onnxruntime is not installed (pip install leap-exit[onnx])"]
     from leap.serving.model import ExitSentenceTransformer
 
     first = min(r.first_pooled_layer() for r in rules if r.strategy == "convergence")
@@ -274,14 +281,18 @@ def load_engines(
     if why is not None:
         cmd = f"leap export {folder.path} --int8 --truncations {' '.join(map(str, range(1, num_layers)))}"
         if not export:
-            return {}, [f"onnx, onnx-int8: {why}; run `{cmd}` (or calibrate without --no-export)"]
+            return {}, [f"{', '.join(wanted)}: {why}; run `{cmd}` (or calibrate without --no-export)"]
         from leap.serving.onnx_export import export_onnx
 
         log.info("exporting ONNX graphs into %s (%s)", folder.path, why)
         manifest = export_onnx(folder, int8=True, truncations=range(1, num_layers), first_segment_end=first)
         folder = dataclasses.replace(folder, onnx_manifest=manifest)
-    engines = {b: ExitSentenceTransformer(folder, backend=b, threads=threads) for b in backends if b not in ("torch",)}
-    return engines, []
+    skipped = []
+    if not folder.onnx_manifest.get("fused") and any("fused" in b for b in wanted):
+        wanted = [b for b in wanted if "fused" not in b]
+        skipped.append("onnx-fused, onnx-fused-int8: ONNX Runtime's optimizer cannot fuse this architecture")
+    engines = {b: ExitSentenceTransformer(folder, backend=b, threads=threads) for b in wanted}
+    return engines, skipped
 
 
 def measure_paths(

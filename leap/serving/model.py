@@ -43,7 +43,7 @@ from sentence_transformers.base.modules.transformer import Transformer
 from torch import Tensor
 
 from leap.core.early_exit import adapter_for, exit_forward, layers_forward
-from leap.core.exit_config import ExitConfig
+from leap.core.exit_config import SERVING_BACKENDS, ExitConfig
 from leap.core.layer_maps import LayerMaps
 from leap.errors import LeapError
 from leap.serving.encoder import BatchResult, ExitEncoderMethods, check_texts, encode_rows, length_batches
@@ -51,7 +51,7 @@ from leap.serving.folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8", "calibrated")
+BACKENDS = (*SERVING_BACKENDS, "calibrated")
 """What ``ExitSentenceTransformer(..., backend=)`` takes: the engines of
 :data:`leap.core.exit_config.SERVING_BACKENDS` and the path a calibration chose."""
 STANDARD_TRANSFORMER = f"{Transformer.__module__}.{Transformer.__name__}"
@@ -200,7 +200,7 @@ def calibrated_backend(folder: ModelFolder, threads: int | None) -> tuple[str, i
     if rec is None:
         raise LeapError(
             f"{folder.name!r} has no calibrated serving path; run `leap calibrate {folder.name} --data FILE "
-            "--paths auto`, or pass backend='torch' / 'onnx' / 'onnx-int8'"
+            "--paths auto`, or pass backend='torch', 'onnx' or 'onnx-int8'"
         )
     return rec["backend"], threads if threads is not None else rec.get("threads")
 
@@ -218,6 +218,8 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
         backend: what runs the layers, in the spirit of sentence-transformers' own ``backend=``:
             ``"torch"`` (default); ``"onnx"`` or ``"onnx-int8"``: ONNX Runtime over the folder's
             ``leap export`` graphs, fp32 or int8, on the CPU (the ``onnx`` extra);
+            ``"onnx-fused"``, ``"onnx-fused-int8"``: the same on the graphs ONNX Runtime's
+            transformer optimizer fused (BERT-family models);
             ``"calibrated"``: the engine, precision and threads that ``leap calibrate --paths
             auto`` chose for the folder (its ``serving`` record; an error when it has none).
             The model is an ``ExitSentenceTransformer`` whichever engine runs it; its ``repr``
@@ -264,7 +266,7 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
 
             if kwargs.pop("device", None) not in (None, "cpu"):
                 raise LeapError(f"backend {backend!r} runs on the CPU; drop device (or use backend='torch')")
-            module = OnnxExitTransformer(folder, rule, int8=backend == "onnx-int8", threads=threads)
+            module = OnnxExitTransformer(folder, rule, backend=backend, threads=threads)
             st = folder.st_config
             kwargs.setdefault("prompts", st.get("prompts"))
             kwargs.setdefault("default_prompt_name", st.get("default_prompt_name"))
@@ -278,6 +280,14 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
         self.eval()  # inference model: no dropout (encode() does the same)
 
     @property
+    def device(self) -> torch.device:
+        """Where the model runs: the CPU for ONNX Runtime (no search through modules on every
+        ``encode``), else sentence-transformers' answer."""
+        if getattr(self, "backend", "torch") != "torch":
+            return torch.device("cpu")
+        return super().device
+
+    @property
     def serving_path(self) -> str:
         """Which path this model serves: engine, precision, the rule, threads."""
         r = self.exit_config
@@ -285,7 +295,9 @@ class ExitSentenceTransformer(ExitEncoderMethods, SentenceTransformer):
             r.strategy, f"{r.strategy} exit theta {r.theta:g} k {r.patience} l_min {r.min_layer}"
         )
         threads = f", {self.threads} threads" if self.threads else ""
-        engine = "torch" if self.backend == "torch" else f"ONNX Runtime {'int8' if 'int8' in self.backend else 'fp32'}"
+        fused = " fused" if "fused" in self.backend else ""
+        precision = "int8" if "int8" in self.backend else "fp32"
+        engine = "torch" if self.backend == "torch" else f"ONNX Runtime{fused} {precision}"
         return f"{engine}, {how}{threads}"
 
     def __repr__(self) -> str:

@@ -6,7 +6,18 @@ graph returns its hidden states and the mean-pooled vector the rule reads. A sin
 full-depth graph is written beside (the fair "ONNX Runtime at full depth" baseline), and,
 on request, single graphs of the model cut at fixed layers (``truncations``: static
 truncation, the frontier's baseline, served without segment overhead). ``int8`` adds
-dynamically quantised copies (``onnxruntime.quantization``). The manifest records the
+dynamically quantised copies (``onnxruntime.quantization``, per-channel weights: measured on
+all-MiniLM-L6-v2, as fast as per-tensor and nearer fp32; static and QDQ quantisation were
+slower and further from fp32 on the CPU, and are not used).
+
+Where ONNX Runtime's transformer optimizer (``onnxruntime.transformers.optimizer``) fuses the
+attention of every layer (BERT-family models), each graph also gets a fused copy
+(``*.fused.onnx``: one Attention, SkipLayerNormalization and BiasGelu kernel per layer instead
+of dozens of small ops) and its int8 copy (``*.fused.int8.onnx``), served as the backends
+``onnx-fused`` and ``onnx-fused-int8``. Whether they are faster depends on the CPU, the
+ONNX Runtime version and the batch: ``leap calibrate --paths auto`` measures them beside the
+plain graphs. An architecture the optimizer cannot fuse keeps the plain graphs, with one log
+line. The manifest records the
 opset, the segment boundaries and the SHA-256 of the weights they came from
 (:func:`leap.core.hashing.weights_sha`); :class:`leap.serving.onnx_runtime.OnnxExitEngine` refuses a
 stale export.
@@ -52,12 +63,21 @@ class _Segment(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ad, m = self.ad, self.model
         hidden = ad.embed(m, x, mask) if self.embed else x
-        mask4d = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        mask4d = additive_mask(mask, hidden.dtype)
         extra = ad.extra(m, hidden)
         layers = ad.layers(m)
         for l in range(self.first, self.last + 1):
             hidden = ad.call(layers[l - 1], hidden, mask4d, extra)
         return hidden, mean_pool(hidden, mask)
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, 1, T, T]``: 0 where a token may be attended to, the dtype's minimum at padding,
+    built the way ONNX Runtime's transformer optimizer recognises as an attention mask
+    (unsqueeze, expand, cast, ``1 - m``, masked fill), so that it can fuse the attention."""
+    bsz, t = mask.shape
+    inverted = 1.0 - mask.unsqueeze(1).unsqueeze(2).expand(bsz, 1, t, t).to(dtype)
+    return inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
 
 
 def export_onnx(
@@ -74,7 +94,8 @@ def export_onnx(
     (:meth:`ExitConfig.first_pooled_layer`; ``first_segment_end`` sets it instead, for a
     sweep of rules); a rule that reads earlier layers needs a new export. ``truncations``:
     layers k at which to write one graph of layers 1..k (``truncated_k.onnx``), served for
-    ``strategy="truncate", min_layer=k``. ``int8`` adds dynamically quantised copies.
+    ``strategy="truncate", min_layer=k``. ``int8`` adds dynamically quantised copies. Fused
+    copies of every graph are added where the optimizer fuses every layer's attention.
 
     An export adds to what the folder holds, never takes away: graphs of an earlier export
     of the same weights (its cuts, its int8 copies, an earlier first segment end) and those
@@ -131,7 +152,7 @@ def _kept(
     rec = info.serving
     if rec is not None and rec["backend"] != "torch" and info.exit is not None:
         rule = info.exit.resolve(num_layers)
-        int8 = int8 or rec["backend"] == "onnx-int8"
+        int8 = int8 or rec["backend"].endswith("int8")
         if rule.strategy == "truncate":
             cuts.add(rule.min_layer)
         elif rule.strategy != "none":
@@ -173,14 +194,13 @@ def _export_segments(
             )
             if name.startswith("segment_"):
                 hidden = seg(x, mask)[0]
-    files = [s[0] for s in specs + cuts]
+    files = {s[0]: s[2] - s[1] + 1 for s in specs + cuts}  # file -> number of layers
+    fused = fuse_graphs(tmp, files, hf.config)
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         for name in files:
-            quantize_dynamic(
-                str(tmp / name), str(tmp / name.replace(".onnx", ".int8.onnx")), weight_type=QuantType.QInt8
-            )
+            quantize_int8(tmp / name, tmp / name.replace(".onnx", ".int8.onnx"))
+            if fused is not None:
+                quantize_int8(tmp / fused_name(name), tmp / fused_name(name).replace(".onnx", ".int8.onnx"), fused=True)
     manifest = {
         "opset": opset,
         "num_layers": L,
@@ -189,8 +209,53 @@ def _export_segments(
         "segments": [{"file": n, "first": f, "last": la, "embeddings": e} for n, f, la, e in specs],
         "truncations": {str(la): n for n, _, la, _ in cuts},
         "int8": int8,
+        "int8_quantization": "dynamic, per-channel int8 weights (onnxruntime.quantization.quantize_dynamic)",
+        "fused": fused,
         "exit_rule_at_export": model.exit_config.to_dict(),
         "inputs": "x: input_ids [B, T] int64 (embedding segments) or hidden [B, T, d]; attention_mask [B, T] int64",
         "outputs": "hidden [B, T, d], pooled [B, d] (mean over real tokens)",
     }
     return manifest
+
+
+def fused_name(name: str) -> str:
+    """``segment_03.onnx`` -> ``segment_03.fused.onnx``."""
+    return name.replace(".onnx", ".fused.onnx")
+
+
+def quantize_int8(src: Path, dst: Path, fused: bool = False) -> None:
+    """Dynamic int8 quantisation with per-channel weights (``src`` -> ``dst``). A fused graph's
+    contrib ops carry no shape information for the quantiser: their outputs are declared fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT} if fused else {}
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, extra_options=extra)
+
+
+def fuse_graphs(tmp: Path, files: dict[str, int], config: Any) -> dict[str, Any] | None:
+    """Fused copies (:func:`fused_name`) of every graph in ``files`` (file -> its number of
+    layers) by ONNX Runtime's transformer optimizer, at its offline level only (no
+    machine-specific kernels baked in); written only when every graph's every layer got a
+    fused Attention. Returns what the manifest records of it, or ``None`` (one log line)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+    optimized, stats = {}, {}
+    for name, layers in files.items():
+        model = optimize_model(str(tmp / name), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        ops = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+        if ops.get("Attention", 0) != layers:
+            log.info(
+                "ONNX Runtime's optimizer fused the attention of %d of %d layers of %s (%s): the plain graphs are "
+                "served, without fused copies",
+                ops.get("Attention", 0),
+                layers,
+                name,
+                getattr(config, "model_type", "?"),
+            )
+            return None
+        optimized[name], stats[name] = model, ops
+    for name, model in optimized.items():
+        model.save_model_to_file(str(tmp / fused_name(name)))
+    return {"optimizer": "onnxruntime.transformers.optimizer, model_type bert, opt_level 0", "operators": stats}

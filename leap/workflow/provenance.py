@@ -197,3 +197,60 @@ def provenance_markdown(prov: dict) -> str:
         lines.append(f"| {stage} | {st['jobs']} | {st['seconds'] / 60:.1f} min |")
     lines += ["", "Commands:", ""] + [f"    {c}" for c in prov["commands"]] + [""]
     return "\n".join(lines)
+
+
+def stale_results(results_dir: str | os.PathLike, root: str | os.PathLike) -> str | None:
+    """Why the results in ``results_dir`` are not current for the code at ``root``, or ``None``.
+
+    They are current when the directory holds no results yet, or when every invocation that
+    made them (``logs/invocations.jsonl``) ran the code hash of ``root``'s HEAD from a clean
+    tree and ``root``'s tree is clean too. Results without that record cannot be vouched for.
+    """
+    results = Path(results_dir)
+    made = [p for p in results.rglob("*") if p.is_file() and "logs" not in p.relative_to(results).parts[:1]]
+    if not made:
+        return None
+    rerun = (
+        f"to rerun from scratch, empty {results} (`rm -r {results}`); to use them anyway, "
+        "pass ALLOW_STALE=1 (`make cpu ALLOW_STALE=1`)"
+    )
+    log = results / "logs" / "invocations.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    inv = [json.loads(line) for line in lines if line.strip()]
+    if not inv:
+        return f"{results} holds results but no record of the code that made them ({log}); {rerun}"
+    now = git_state(root)
+    seen = sorted({str(i.get("code_hash")) for i in inv})
+    if seen != [str(now["code_hash"])]:
+        return (
+            f"{results} was made by code hash {', '.join(h[:12] for h in seen)}, but this tree's code "
+            f"({', '.join(CODE_PATHS)}) has code hash {str(now['code_hash'])[:12]} (commit "
+            f"{str(now['commit'])[:12]}): its numbers may not be this code's; {rerun}"
+        )
+    if now["dirty"] or any(i.get("dirty") for i in inv):
+        where = ", ".join(CODE_PATHS)
+        return f"{results} or this tree has uncommitted code changes ({where}); commit them, then {rerun}"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m leap.workflow.provenance current RESULTS_DIR``: exit 1 with one line when
+    the results there are not current for this checkout's code (:func:`stale_results`)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m leap.workflow.provenance")
+    sub = ap.add_subparsers(dest="command", required=True)
+    cur = sub.add_parser("current", help="refuse results made by other code than this checkout's")
+    cur.add_argument("results_dir")
+    cur.add_argument("--root", default=".", help="the repository (default: here)")
+    args = ap.parse_args(argv)
+    why = stale_results(args.results_dir, args.root)
+    if why is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
