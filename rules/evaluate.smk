@@ -89,6 +89,7 @@ rule eval_stsb:
         batch_size=EVAL.batch_size,
         max_sentences=EVAL.layer_sentences,
         device=EVAL.device,
+        engine=EVAL.engine,
     script:
         "../workflow_scripts/eval_stsb.py"
 
@@ -117,6 +118,7 @@ rule eval_qqp:
         exit=EXIT,
         batch_size=EVAL.batch_size,
         device=EVAL.device,
+        engine=EVAL.engine,
     script:
         "../workflow_scripts/eval_pairs.py"
 
@@ -132,7 +134,7 @@ rule eval_beir:
         f"{RESULTS}/logs/eval_beir/{{run}}/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_beir/{{run}}/{{dataset}}.tsv"
-    priority: 30
+    priority: 40  # the longest evaluations start first: no core idles at the tail beside a lone BEIR job
     conda:
         ENV
     threads: CFG.threads
@@ -146,6 +148,7 @@ rule eval_beir:
         batch_size=EVAL.batch_size,
         max_seq_length=EVAL.retrieval_max_seq_length,
         device=EVAL.device,
+        engine=EVAL.engine,
     script:
         "../workflow_scripts/eval_beir.py"
 
@@ -174,6 +177,7 @@ rule eval_exit_heads:
         min_layer=EXIT["min_layer"],
         batch_size=EVAL.batch_size,
         device=EVAL.device,
+        engine=EVAL.engine,
     script:
         "../workflow_scripts/eval_exit_heads.py"
 

@@ -356,3 +356,18 @@ def test_diagnose_judges_the_mapped_vectors_a_model_with_maps_serves(tiny_models
     assert out["checklist"]["nn_at_10"]["value"] == pytest.approx(out["as_served"]["nn_at_10"][target - 1])
     assert main(argv) == 0
     assert "served_sim" in capsys.readouterr().out
+
+
+def test_bench_stops_a_batch_size_once_every_ratio_is_tight(tiny_models, sentence_file, capsys):
+    from leap.deploy.bench import MIN_ROUNDS, is_tight
+
+    assert is_tight({"full": [10.0, 10.1, 9.9, 10.0], "exit": [5.0, 5.05, 4.95, 5.0]}, 0.02)
+    assert not is_tight({"full": [10.0, 10.1, 9.9, 10.0], "exit": [5.0, 7.0, 3.0, 5.0]}, 0.02)
+    args = ["bench", tiny_models["bert"], "--sentences", str(sentence_file), "--batch-sizes", "4", "--warmup", "2"]
+    args += ["--iters", "40", "--rounds", "20", "--threads", "1", "--json"]
+    assert main([*args, "--tight", "0.49"]) == 0
+    loose = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert loose["tight"] == 0.49 and MIN_ROUNDS <= loose["rows"][0]["rounds_timed"] < 20
+    assert every["tight"] is None and every["rows"][0]["rounds_timed"] == 20

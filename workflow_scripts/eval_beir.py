@@ -18,4 +18,5 @@ run_beir(
     max_seq_length=p.max_seq_length,
     threads=snakemake.threads,
     device=p.device,
+    engine=p.engine,
 )  # noqa: F821

@@ -18,4 +18,5 @@ run_exit_heads(
     batch_size=p.batch_size,
     threads=snakemake.threads,
     device=p.device,
+    engine=p.engine,
 )  # noqa: F821

@@ -16,4 +16,5 @@ run_pairs(
     batch_size=p.batch_size,
     threads=snakemake.threads,
     device=p.device,
+    engine=p.engine,
 )  # noqa: F821

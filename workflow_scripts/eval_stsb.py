@@ -18,4 +18,5 @@ run_stsb(
     max_sentences=p.max_sentences,
     threads=snakemake.threads,  # noqa: F821
     device=p.device,
+    engine=p.engine,
 )

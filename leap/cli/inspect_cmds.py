@@ -73,6 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         iters=args.iters,
         rounds=min(args.rounds, args.iters),
         threads=args.threads,
+        tight=args.tight,
     )
     out = bench(model, sentences, cfg)
     out["model"] = args.model
@@ -165,6 +166,13 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--warmup", type=int, default=50)
     b.add_argument("--iters", type=int, default=200)
     b.add_argument("--rounds", type=int, default=10, help="interleaved rounds the iterations are split into")
+    b.add_argument(
+        "--tight",
+        type=float,
+        default=None,
+        help="stop a batch size after 4+ rounds once every ratio to full depth is known within this fraction "
+        "(95%% interval; e.g. 0.02)",
+    )
     b.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     b.add_argument("--output", help="also write the JSON here")
     exit_args(b)

@@ -43,6 +43,9 @@ class BenchConfig:
     Attributes:
         rounds: the timed calls are split into this many interleaved rounds.
         truncate_layers: layers at which static truncation is also timed (``()``: none).
+        tight: stop early, after at least :data:`MIN_ROUNDS` rounds, once every path's time
+            relative to full depth has a 95% interval within ``tight`` of its median (for
+            example 0.02: within 2%); ``None`` runs every round.
     """
 
     batch_sizes: tuple[int, ...] = (1, 8, 32)
@@ -53,6 +56,7 @@ class BenchConfig:
     n_batches: int = 16  # distinct pre-tokenised batches cycled through per batch size
     truncate_layers: tuple[int, ...] = ()
     seed: int = 0
+    tight: float | None = None
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -61,6 +65,23 @@ class BenchConfig:
             raise LeapError(f"need warmup >= 0 and iters >= 1, got warmup={self.warmup} iters={self.iters}")
         if not 1 <= self.rounds <= self.iters:
             raise LeapError(f"rounds must lie in 1..iters ({self.iters}), got {self.rounds}")
+        if self.tight is not None and not 0 < self.tight < 1:
+            raise LeapError(f"tight must lie in (0, 1) (a relative half-width such as 0.02), got {self.tight}")
+
+
+MIN_ROUNDS = 4
+"""Rounds every path is timed before an early stop (:attr:`BenchConfig.tight`) is considered."""
+
+
+def is_tight(times: dict[str, list[float]], tight: float) -> bool:
+    """Every path's per-round time relative to the first path's has a 95% interval
+    (:func:`ratio_interval`) whose half-width is within ``tight`` of its median."""
+    names = list(times)
+    for n in names[1:]:
+        mid, lo, hi = ratio_interval(times[n], times[names[0]])
+        if (hi - lo) / 2 > tight * mid:
+            return False
+    return True
 
 
 def environment(device: torch.device) -> dict:
@@ -113,8 +134,10 @@ def time_paths(
     iters: int,
     rounds: int,
     threads: int,
+    tight: float | None = None,
 ) -> dict[str, list[float]]:
-    """Per-round mean milliseconds of each path, rounds interleaved in rotating order."""
+    """Per-round mean milliseconds of each path, rounds interleaved in rotating order; with
+    ``tight``, the rounds stop once :func:`is_tight` holds (after :data:`MIN_ROUNDS`)."""
     from torch.utils.benchmark import Timer
 
     names = list(paths)
@@ -135,6 +158,8 @@ def time_paths(
         shift = r % len(names)
         for n in names[shift:] + names[:shift]:
             out[n].append(timers[n].timeit(per_round).mean * 1e3)
+        if tight is not None and r + 1 >= MIN_ROUNDS and is_tight(out, tight):
+            break
     return out
 
 
@@ -228,8 +253,8 @@ def bench(model: Any, sentences: list[str], config: BenchConfig, exit: ExitConfi
         batches = make_batches(model, sentences, bs, config.n_batches, config.seed + bs)
         with torch.inference_mode():
             layers = np.concatenate([model.forward(dict(b), exit=cfg)["exit_layer"].cpu().numpy() for b in batches])
-        t = time_paths(paths, batches, config.warmup, config.iters, config.rounds, threads)
-        rows.append(bench_row(bs, t, layers, L, config.truncate_layers))
+        t = time_paths(paths, batches, config.warmup, config.iters, config.rounds, threads, config.tight)
+        rows.append(bench_row(bs, t, layers, L, config.truncate_layers) | {"rounds_timed": len(t["full"])})
     env = environment(device)
     env["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     return {
@@ -239,6 +264,7 @@ def bench(model: Any, sentences: list[str], config: BenchConfig, exit: ExitConfi
         "warmup": config.warmup,
         "iters": config.iters,
         "rounds": config.rounds,
+        "tight": config.tight,
         "timer": "torch.utils.benchmark",
         "rows": rows,
         **env,

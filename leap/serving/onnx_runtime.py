@@ -302,7 +302,7 @@ class OnnxExitTransformer(InputModule):
         self.engine.check(self.exit_config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder.path))
         self.max_seq_length = folder.max_seq_length
-        self.fast_tokenizer = backend_tokenizer(self.tokenizer, self.max_seq_length)
+        self._fast = (None, None)  # (max_seq_length it truncates at, backend tokenizer)
 
     def resolve(self, exit: ExitConfig | dict | None) -> ExitConfig:
         if exit is None:
@@ -322,6 +322,13 @@ class OnnxExitTransformer(InputModule):
             return {"input_ids": ids, "attention_mask": torch.from_numpy(np.array([e.attention_mask for e in enc]))}
         f = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt")
         return {"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]}
+
+    @property
+    def fast_tokenizer(self) -> Any:
+        """:func:`backend_tokenizer` at the current ``max_seq_length`` (rebuilt when it changes)."""
+        if self._fast[0] != self.max_seq_length:
+            self._fast = (self.max_seq_length, backend_tokenizer(self.tokenizer, self.max_seq_length))
+        return self._fast[1]
 
     def forward(
         self, features: dict[str, Any], exit: ExitConfig | dict | None = None, keep_layers: bool = False, **kwargs: Any

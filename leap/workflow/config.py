@@ -105,6 +105,12 @@ class EvaluationConfig:
     )
     heads_reference: str = setting("leap", "variant whose dev E[l] the DeeBERT entropy threshold is matched to")
     device: str = setting("cpu", "cpu or cuda", enum=["cpu", "cuda"])
+    engine: str = setting(
+        "torch",
+        "what runs the evaluation passes on the CPU: torch, or onnx (ONNX Runtime fp32, its layer vectors checked "
+        "against torch's within 1e-5 on a sample of every pass, torch where the check fails)",
+        enum=["torch", "onnx"],
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,13 @@ class LatencyConfig:
     warmup: int = setting(50, "warm-up calls per path", minimum=0)
     iters: int = setting(200, "timed calls per path", minimum=1)
     rounds: int = setting(10, "interleaved rounds the timed calls are split into", minimum=1)
+    tight: float | None = setting(
+        None,
+        "stop timing a batch size early (after 4 rounds) once every path's time relative to full depth has a "
+        "95% interval within this fraction of its median (0.02: 2%); null: every round",
+        minimum=0.001,
+        maximum=0.5,
+    )
     device: str = setting("cpu", "cpu or cuda", enum=["cpu", "cuda"])
     dtype: str | None = setting(None, "float16 / bfloat16 on GPU", enum=[None, "float16", "bfloat16"])
     seeds: int | None = setting(None, "time the first N seeds of each variant (null = all)", minimum=1)

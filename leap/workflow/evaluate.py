@@ -47,11 +47,14 @@ from leap.workflow import frontier
 log = logging.getLogger(__name__)
 
 
-def load_model(model: str, device: str | None = None) -> Any:
-    """The model of an evaluation: :class:`leap.serving.model.ExitSentenceTransformer`, CPU by default."""
+def load_model(model: str, device: str | None = None, engine: str = "torch") -> Any:
+    """The model of an evaluation: :class:`leap.serving.model.ExitSentenceTransformer`, CPU by
+    default; with ``engine="onnx"`` its layer passes run on ONNX Runtime fp32, checked against
+    torch (:mod:`leap.workflow.eval_engine`)."""
     from leap.serving.model import load_exit_model
+    from leap.workflow.eval_engine import evaluation_model
 
-    return load_exit_model(model, device=device or "cpu", backend="torch")
+    return evaluation_model(load_exit_model(model, device=device or "cpu", backend="torch"), engine)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -388,12 +391,16 @@ def run_pairs(
     batch_size: int = 64,
     threads: int | None = None,
     device: str | None = None,
+    engine: str = "torch",
 ) -> dict:
     from leap.workflow.records import write_record
 
     setup_threads(threads)
     res = evaluate_pairs(
-        load_model(str(model), device), pd.read_parquet(pairs_path), ExitConfig.from_dict(exit), batch_size=batch_size
+        load_model(str(model), device, engine),
+        pd.read_parquet(pairs_path),
+        ExitConfig.from_dict(exit),
+        batch_size=batch_size,
     )
     write_record(out_json, res)
     return res
@@ -409,13 +416,14 @@ def run_stsb(
     max_sentences: int = 2000,
     threads: int | None = None,
     device: str | None = None,
+    engine: str = "torch",
 ) -> dict:
     """STS-B (:func:`evaluate_pairs`) and, with ``layers_json``, the layer analyses on the
     first ``max_sentences`` unique test sentences from the same full pass (one model load)."""
     from leap.workflow.records import write_record
 
     setup_threads(threads)
-    m = load_model(str(model), device)
+    m = load_model(str(model), device, engine)
     cfg = ExitConfig.from_dict(exit)
     vectors: dict = {}
     res = evaluate_pairs(m, pd.read_parquet(pairs_path), cfg, batch_size=batch_size, vectors_out=vectors)
@@ -436,6 +444,7 @@ def run_beir(
     max_seq_length: int | None = None,
     threads: int | None = None,
     device: str | None = None,
+    engine: str = "torch",
 ) -> dict:
     """BEIR evaluation of ``model`` on the set in ``folder``; ``max_seq_length`` caps every
     retrieval text's tokens (below the model's own cap only), recorded in the output."""
@@ -443,7 +452,7 @@ def run_beir(
     from leap.workflow.records import write_record
 
     setup_threads(threads)
-    m = load_model(str(model), device)
+    m = load_model(str(model), device, engine)
     if max_seq_length is not None and max_seq_length < m.max_seq_length:
         m.max_seq_length = max_seq_length
     res = evaluate_beir(m, RetrievalSet.load(folder), ExitConfig.from_dict(exit), batch_size=batch_size)

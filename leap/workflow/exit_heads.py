@@ -162,6 +162,7 @@ def run_exit_heads(
     batch_size: int = 64,
     threads: int | None = None,
     device: str | None = None,
+    engine: str = "torch",
 ) -> dict:
     """DeeBERT heads on the baseline; ``S`` matches the reference variant's dev E[l] (same seed)
     when that variant exits, else half way between ``l_min`` and ``L``."""
@@ -176,7 +177,7 @@ def run_exit_heads(
         ref = load_json(reference_json)
         target = (ref["splits"].get("dev") or next(iter(ref["splits"].values())))["expected_exit_layer"]
     res = evaluate_exit_heads(
-        load_model(str(model), device),
+        load_model(str(model), device, engine),
         pd.read_parquet(nli_path),
         pd.read_parquet(pairs_path),
         target,

@@ -46,6 +46,7 @@ def run_bench(model: str, out_json: str, exit: dict, bench_cfg: dict, threads: i
         rounds=min(bench_cfg.get("rounds", 10), bench_cfg["iters"]),
         threads=threads if device == "cpu" else None,
         truncate_layers=tuple(range(rule.min_layer, m.num_layers)),
+        tight=bench_cfg.get("tight"),
     )
     res = bench(m, builtin_sentences(), cfg, exit=rule)
     write_record(out_json, res)
