@@ -109,17 +109,24 @@ def quality_key(path: Any) -> float:
 def choose(paths: Sequence[Any], batch_size: int, noise: float = 0.03) -> Any | None:
     """The path to serve at ``batch_size`` among those that meet the budget (``meets_budget``;
     an exit rule under which no input exits never does): the paths whose timing interval
-    overlaps the fastest one's are tied, and the best quality of them wins, then the simplest
-    kind, then the faster. A path measured without an interval (a record from before) counts
-    ``noise`` of its time either side."""
+    overlaps the fastest one's are tied; of them, a path slower than another tied one beyond
+    both intervals at any other measured batch size drops out; the best quality of the rest
+    wins, then the simplest kind, then the faster. A path measured without an interval (a
+    record from before) counts ``noise`` of its time either side."""
     ok = [p for p in paths if p.meets_budget and (p.kind != "exit" or p.exit_rate > 0)]
     if not ok:
         return None
 
-    def span(p: Any) -> tuple[float, float]:
-        ms = p.ms[batch_size]
-        return tuple(p.ms_range[batch_size]) if batch_size in p.ms_range else (ms * (1 - noise), ms * (1 + noise))
+    def span(p: Any, b: int) -> tuple[float, float]:
+        ms = p.ms[b]
+        return tuple(p.ms_range[b]) if b in p.ms_range else (ms * (1 - noise), ms * (1 + noise))
 
     fastest = min(ok, key=lambda p: p.ms[batch_size])
-    tied = [p for p in ok if span(p)[0] <= span(fastest)[1]]
-    return min(tied, key=lambda p: (round(quality_key(p), 6), SIMPLER[p.kind], p.ms[batch_size]))
+    tied = [p for p in ok if span(p, batch_size)[0] <= span(fastest, batch_size)[1]]
+    others = {b for p in tied for b in p.ms if b != batch_size and all(b in q.ms for q in tied)}
+
+    def beaten(p: Any) -> bool:  # slower than a tied path beyond both intervals at another batch size
+        return any(span(p, b)[0] > span(q, b)[1] for q in tied for b in others)
+
+    kept = [p for p in tied if not beaten(p)] or tied
+    return min(kept, key=lambda p: (round(quality_key(p), 6), SIMPLER[p.kind], p.ms[batch_size]))

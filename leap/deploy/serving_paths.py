@@ -61,7 +61,8 @@ ONNX_BACKENDS = tuple(b for b in SERVING_BACKENDS if b != "torch")
 
 CHOICE_RULE = (
     "in budget on the pessimistic end of each 95% bootstrap interval; of the paths in budget, those whose "
-    "timing range overlaps the fastest one's are tied, and the best quality of them is served"
+    "timing range overlaps the fastest one's are tied; a tied path slower than another beyond both ranges at "
+    "another batch size drops out, and the best quality of the rest is served"
 )
 """How the served path was chosen, as the calibration record and the table say it."""
 
