@@ -77,7 +77,7 @@ def test_truncation_graph_serves_the_truncate_rule_like_torch(tmp_path, tiny_mod
         export_onnx(folder, truncations=[7])
 
 
-def test_cli_exports_and_encodes_on_onnx_runtime(tmp_path, tiny_models):
+def test_cli_exports_and_encodes_on_onnx_runtime(tmp_path, tiny_models, capsys):
     from leap.cli import main
 
     sents = builtin_sentences()[:12]
@@ -85,6 +85,9 @@ def test_cli_exports_and_encodes_on_onnx_runtime(tmp_path, tiny_models):
     (tmp_path / "in.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
     assert main(["export", str(folder), "--truncations", "3"]) == 0
     assert (folder / "onnx" / "truncated_03.onnx").exists() and not (folder / "onnx.tmp").exists()
+    said = capsys.readouterr().out  # one line, saying whether fused copies were written
+    fused = list((folder / "onnx").glob("*.fused.onnx"))
+    assert said.count("\n") == 1 and ("with fused copies" in said if fused else "does not fuse" in said)
     out, lay = tmp_path / "e.npy", tmp_path / "l.npy"
     assert (
         main(

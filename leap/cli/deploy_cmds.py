@@ -219,9 +219,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
     else:
+        copies = [c for c, on in (("int8", m["int8"]), ("fused", m.get("fused"))) if on]
         print(
             f"exported {len(m['segments']) - 1} segments (the first ends at layer {m['first_segment_end']}) and a "
-            f"full-depth graph to {Path(args.model) / 'onnx'}{' with int8 copies' if m['int8'] else ''}"
+            f"full-depth graph to {Path(args.model) / 'onnx'}"
+            + (f" with {' and '.join(copies)} copies" if copies else "")
+            + ("" if m.get("fused") else " (ONNX Runtime's optimizer does not fuse this architecture: no fused copies)")
         )
     return 0
 

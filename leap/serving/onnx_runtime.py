@@ -131,20 +131,28 @@ class OnnxExitEngine:
         self.num_layers = int(manifest["num_layers"])
         self.dim = int(manifest["hidden_size"])
         self.layer_maps = folder.layer_maps
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only: its graph-optimisation notices are not the user's concern
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        # One session per depth segment, run one after another: a pool that spin-waits after
-        # its run keeps the cores the next segment's pool needs (measured: exit at 2 threads
-        # ran 2-3x slower than at 1 thread with spinning on).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+        def options(spin: bool) -> Any:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3  # errors only: its graph-optimisation notices are not the user's concern
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+            if not spin:
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return opts
+
+        # Depth segments run one after another, each in its own session: a pool that spin-waits
+        # after its run keeps the cores the next segment's pool needs (measured: exit at 2 threads
+        # ran 2-3x slower than at 1 thread with spinning on). A single graph (full depth, a cut)
+        # runs alone and keeps ONNX Runtime's spinning: without it, 2 threads ran a single
+        # sentence no faster than 1 (results/cpu/performance/fastembed_no_spinning.md).
+        segment_opts, single_opts = options(spin=False), options(spin=True)
         suffix = GRAPHS[backend]
         self.sessions = {}
-        names = [seg["file"] for seg in manifest["segments"]] + list(manifest.get("truncations", {}).values())
-        for name in names:
+        for name in [seg["file"] for seg in manifest["segments"]] + list(manifest.get("truncations", {}).values()):
             graph = path / ONNX_DIR / name.replace(".onnx", suffix)
+            opts = segment_opts if name.startswith("segment_") else single_opts
             self.sessions[name] = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
 
     def check(self, cfg: ExitConfig) -> None:
