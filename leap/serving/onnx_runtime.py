@@ -16,9 +16,9 @@ aside) and embeddings within 1e-4 in fp32 (tests).
 
 A batch is never padded beyond its own longest text, and the engine splits it further: its rows
 sorted by length, into runs of at most :data:`TOKENS_PER_THREAD` padded tokens per thread,
-each trimmed to its own longest row. On one thread, 512 STS-B sentences in requests of 32 ran
-about 1.9x faster than as whole padded batches (all-MiniLM-L6-v2, int8), since a short
-sentence no longer pays for the longest one's padding.
+each trimmed to its own longest row. On one thread, 512 STS-B sentences in requests of 32 took
+45.5 ms per request in runs of 4 rows against 92.0 ms as whole padded batches (all-MiniLM-L6-v2,
+int8; ``benchmarks/onnx_graphs.py``): a short sentence no longer pays for the longest one's padding.
 
 Needs the ``onnx`` extra: ``pip install leap-exit[onnx]``.
 """
