@@ -79,6 +79,9 @@ def code(script, *modules):
 
 PUBLISHED = PLAN.published
 FIT_MAPS = PLAN.fit_maps  # exit-enabled here
+VECTOR_MODELS = (
+    PLAN.vector_models
+)  # checkpoints whose layer vectors two evaluations share
 DIAGNOSED = PLAN.diagnosed  # Table 2: checkpoints as published
 RETRIEVAL = PLAN.retrieval
 BENCHMARKS = PLAN.benchmarks
@@ -163,3 +166,4 @@ wildcard_constraints:
     seed=r"\d+",
     run=rf"(({_variant_re})/seed\d+|published/({_published_re}))",
     dataset="|".join(RETRIEVAL) if RETRIEVAL else "^$",
+    checkpoint="|".join(re.escape(c) for c in VECTOR_MODELS) if VECTOR_MODELS else "^$",

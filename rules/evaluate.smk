@@ -123,10 +123,43 @@ rule eval_qqp:
         "../workflow_scripts/eval_pairs.py"
 
 
+# One pass over a BEIR set for a checkpoint evaluated both as published and with fitted maps
+# (the maps act after pooling): the raw vectors of every layer, read by both evaluations.
+rule published_vectors:
+    input:
+        corpus=f"{DATA}/retrieval/{{dataset}}/corpus.jsonl",
+        code=code("published_vectors.py"),
+    output:
+        vectors=intermediate(
+            f"{RESULTS}/layer_vectors/{{checkpoint}}/beir_{{dataset}}.safetensors"
+        ),
+    log:
+        f"{RESULTS}/logs/published_vectors/{{checkpoint}}/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/published_vectors/{{checkpoint}}/{{dataset}}.tsv"
+    priority: 40
+    conda:
+        ENV
+    threads: CFG.threads
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=4 * 60,
+    params:
+        model=lambda wc: VECTOR_MODELS[wc.checkpoint],
+        batch_size=EVAL.batch_size,
+        max_seq_length=EVAL.retrieval_max_seq_length,
+        device=EVAL.device,
+        engine=EVAL.engine,
+    script:
+        "../workflow_scripts/published_vectors.py"
+
+
 rule eval_beir:
     input:
         model=model_input,
         corpus=f"{DATA}/retrieval/{{dataset}}/corpus.jsonl",
+        vectors=lambda wc: PLAN.vectors_of(wc.run, wc.dataset),
         code=code("eval_beir.py"),
     output:
         json=f"{EVAL_RUN}/beir_{{dataset}}.json",
@@ -149,6 +182,7 @@ rule eval_beir:
         max_seq_length=EVAL.retrieval_max_seq_length,
         device=EVAL.device,
         engine=EVAL.engine,
+        vectors=lambda wc: PLAN.vectors_of(wc.run, wc.dataset),
     script:
         "../workflow_scripts/eval_beir.py"
 

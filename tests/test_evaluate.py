@@ -10,6 +10,7 @@ import pytest
 
 from leap.core import common_depth
 from leap.core.exit_config import ExitConfig
+from leap.errors import LeapError
 from leap.serving.model import load_exit_model
 from leap.workflow import frontier
 from leap.workflow.data import demo_pairs, demo_retrieval
@@ -386,3 +387,30 @@ def test_frontier_figure_marks_the_fixed_depth_student_once_and_names_each_model
     assert len(speed) == 1
     xs = sorted(x for line in speed[0].get_lines() for x in line.get_xdata())
     assert xs == [1.0, 1.2, 4.0, 8.0]
+
+
+def test_beir_from_shared_layer_vectors_equals_encoding_it_and_other_texts_are_refused(tmp_path, tiny_models):
+    """A checkpoint evaluated as published and with fitted maps reads one pass of layer vectors
+    (rule published_vectors): the record equals the one that encodes for itself, but the time."""
+    from safetensors import safe_open
+
+    from leap.deploy.convert import exit_enable_with_maps
+    from leap.workflow.evaluate import run_beir
+    from leap.workflow.layer_vectors import run_layer_vectors
+
+    demo_retrieval(n_docs=40, n_queries=8, n_dev=4).save(tmp_path / "set")
+    exit = ExitConfig(theta=0.9, min_layer=2).to_dict()
+    maps = str(tmp_path / "maps")
+    exit_enable_with_maps(tiny_models["bert"], maps, list(demo_pairs(60)["sentence1"]), 60, exit=exit)
+    vectors = tmp_path / "vectors/beir_set.safetensors"
+    run_layer_vectors(tiny_models["bert"], tmp_path / "set", vectors, batch_size=16, max_seq_length=24)  # as published
+    own = run_beir(maps, tmp_path / "set", tmp_path / "own.json", exit, 16, max_seq_length=24)
+    shared = run_beir(maps, tmp_path / "set", tmp_path / "shared.json", exit, 16, max_seq_length=24, vectors=vectors)
+    assert own["layer_maps"] is True
+    seconds = float(safe_open(str(vectors), framework="pt").metadata()["seconds"])
+    assert shared.pop("encode_seconds") == seconds and own.pop("encode_seconds") != seconds  # read, not encoded
+    assert shared == own
+    assert not list(vectors.parent.glob(".*"))  # written atomically: no temp file left
+    with pytest.raises(LeapError, match="other texts or another token cap.*delete it and rerun") as err:
+        run_beir(maps, tmp_path / "set", tmp_path / "x.json", exit, 16, max_seq_length=16, vectors=vectors)
+    assert "\n" not in str(err.value) and not (tmp_path / "x.json").exists()

@@ -59,6 +59,24 @@ def test_the_model_an_evaluation_reads(tmp_path):
     assert plan.model_of("published/all-MiniLM-L6-v2-maps") == "results/cpu/published/all-MiniLM-L6-v2-maps/model"
 
 
+def test_a_checkpoint_evaluated_with_and_without_maps_shares_one_pass_of_layer_vectors(tmp_path):
+    plan = Plan(cpu_config(tmp_path))
+    mpnet = "results/cpu/layer_vectors/all-mpnet-base-v2/beir_nfcorpus.safetensors"
+    assert plan.vectors_of("published/all-mpnet-base-v2", "nfcorpus") == [mpnet]
+    assert plan.vectors_of("published/all-mpnet-base-v2-maps", "nfcorpus") == [mpnet]
+    assert plan.vectors_of("published/all-MiniLM-L6-v2-maps", "scifact") == [
+        "results/cpu/layer_vectors/all-MiniLM-L6-v2/beir_scifact.safetensors"
+    ]
+    assert plan.vectors_of("leap/seed0", "scifact") == []  # a trained student is its own checkpoint
+    assert plan.vector_models == {
+        "all-MiniLM-L6-v2": "packaged:all-MiniLM-L6-v2",
+        "all-mpnet-base-v2": "models/all-mpnet-base-v2",
+    }
+    cfg = cpu_config(tmp_path)
+    cfg["published_models"] = [m for m in cfg["published_models"] if not m["name"].endswith("-maps")]
+    assert Plan(cfg).shared_vectors == {}  # one evaluation per checkpoint: it encodes for itself
+
+
 @pytest.mark.parametrize(
     "patch, message",
     [
@@ -108,13 +126,21 @@ def test_gpu_settings_are_named_and_refused_without_a_gpu(tmp_path, monkeypatch,
     from leap.workflow.config import check_gpu_settings, gpu_settings
 
     cfg = cpu_config(tmp_path)
+    cfg["training"] = {**cfg["training"], "precision": "fp32"}  # one GPU setting at a time
     for k, v in patch.items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
     plan = Plan(cfg)
-    assert gpu_settings(plan.cfg) == [key]
+    assert gpu_settings(plan.cfg, cpu_bf16=False) == [key]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("leap.workflow.config.cpu_has_bf16", lambda: False)
     with pytest.raises(LeapError, match=f"asks for a GPU \\({key}\\) but this machine has none"):
         check_gpu_settings(plan.cfg)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     check_gpu_settings(plan.cfg)  # a GPU machine runs it
-    assert gpu_settings(Plan(cpu_config(tmp_path)).cfg) == []  # the CPU config asks for none
+    # the CPU config asks for none on a CPU with native bfloat16 (its training precision)
+    assert gpu_settings(Plan(cpu_config(tmp_path)).cfg, cpu_bf16=True) == []
+    if key == "training.precision: bf16":  # a CPU with native bfloat16 runs it without a GPU
+        assert gpu_settings(plan.cfg, cpu_bf16=True) == []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setattr("leap.workflow.config.cpu_has_bf16", lambda: True)
+        check_gpu_settings(plan.cfg)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from leap.errors import LeapError
 from leap.training.losses.layerskip import LayerDropout
-from leap.training.run import train
+from leap.training.run import cpu_has_bf16, train
 from leap.training.teacher import TeacherCache, build_teacher_cache
 from leap.workflow.variants import VARIANTS, make_train_config
 
@@ -119,6 +119,32 @@ def test_same_seed_bitwise_identical_other_seed_differs(setup):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+def test_bf16_trains_on_a_cpu_with_native_bfloat16_deterministically(setup):
+    """bf16 mixed precision runs on a CPU with AVX512-BF16/AMX (the CPU reproduction's setting):
+    the same seed gives the same weights, which differ from fp32's."""
+    fp32 = weights(run(setup, "p32", cfg(setup)))
+    a = weights(run(setup, "bf16a", cfg(setup, precision="bf16")))
+    b = weights(run(setup, "bf16b", cfg(setup, precision="bf16")))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], fp32[k]) for k in a)
+    assert all(v.dtype == fp32[k].dtype for k, v in a.items())  # saved in full precision
+
+
+@pytest.mark.parametrize(
+    "precision, native, message",
+    [("fp16", True, "precision fp16 needs a GPU"), ("bf16", False, "bf16 on this CPU would be emulated")],
+)
+def test_mixed_precision_a_cpu_cannot_run_fast_is_refused_in_one_line(monkeypatch, precision, native, message):
+    from leap.training import run as run_module
+
+    monkeypatch.setattr(run_module, "cpu_has_bf16", lambda: native)
+    with pytest.raises(LeapError, match=message) as err:
+        run_module.check_precision(precision, cuda=False)
+    assert "\n" not in str(err.value)
+    run_module.check_precision(precision, cuda=True)  # a GPU runs either
 
 
 @pytest.fixture(scope="module")

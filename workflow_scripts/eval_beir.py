@@ -19,4 +19,5 @@ run_beir(
     threads=snakemake.threads,
     device=p.device,
     engine=p.engine,
+    vectors=p.vectors[0] if p.vectors else None,  # shared with another evaluation of this checkpoint
 )  # noqa: F821

@@ -175,6 +175,14 @@ def uniform_layer_map(n_student: int, n_teacher: int) -> list[int]:
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), so that ``bf16``
+    mixed precision is faster than fp32 rather than emulated."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs (config key ``training`` plus a variant's overrides)."""
@@ -191,7 +199,9 @@ class TrainConfig:
     weight_decay: float = setting(0.01, "AdamW weight decay", minimum=0)
     seed: int = setting(0, "training seed (set per run by the workflow)", minimum=0)
     max_steps: int | None = setting(None, "stop after this many steps (null = epochs decide)", minimum=1)
-    precision: str = setting("fp32", "fp32, fp16 or bf16 (mixed precision needs a GPU)", enum=list(PRECISIONS))
+    precision: str = setting(
+        "fp32", "fp32, fp16 or bf16 (fp16 needs a GPU; bf16 a GPU or a CPU with AVX512-BF16/AMX)", enum=list(PRECISIONS)
+    )
     max_seq_length: int = setting(
         128,
         "student truncation while training (the saved model keeps the longer of this and its init's own)",

@@ -8,7 +8,7 @@ from typing import Any
 from leap.core.exit_config import ExitConfig
 from leap.core.settings import dataclass_schema, from_dict, setting
 from leap.errors import LeapError
-from leap.training.config import TrainConfig
+from leap.training.config import TrainConfig, cpu_has_bf16
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 """BEIR's download server (the BEIR README's links); ``data.beir_url`` replaces it with a mirror."""
@@ -253,12 +253,16 @@ def validate_workflow_config(config: dict) -> WorkflowConfig:
     return cfg
 
 
-def gpu_settings(cfg: WorkflowConfig) -> list[str]:
-    """The config keys that ask for a GPU, as ``key: value`` (empty: the run is CPU-only)."""
+def gpu_settings(cfg: WorkflowConfig, cpu_bf16: bool | None = None) -> list[str]:
+    """The config keys that ask for a GPU, as ``key: value`` (empty: the run is CPU-only).
+    ``training.precision: bf16`` asks for one only where the CPU lacks native bfloat16
+    (``cpu_bf16``; None: this machine's, :func:`leap.training.config.cpu_has_bf16`)."""
+    if cpu_bf16 is None:
+        cpu_bf16 = cfg.training.precision == "bf16" and cpu_has_bf16()
     asks = [
         ("gpu", cfg.gpu, True),
         ("training.precision", cfg.training.precision, "fp16"),
-        ("training.precision", cfg.training.precision, "bf16"),
+        ("training.precision", cfg.training.precision, "bf16" if not cpu_bf16 else None),
         ("evaluation.device", cfg.evaluation.device, "cuda"),
         ("latency.device", cfg.latency.device, "cuda"),
     ]

@@ -132,3 +132,17 @@ def evaluation_model(model: Any, engine: str = "torch") -> Any:
     if engine == "torch" or model.device.type != "cpu":
         return model
     return CheckedLayerVectors(model)
+
+
+def load_model(model: str, device: str | None = None, engine: str = "torch") -> Any:
+    """The model of an evaluation: :class:`leap.serving.model.ExitSentenceTransformer`, CPU by
+    default; with ``engine="onnx"`` its layer passes run on ONNX Runtime fp32, checked against
+    torch (:mod:`leap.workflow.eval_engine`)."""
+    from leap.serving.model import load_exit_model
+
+    return evaluation_model(load_exit_model(model, device=device or "cpu", backend="torch"), engine)
+
+
+def setup_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)

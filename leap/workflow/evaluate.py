@@ -43,18 +43,9 @@ from leap.core.early_exit import simulate_exit
 from leap.core.exit_config import ExitConfig
 from leap.errors import LeapError
 from leap.workflow import frontier
+from leap.workflow.eval_engine import load_model, setup_threads
 
 log = logging.getLogger(__name__)
-
-
-def load_model(model: str, device: str | None = None, engine: str = "torch") -> Any:
-    """The model of an evaluation: :class:`leap.serving.model.ExitSentenceTransformer`, CPU by
-    default; with ``engine="onnx"`` its layer passes run on ONNX Runtime fp32, checked against
-    torch (:mod:`leap.workflow.eval_engine`)."""
-    from leap.serving.model import load_exit_model
-    from leap.workflow.eval_engine import evaluation_model
-
-    return evaluation_model(load_exit_model(model, device=device or "cpu", backend="torch"), engine)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -336,22 +327,32 @@ def evaluate_beir(
     k_values: Sequence[int] = (1, 3, 5, 10),
     thetas: Sequence[float] = frontier.THETA_SWEEP,
     pabee: Sequence[tuple[float, int]] = frontier.PABEE_SWEEP,
+    vectors: tuple[torch.Tensor, float] | None = None,
 ) -> dict:
     """NDCG@k at full depth and with early exit on one BEIR set (:class:`leap.workflow.data.RetrievalSet`),
-    from one full pass over its test and dev queries and documents (``title + " " + text``,
-    as BEIR's SentenceBERT): the test split's figures at the top level (both settings,
-    :func:`_retrieval_split`), the dev split's under ``dev`` (for choices made on dev), and
-    the layer-mixing record (:mod:`leap.workflow.layer_mixing`, the contrast chosen on dev)."""
+    from one full pass over its test and dev queries and documents (``dataset.pass_texts()``):
+    the test split's figures at the top level (both settings, :func:`_retrieval_split`), the
+    dev split's under ``dev`` (for choices made on dev), and the layer-mixing record
+    (:mod:`leap.workflow.layer_mixing`, the contrast chosen on dev). ``vectors``: that pass
+    already made (``[L, N, d]`` raw pooled vectors of those texts, and its seconds), as
+    :mod:`leap.workflow.layer_vectors` writes it for checkpoints evaluated with and without maps."""
     from leap.workflow.layer_mixing import mixing_record
 
     L = model.num_layers
     exit = exit.resolve(L)
     qids, dev_qids, dids = list(dataset.queries), list(dataset.dev_queries), list(dataset.corpus)
-    docs = [(dataset.corpus[d].get("title", "") + " " + dataset.corpus[d]["text"]).strip() for d in dids]
-    texts = [dataset.queries[q] for q in qids] + [dataset.dev_queries[q] for q in dev_qids] + docs
-    t0 = time.perf_counter()
-    v = model.layer_embeddings(texts, batch_size=batch_size)  # [L, N, d] raw pooled
-    seconds = time.perf_counter() - t0
+    texts = dataset.pass_texts()
+    if vectors is None:
+        t0 = time.perf_counter()
+        v = model.layer_embeddings(texts, batch_size=batch_size)  # [L, N, d] raw pooled
+        seconds = time.perf_counter() - t0
+    else:
+        v, seconds = vectors
+        if tuple(v.shape[:2]) != (L, len(texts)):
+            raise LeapError(
+                f"shared layer vectors of shape {tuple(v.shape)} do not fit {dataset.name} on a {L}-layer model "
+                f"({len(texts)} texts); delete the vectors file and rerun"
+            )
     ev = model.embed_vectors(v)
     test_rows = np.arange(len(qids))
     dev_rows = np.arange(len(qids), len(qids) + len(dev_qids))
@@ -378,11 +379,6 @@ def evaluate_beir(
 
 
 # -- file-level entry points (the workflow's adapters call these) -----------------------------
-def setup_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-
-
 def run_pairs(
     model: str,
     pairs_path: str,
@@ -445,9 +441,12 @@ def run_beir(
     threads: int | None = None,
     device: str | None = None,
     engine: str = "torch",
+    vectors: str | None = None,
 ) -> dict:
     """BEIR evaluation of ``model`` on the set in ``folder``; ``max_seq_length`` caps every
-    retrieval text's tokens (below the model's own cap only), recorded in the output."""
+    retrieval text's tokens (below the model's own cap only), recorded in the output;
+    ``vectors``: the layer vectors of that pass, shared with another evaluation of the same
+    checkpoint (:mod:`leap.workflow.layer_vectors`)."""
     from leap.workflow.data import RetrievalSet
     from leap.workflow.records import write_record
 
@@ -455,7 +454,13 @@ def run_beir(
     m = load_model(str(model), device, engine)
     if max_seq_length is not None and max_seq_length < m.max_seq_length:
         m.max_seq_length = max_seq_length
-    res = evaluate_beir(m, RetrievalSet.load(folder), ExitConfig.from_dict(exit), batch_size=batch_size)
+    dataset = RetrievalSet.load(folder)
+    shared = None
+    if vectors:
+        from leap.workflow.layer_vectors import read_layer_vectors
+
+        shared = read_layer_vectors(vectors, dataset.pass_texts(), m.max_seq_length)
+    res = evaluate_beir(m, dataset, ExitConfig.from_dict(exit), batch_size=batch_size, vectors=shared)
     res["max_seq_length"] = m.max_seq_length
     write_record(out_json, res)
     return res

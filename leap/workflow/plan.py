@@ -186,6 +186,35 @@ class Plan:
         return out
 
     @cached_property
+    def shared_vectors(self) -> dict[tuple[str, str], str]:
+        """``{(published name, BEIR set): layer-vector file}`` for the sets that two or more
+        published entries of one checkpoint (as published, and exit-enabled here with fitted
+        maps) are evaluated on: the maps act after pooling, so the raw vectors of every layer
+        are the same for each, and one job computes them for all (rule ``published_vectors``)."""
+        users: dict[tuple[str, str], list[str]] = {}
+        for path in self.published_evals:
+            name, file = path.split("/published/", 1)[1].split("/eval/")
+            if file.startswith("beir_"):
+                users.setdefault((slug(self.published[name]), file.removesuffix(".json")), []).append(name)
+        return {
+            (name, key[1].removeprefix("beir_")): f"{self.results}/layer_vectors/{key[0]}/{key[1]}.safetensors"
+            for key, names in users.items()
+            if len(names) > 1
+            for name in names
+        }
+
+    @cached_property
+    def vector_models(self) -> dict[str, str]:
+        """``{checkpoint slug: model reference}`` of the shared layer vectors."""
+        return {slug(self.published[n]): self.published[n] for n, _ in self.shared_vectors}
+
+    def vectors_of(self, run: str, dataset: str) -> list[str]:
+        """The shared layer-vector file a BEIR evaluation of ``run`` reads (none: it encodes)."""
+        name = run.split("/", 1)[1] if run.startswith("published/") else None
+        path = self.shared_vectors.get((name, dataset)) if name else None
+        return [path] if path else []
+
+    @cached_property
     def latency(self) -> dict:
         return to_plain(self.cfg.latency)
 

@@ -42,6 +42,12 @@ class RetrievalSet:
             raise LeapError(f"retrieval set {self.name!r} has no dev split (its source has no training queries)")
         return RetrievalSet(self.name, self.corpus, self.dev_queries, self.dev_qrels, self.synthetic)
 
+    def pass_texts(self) -> list[str]:
+        """The texts of one evaluation pass, in order: test queries, dev queries, then the
+        documents as ``title + " " + text`` (as BEIR's SentenceBERT)."""
+        docs = [(d.get("title", "") + " " + d["text"]).strip() for d in self.corpus.values()]
+        return [*self.queries.values(), *self.dev_queries.values(), *docs]
+
     def save(self, folder: str | os.PathLike) -> None:
         """Write BEIR's layout (corpus.jsonl, queries.jsonl, qrels/test.tsv and, with a dev
         split, qrels/dev.tsv), atomically per file."""
