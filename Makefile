@@ -80,7 +80,7 @@ schema: venv
 # both hashes named: empty results/cpu to rerun, or pass ALLOW_STALE=1 to use them anyway.
 DATA_DIR ?= ../shared/data
 # one thread per job, two side by side; latency and serving paths keep two threads, so run alone
-ONE_THREAD = train_student eval_stsb eval_beir eval_exit_heads teacher_cache exit_enable_published diagnose_published
+ONE_THREAD = train_student eval_stsb eval_beir published_vectors eval_exit_heads teacher_cache exit_enable_published diagnose_published
 CPU_RUN = --cores 2 --set-threads $(foreach r,$(ONE_THREAD),$(r)=1) --configfile config/cpu.yaml --config data_dir=$(DATA_DIR)
 SAME_MTIME = mkdir -p results/cpu && find results/cpu -type f -exec touch -d @$$(date +%s) {} +
 ALLOW_STALE ?=
