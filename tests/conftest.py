@@ -9,6 +9,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one compute thread per worker (and per process it starts): under `pytest -n 2` each
+    # worker's torch would otherwise take every core, and the two workers' thread pools, with
+    # the workflow jobs they start, spin against each other (on 2 cores the suite took 7:04
+    # with 12.5 CPU-minutes, and 6:01 with 10.3 with this line). A test or job that sets its
+    # threads still gets them.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SENTENCES = [
     "a man is playing a guitar on a small stage",
@@ -53,3 +60,11 @@ def pytest_collection_modifyitems(config, items):
     plus everything before them. The Makefile passes `--no-loadscope-reorder`: pytest-xdist
     >= 3.8 otherwise orders modules by their number of tests, and this order is lost."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
+
+
+def pytest_configure(config):
+    """The same for a torch a plugin imported before this file set OMP_NUM_THREADS."""
+    import sys
+
+    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
