@@ -342,12 +342,13 @@ def test_one_changed_setting_reruns_only_its_chain(rehearsal, tmp_path):
     # an edit of leap/training/teacher.py reruns the cache and what reads it, nothing else
     # (Snakemake compares input checksums, so the edit is a real one, undone at once)
     teacher_py = ROOT / "leap" / "training" / "teacher.py"
-    original = teacher_py.read_bytes()
+    original, stat = teacher_py.read_bytes(), teacher_py.stat()
     try:
         teacher_py.write_bytes(original + b"# edited by test_rehearsal\n")
         counts, _ = dry()
-    finally:
+    finally:  # the checkout as it was, its time stamp too: a later run in it must not see an edit
         teacher_py.write_bytes(original)
+        os.utime(teacher_py, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     planned = planned_jobs(*rehearsal.configs, str(changed))  # every trained run reads the cache
     assert counts.get("teacher_cache") == 1 and counts.get("train_student") == planned["train_student"], counts
     assert "extract_data" not in counts and "diagnose_published" not in counts
