@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -13,9 +14,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # one compute thread per worker (and per process it starts): under `pytest -n 2` each
     # worker's torch would otherwise take every core, and the two workers' thread pools, with
     # the workflow jobs they start, spin against each other (on 2 cores the suite took 7:04
-    # with 12.5 CPU-minutes, and 6:01 with 10.3 with this line). A test or job that sets its
-    # threads still gets them.
+    # with 12.5 user CPU-minutes, and 6:01 with 10.3 with this line). A test or job that sets
+    # its threads still gets them.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:  # imported before this file: the variable came too late for it
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SENTENCES = [
     "a man is playing a guitar on a small stage",
@@ -60,11 +63,3 @@ def pytest_collection_modifyitems(config, items):
     plus everything before them. The Makefile passes `--no-loadscope-reorder`: pytest-xdist
     >= 3.8 otherwise orders modules by their number of tests, and this order is lost."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
-
-
-def pytest_configure(config):
-    """The same for a torch a plugin imported before this file set OMP_NUM_THREADS."""
-    import sys
-
-    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
